@@ -1,0 +1,15 @@
+//! sobot-sync: keeps a data warehouse in sync with a Sobot call centre.
+//!
+//! One window's path through the crate, and the only direction data flows:
+//! `pipeline` (definitions) -> `plan` (windows) -> `extract` (paginated API reads,
+//! edges, de-duplication, completeness) -> `convert` (JSON to Arrow) -> `sink`
+//! (Parquet on an object store) -> `state` (commit the window). `runner` drives it.
+
+pub mod api;
+pub mod clock;
+pub mod secret;
+pub mod sim;
+pub mod sink;
+pub mod state;
+pub mod store;
+pub mod timeutil;

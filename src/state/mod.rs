@@ -1,0 +1,3 @@
+//! Pipeline state: what is committed, kept in the object store next to the data.
+
+pub mod store;

@@ -1,0 +1,1 @@
+//! API client against scripted local servers. OWNER: API-client helper.
