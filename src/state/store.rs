@@ -1,12 +1,33 @@
 //! Versioned JSON state per pipeline and a lock with an expiry, both built only on
 //! `PutMode::Create` so that the local filesystem and S3 give the same guarantees.
 //!
-//! OWNER: storage helper. Stub signatures; the implementation replaces the bodies.
+//! Nothing is ever overwritten. State is a sequence of immutable versions
+//! (`<pipeline>/state/<version:020>.json`) and the lock a sequence of immutable generations
+//! (`<pipeline>/lock/<gen:020>.json`); whoever creates number n+1 first wins, every other
+//! writer gets `AlreadyExists`. The zero-padded names sort lexically in numeric order.
 
 use crate::store::Location;
 use chrono::{DateTime, Utc};
-use serde::{Serialize, de::DeserializeOwned};
+use futures::{StreamExt, TryStreamExt};
+use object_store::path::Path;
+use object_store::{ObjectStoreExt, PutMode, PutOptions, PutPayload};
+use serde::{Deserialize, Serialize, de::DeserializeOwned};
 use std::time::Duration;
+
+/// Folder of a pipeline's state versions.
+const STATE_DIR: &str = "state";
+/// Folder of a pipeline's lock generations.
+const LOCK_DIR: &str = "lock";
+/// Versions kept after a commit: enough history to inspect recent runs by hand, without
+/// listings growing forever.
+const KEEP_VERSIONS: usize = 20;
+/// Lock generations kept: only the newest one matters, a few more help debugging.
+const KEEP_GENERATIONS: usize = 5;
+/// How often `acquire_lock`, `renew` and `release` re-read and retry after losing a race
+/// for the next generation before giving up.
+const LOCK_ATTEMPTS: usize = 5;
+/// Pipeline names become folder names on every store; keep them portable.
+const MAX_PIPELINE_LEN: usize = 64;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
@@ -35,6 +56,12 @@ pub enum StateError {
         #[source]
         source: object_store::Error,
     },
+    #[error(
+        "invalid pipeline name {pipeline:?}: use 1-{MAX_PIPELINE_LEN} characters of a-z, 0-9 and _"
+    )]
+    InvalidPipeline { pipeline: String },
+    #[error("cannot encode the state of pipeline {pipeline} as JSON: {reason}")]
+    Encode { pipeline: String, reason: String },
 }
 
 /// One committed version of a pipeline's state.
@@ -42,6 +69,36 @@ pub enum StateError {
 pub struct Versioned<T> {
     pub version: u64,
     pub value: T,
+}
+
+/// One lock generation as stored.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct LockRecord {
+    owner: String,
+    expires_at: DateTime<Utc>,
+    released: bool,
+}
+
+impl LockRecord {
+    /// Whether this generation keeps `owner` out at `now`.
+    fn blocks(&self, owner: &str, now: DateTime<Utc>) -> bool {
+        !self.released && self.owner != owner && self.expires_at > now
+    }
+
+    fn busy(&self, pipeline: &str) -> StateError {
+        StateError::Busy {
+            pipeline: pipeline.to_string(),
+            holder: self.owner.clone(),
+            expires_at: self.expires_at,
+        }
+    }
+}
+
+/// A numbered object in a sequence folder.
+#[derive(Debug, Clone)]
+struct Entry {
+    seq: u64,
+    path: Path,
 }
 
 #[derive(Debug, Clone)]
@@ -59,12 +116,31 @@ impl StateStore {
     }
 
     /// The newest committed version, or `None` for a pipeline that never committed.
+    /// A newest version that does not parse is `Corrupt`: falling back to an older one
+    /// would silently re-extract (or skip) data.
     pub async fn load<T: DeserializeOwned>(
         &self,
         pipeline: &str,
     ) -> Result<Option<Versioned<T>>, StateError> {
-        let _ = pipeline;
-        todo!("storage helper")
+        validate_pipeline(pipeline)?;
+        let dir = format!("{pipeline}/{STATE_DIR}");
+        // The newest version is never pruned by a commit, but a burst of commits between
+        // our listing and our read could prune it; list again in that case.
+        for _ in 0..LOCK_ATTEMPTS {
+            let Some(latest) = self.list_seq(&dir).await?.pop() else {
+                return Ok(None);
+            };
+            if let Some(value) = self.read_json(pipeline, &latest.path).await? {
+                return Ok(Some(Versioned {
+                    version: latest.seq,
+                    value,
+                }));
+            }
+        }
+        Err(StateError::Conflict {
+            pipeline: pipeline.to_string(),
+            expected: None,
+        })
     }
 
     /// Commits `value` as the version after `expected` (`None`: the first version).
@@ -75,13 +151,66 @@ impl StateStore {
         expected: Option<u64>,
         value: &T,
     ) -> Result<u64, StateError> {
-        let _ = (pipeline, expected, value);
-        todo!("storage helper")
+        validate_pipeline(pipeline)?;
+        let body = serde_json::to_vec_pretty(value).map_err(|e| StateError::Encode {
+            pipeline: pipeline.to_string(),
+            reason: e.to_string(),
+        })?;
+        let conflict = || StateError::Conflict {
+            pipeline: pipeline.to_string(),
+            expected,
+        };
+        let dir = format!("{pipeline}/{STATE_DIR}");
+        // Creating `expected + 1` alone would accept a stale `expected` whenever that
+        // version number happens to be free (e.g. after pruning); comparing with the
+        // current newest first closes that gap.
+        let latest = self.list_seq(&dir).await?.last().map(|e| e.seq);
+        if latest != expected {
+            return Err(conflict());
+        }
+        let version = expected.map_or(1, |v| v + 1);
+        let rel = format!("{dir}/{}", seq_name(version));
+        if !self.create(&rel, body).await? {
+            return Err(conflict());
+        }
+        tracing::debug!(pipeline, version, "state committed");
+        self.prune(&dir, KEEP_VERSIONS).await;
+        Ok(version)
     }
 
-    /// Pipelines that have any committed state.
+    /// Pipelines that have any committed state, sorted.
     pub async fn pipelines(&self) -> Result<Vec<String>, StateError> {
-        todo!("storage helper")
+        let root = self.loc.list_prefix("");
+        let listing = self
+            .loc
+            .store()
+            .list_with_delimiter(root.as_ref())
+            .await
+            .map_err(|source| self.storage_error("", source))?;
+        let mut names = Vec::new();
+        for folder in listing.common_prefixes {
+            let Some(name) = folder.filename().map(str::to_string) else {
+                continue;
+            };
+            if validate_pipeline(&name).is_err() {
+                continue;
+            }
+            let inner = self
+                .loc
+                .store()
+                .list_with_delimiter(Some(&folder))
+                .await
+                .map_err(|source| self.storage_error(&name, source))?;
+            if inner
+                .common_prefixes
+                .iter()
+                .any(|p| p.filename() == Some(STATE_DIR))
+            {
+                names.push(name);
+            }
+        }
+        names.sort();
+        Ok(names)
     }
 
     /// Takes the pipeline's lock for `ttl` (wall-clock, not `--now`). A lock held by
@@ -92,25 +221,379 @@ impl StateStore {
         owner: &str,
         ttl: Duration,
     ) -> Result<Lock, StateError> {
-        let _ = (pipeline, owner, ttl);
-        todo!("storage helper")
+        validate_pipeline(pipeline)?;
+        let mut last_seen: Option<LockRecord> = None;
+        for _ in 0..LOCK_ATTEMPTS {
+            let newest = self.newest_lock(pipeline).await?;
+            let now = Utc::now();
+            if let Some((_, record)) = &newest
+                && record.blocks(owner, now)
+            {
+                return Err(record.busy(pipeline));
+            }
+            let generation = newest.as_ref().map_or(1, |(g, _)| g + 1);
+            let record = LockRecord {
+                owner: owner.to_string(),
+                expires_at: expiry(now, ttl),
+                released: false,
+            };
+            if self.create_lock(pipeline, generation, &record).await? {
+                let lock = Lock {
+                    store: self.clone(),
+                    pipeline: pipeline.to_string(),
+                    owner: owner.to_string(),
+                    ttl,
+                    generation,
+                    expires_at: record.expires_at,
+                };
+                tracing::debug!(pipeline, owner, generation, "lock acquired");
+                return Ok(lock);
+            }
+            last_seen = newest.map(|(_, r)| r);
+        }
+        // Lost every race: someone else is actively taking the lock.
+        match self.newest_lock(pipeline).await? {
+            Some((_, record)) => Err(record.busy(pipeline)),
+            None => Err(last_seen.map_or_else(
+                || StateError::Conflict {
+                    pipeline: pipeline.to_string(),
+                    expected: None,
+                },
+                |r| r.busy(pipeline),
+            )),
+        }
+    }
+
+    /// Creates lock generation `generation`, then checks that nothing newer exists: a
+    /// writer that stalled long enough for its "next" generation to be pruned could
+    /// otherwise re-create an old number and believe it holds the lock.
+    async fn create_lock(
+        &self,
+        pipeline: &str,
+        generation: u64,
+        record: &LockRecord,
+    ) -> Result<bool, StateError> {
+        let body = serde_json::to_vec_pretty(record).map_err(|e| StateError::Encode {
+            pipeline: pipeline.to_string(),
+            reason: e.to_string(),
+        })?;
+        let dir = format!("{pipeline}/{LOCK_DIR}");
+        let rel = format!("{dir}/{}", seq_name(generation));
+        if !self.create(&rel, body).await? {
+            return Ok(false);
+        }
+        let newest = self.list_seq(&dir).await?.last().map(|e| e.seq);
+        if newest != Some(generation) {
+            tracing::warn!(
+                pipeline,
+                generation,
+                newest = ?newest,
+                "lock generation created behind a newer one; treating as lost"
+            );
+            return Ok(false);
+        }
+        self.prune(&dir, KEEP_GENERATIONS).await;
+        Ok(true)
+    }
+
+    /// The newest lock generation and its record, if the pipeline was ever locked.
+    async fn newest_lock(&self, pipeline: &str) -> Result<Option<(u64, LockRecord)>, StateError> {
+        let dir = format!("{pipeline}/{LOCK_DIR}");
+        for _ in 0..LOCK_ATTEMPTS {
+            let Some(latest) = self.list_seq(&dir).await?.pop() else {
+                return Ok(None);
+            };
+            if let Some(record) = self.read_json(pipeline, &latest.path).await? {
+                return Ok(Some((latest.seq, record)));
+            }
+        }
+        Err(StateError::Conflict {
+            pipeline: pipeline.to_string(),
+            expected: None,
+        })
+    }
+
+    /// The numbered objects of a folder, oldest first. Other names (editor backups,
+    /// temporary files) are ignored.
+    async fn list_seq(&self, rel_dir: &str) -> Result<Vec<Entry>, StateError> {
+        let prefix = self.loc.list_prefix(rel_dir);
+        let metas: Vec<_> = self
+            .loc
+            .store()
+            .list(prefix.as_ref())
+            .try_collect()
+            .await
+            .map_err(|source| self.storage_error(rel_dir, source))?;
+        let mut entries: Vec<Entry> = metas
+            .into_iter()
+            .filter_map(|m| {
+                let seq = parse_seq(m.location.filename()?)?;
+                Some(Entry {
+                    seq,
+                    path: m.location,
+                })
+            })
+            .collect();
+        entries.sort_by_key(|e| e.seq);
+        Ok(entries)
+    }
+
+    /// Reads and parses one JSON object; `None` when it vanished since the listing.
+    async fn read_json<T: DeserializeOwned>(
+        &self,
+        pipeline: &str,
+        path: &Path,
+    ) -> Result<Option<T>, StateError> {
+        let shown = self.shown(path);
+        let bytes = match self.loc.store().get(path).await {
+            Ok(got) => got.bytes().await,
+            Err(e) => Err(e),
+        };
+        let bytes = match bytes {
+            Ok(b) => b,
+            Err(object_store::Error::NotFound { .. }) => return Ok(None),
+            Err(source) => {
+                return Err(StateError::Storage {
+                    path: shown,
+                    source,
+                });
+            }
+        };
+        serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|e| StateError::Corrupt {
+                pipeline: pipeline.to_string(),
+                path: shown,
+                reason: e.to_string(),
+            })
+    }
+
+    /// `PutMode::Create`; `false` when the object already exists (another writer won).
+    async fn create(&self, rel: &str, body: Vec<u8>) -> Result<bool, StateError> {
+        let path = self.loc.path(rel);
+        match self
+            .loc
+            .store()
+            .put_opts(
+                &path,
+                PutPayload::from(body),
+                PutOptions::from(PutMode::Create),
+            )
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(
+                object_store::Error::AlreadyExists { .. } | object_store::Error::Precondition { .. },
+            ) => Ok(false),
+            Err(source) => Err(self.storage_error(rel, source)),
+        }
+    }
+
+    /// Deletes all but the newest `keep` numbered objects. Best effort: a leftover old
+    /// version is harmless, so failures are only logged.
+    async fn prune(&self, rel_dir: &str, keep: usize) {
+        let entries = match self.list_seq(rel_dir).await {
+            Ok(entries) => entries,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot list old versions to prune");
+                return;
+            }
+        };
+        let excess = entries.len().saturating_sub(keep);
+        if excess == 0 {
+            return;
+        }
+        let old = entries.into_iter().take(excess).map(|e| Ok(e.path));
+        let results: Vec<_> = self
+            .loc
+            .store()
+            .delete_stream(futures::stream::iter(old).boxed())
+            .collect()
+            .await;
+        for result in results {
+            match result {
+                Ok(_) | Err(object_store::Error::NotFound { .. }) => {}
+                Err(e) => tracing::warn!(
+                    folder = %self.loc.display(rel_dir),
+                    error = %e,
+                    "cannot delete an old version"
+                ),
+            }
+        }
+    }
+
+    fn shown(&self, path: &Path) -> String {
+        self.loc
+            .relative(path)
+            .map_or_else(|| path.to_string(), |rel| self.loc.display(&rel))
+    }
+
+    fn storage_error(&self, rel: &str, source: object_store::Error) -> StateError {
+        StateError::Storage {
+            path: self.loc.display(rel),
+            source,
+        }
     }
 }
 
 /// A held pipeline lock. Renew it before `ttl` runs out during long runs.
 #[derive(Debug)]
 pub struct Lock {
-    _private: (),
+    store: StateStore,
+    pipeline: String,
+    owner: String,
+    ttl: Duration,
+    generation: u64,
+    expires_at: DateTime<Utc>,
 }
 
 impl Lock {
-    /// Extends the lock by its ttl; fails with `Busy` if another owner took it over.
-    pub async fn renew(&mut self) -> Result<(), StateError> {
-        todo!("storage helper")
+    pub fn pipeline(&self) -> &str {
+        &self.pipeline
     }
 
-    /// Gives the lock up so the next run need not wait for the expiry.
+    pub fn owner(&self) -> &str {
+        &self.owner
+    }
+
+    /// Until when this holder may rely on the lock without renewing.
+    pub fn expires_at(&self) -> DateTime<Utc> {
+        self.expires_at
+    }
+
+    /// The generation this holder last wrote (grows with every renew).
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// Extends the lock by its ttl; fails with `Busy` if another owner took it over.
+    pub async fn renew(&mut self) -> Result<(), StateError> {
+        let (generation, expires_at) = self.write_next(false).await?;
+        self.generation = generation;
+        self.expires_at = expires_at;
+        Ok(())
+    }
+
+    /// Gives the lock up so the next run need not wait for the expiry. A lock that
+    /// another owner already took over is left alone.
     pub async fn release(self) -> Result<(), StateError> {
-        todo!("storage helper")
+        match self.write_next(true).await {
+            Ok(_) => Ok(()),
+            Err(StateError::Busy { holder, .. }) => {
+                tracing::warn!(
+                    pipeline = %self.pipeline,
+                    owner = %self.owner,
+                    %holder,
+                    "lock was taken over before release; nothing to release"
+                );
+                Ok(())
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Writes the generation after the newest one if the newest is still ours (not
+    /// released, same owner); returns the new generation and expiry.
+    async fn write_next(&self, release: bool) -> Result<(u64, DateTime<Utc>), StateError> {
+        for _ in 0..LOCK_ATTEMPTS {
+            let newest = self.store.newest_lock(&self.pipeline).await?;
+            let Some((generation, record)) = newest else {
+                // Someone deleted the lock folder: the lock is not ours any more.
+                return Err(StateError::Busy {
+                    pipeline: self.pipeline.clone(),
+                    holder: "nobody (lock missing)".to_string(),
+                    expires_at: Utc::now(),
+                });
+            };
+            if record.owner != self.owner || record.released {
+                return Err(record.busy(&self.pipeline));
+            }
+            let now = Utc::now();
+            let next = LockRecord {
+                owner: self.owner.clone(),
+                expires_at: if release { now } else { expiry(now, self.ttl) },
+                released: release,
+            };
+            if self
+                .store
+                .create_lock(&self.pipeline, generation + 1, &next)
+                .await?
+            {
+                return Ok((generation + 1, next.expires_at));
+            }
+        }
+        match self.store.newest_lock(&self.pipeline).await? {
+            Some((_, record)) => Err(record.busy(&self.pipeline)),
+            None => Err(StateError::Conflict {
+                pipeline: self.pipeline.clone(),
+                expected: Some(self.generation),
+            }),
+        }
+    }
+}
+
+fn expiry(now: DateTime<Utc>, ttl: Duration) -> DateTime<Utc> {
+    let ttl = chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::MAX);
+    now.checked_add_signed(ttl).unwrap_or(DateTime::<Utc>::MAX_UTC)
+}
+
+fn validate_pipeline(pipeline: &str) -> Result<(), StateError> {
+    let ok = !pipeline.is_empty()
+        && pipeline.len() <= MAX_PIPELINE_LEN
+        && pipeline
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+    if ok {
+        Ok(())
+    } else {
+        Err(StateError::InvalidPipeline {
+            pipeline: pipeline.to_string(),
+        })
+    }
+}
+
+fn seq_name(n: u64) -> String {
+    format!("{n:020}.json")
+}
+
+fn parse_seq(filename: &str) -> Option<u64> {
+    let digits = filename.strip_suffix(".json")?;
+    if digits.len() != 20 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sequence_names_round_trip_and_sort() {
+        assert_eq!(seq_name(7), "00000000000000000007.json");
+        assert_eq!(parse_seq(&seq_name(7)), Some(7));
+        assert_eq!(parse_seq(&seq_name(u64::MAX)), Some(u64::MAX));
+        assert!(seq_name(9) < seq_name(10));
+        assert_eq!(parse_seq("7.json"), None);
+        assert_eq!(parse_seq("0000000000000000000a.json"), None);
+        assert_eq!(parse_seq("00000000000000000007.json.tmp"), None);
+    }
+
+    #[test]
+    fn pipeline_names() {
+        assert!(validate_pipeline("talks_sg1").is_ok());
+        for bad in ["", "Talks", "a/b", "..", "a-b", &"x".repeat(65)] {
+            assert!(validate_pipeline(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn expiry_saturates() {
+        let now = Utc::now();
+        assert_eq!(expiry(now, Duration::MAX), DateTime::<Utc>::MAX_UTC);
+        assert_eq!(
+            expiry(now, Duration::from_secs(30)),
+            now + chrono::Duration::seconds(30)
+        );
     }
 }
