@@ -190,7 +190,9 @@ fn open_local(url: &str, rest: &str, shown: &str) -> Result<Location, LocalError
             ));
         }
         let cwd = std::env::current_dir().map_err(|e| {
-            LocalError::Invalid(format!("cannot resolve a relative path: no current directory ({e})"))
+            LocalError::Invalid(format!(
+                "cannot resolve a relative path: no current directory ({e})"
+            ))
         })?;
         cwd.join(rest)
     };
@@ -237,15 +239,17 @@ fn open_s3(url: &str, opts: &S3Options, shown: &str) -> Result<Location, StoreEr
     }
     let bucket = parsed.host_str().unwrap_or_default();
     if bucket.is_empty() {
-        return Err(invalid("empty bucket name (expected s3://bucket/prefix)".into()));
+        return Err(invalid(
+            "empty bucket name (expected s3://bucket/prefix)".into(),
+        ));
     }
     if !valid_bucket(bucket) {
         return Err(invalid(format!(
             "bucket name {bucket:?} is not valid: 3-63 characters of a-z, 0-9, '.' and '-'"
         )));
     }
-    let prefix = Path::from_url_path(parsed.path())
-        .map_err(|e| invalid(format!("bad key prefix: {e}")))?;
+    let prefix =
+        Path::from_url_path(parsed.path()).map_err(|e| invalid(format!("bad key prefix: {e}")))?;
 
     let mut builder = AmazonS3Builder::new()
         .with_bucket_name(bucket)

@@ -123,7 +123,10 @@ pub async fn write_window(
                 tracing::debug!(path = %shown, "empty window: removed any earlier file");
                 Ok(None)
             }
-            Err(source) => Err(SinkError::Delete { path: shown, source }),
+            Err(source) => Err(SinkError::Delete {
+                path: shown,
+                source,
+            }),
         };
     }
 

@@ -383,7 +383,8 @@ impl StateStore {
         {
             Ok(_) => Ok(true),
             Err(
-                object_store::Error::AlreadyExists { .. } | object_store::Error::Precondition { .. },
+                object_store::Error::AlreadyExists { .. }
+                | object_store::Error::Precondition { .. },
             ) => Ok(false),
             Err(source) => Err(self.storage_error(rel, source)),
         }
@@ -534,7 +535,8 @@ impl Lock {
 
 fn expiry(now: DateTime<Utc>, ttl: Duration) -> DateTime<Utc> {
     let ttl = chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::MAX);
-    now.checked_add_signed(ttl).unwrap_or(DateTime::<Utc>::MAX_UTC)
+    now.checked_add_signed(ttl)
+        .unwrap_or(DateTime::<Utc>::MAX_UTC)
 }
 
 fn validate_pipeline(pipeline: &str) -> Result<(), StateError> {
