@@ -214,7 +214,11 @@ fn open_local(url: &str, rest: &str, shown: &str) -> Result<Location, LocalError
             source: format!("cannot resolve directory {}: {e}", dir.display()).into(),
         })
     })?;
-    let fs = LocalFileSystem::new_with_prefix(&canonical).map_err(open_err)?;
+    // fsync: a window file must be on disk before the state commit that counts it, or a
+    // power loss could leave committed state pointing past an empty file.
+    let fs = LocalFileSystem::new_with_prefix(&canonical)
+        .map_err(open_err)?
+        .with_fsync(true);
     let display = url::Url::from_directory_path(&canonical)
         .map(|u| u.as_str().trim_end_matches('/').to_string())
         .unwrap_or_else(|()| format!("file://{}", canonical.display()));
@@ -236,6 +240,12 @@ fn open_s3(url: &str, opts: &S3Options, shown: &str) -> Result<Location, StoreEr
         return Err(invalid(
             "query strings and fragments are not allowed in a storage URL".into(),
         ));
+    }
+    if !parsed.username().is_empty() || parsed.password().is_some() {
+        tracing::warn!(
+            url = shown,
+            "credentials in a storage URL are ignored; set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
+        );
     }
     let bucket = parsed.host_str().unwrap_or_default();
     if bucket.is_empty() {

@@ -215,6 +215,8 @@ impl StateStore {
 
     /// Takes the pipeline's lock for `ttl` (wall-clock, not `--now`). A lock held by
     /// another owner and not yet expired gives `Busy`; an expired one is taken over.
+    /// The same owner may take its own unexpired lock again (a restarted run reusing its
+    /// id), so owners must be unique per run (host, pid, random suffix).
     pub async fn acquire_lock(
         &self,
         pipeline: &str,
