@@ -13,3 +13,8 @@ pub mod sink;
 pub mod state;
 pub mod store;
 pub mod timeutil;
+pub mod convert;
+pub mod pipeline;
+pub mod plan;
+pub mod schema;
+pub mod settings;

@@ -1,0 +1,389 @@
+//! Pipeline definitions (`pipelines/*.toml`) -> validated pipelines.
+//!
+//! Parsing and validation are pure (no network, no storage) so that `check` and every
+//! command reject a bad definition before doing anything, with the file and key named.
+
+use crate::schema::TableSchema;
+use crate::timeutil;
+use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::path::Path;
+
+/// How a pipeline reads its source.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Kind {
+    /// A paged `_search` endpoint filtered by a time range.
+    Search,
+    /// One request per record of a parent `search` pipeline's window (parties per talk).
+    Children,
+}
+
+/// How a window's range is sent to a search endpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TimeFilter {
+    /// `startTime`/`endTime` as epoch milliseconds, inclusive at both ends.
+    EpochMs,
+    /// `startTime`/`endTime` as local `yyyy-MM-dd HH:mm`, inclusive, minute-grained.
+    LocalMinute,
+}
+
+/// The file as written. Every key is documented in README "Pipelines".
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PipelineFile {
+    name: String,
+    #[serde(default)]
+    description: Option<String>,
+    #[serde(default = "yes")]
+    enabled: bool,
+    kind: Kind,
+    endpoint: String,
+    table: String,
+    #[serde(default)]
+    schema: Option<String>,
+    #[serde(default)]
+    time_filter: Option<TimeFilter>,
+    window_secs: u64,
+    lag_secs: u64,
+    lookback_secs: u64,
+    initial_start: String,
+    #[serde(default)]
+    page_size: Option<u32>,
+    schedule: String,
+    #[serde(default)]
+    filters: toml::Table,
+    #[serde(default)]
+    parent: Option<String>,
+    #[serde(default)]
+    child_concurrency: Option<usize>,
+    #[serde(default)]
+    inherit: BTreeMap<String, String>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// A validated pipeline.
+#[derive(Debug, Clone)]
+pub struct Pipeline {
+    pub name: String,
+    pub description: Option<String>,
+    pub enabled: bool,
+    pub kind: Kind,
+    pub endpoint: String,
+    pub table: String,
+    pub schema: TableSchema,
+    pub time_filter: TimeFilter,
+    pub window_secs: u64,
+    pub lag_secs: u64,
+    pub lookback_secs: u64,
+    pub initial_start: DateTime<Utc>,
+    pub page_size: u32,
+    pub schedule: String,
+    /// Extra request-body fields for search endpoints (`hideNumber = 2`).
+    pub filters: serde_json::Map<String, serde_json::Value>,
+    /// For `children`: the parent pipeline, the parent field in the endpoint's
+    /// `{placeholder}`, and child fields copied from the parent record.
+    pub parent: Option<String>,
+    pub parent_field: Option<String>,
+    pub child_concurrency: usize,
+    pub inherit: BTreeMap<String, String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("pipeline {origin}: {reason}")]
+pub struct PipelineError {
+    pub origin: String,
+    pub reason: String,
+}
+
+const RESERVED_FILTERS: &[&str] = &["startTime", "endTime", "pageNum", "pageSize"];
+
+fn check_schedule(s: &str) -> Result<(), String> {
+    let fields: Vec<&str> = s.split_whitespace().collect();
+    if !(5..=7).contains(&fields.len()) {
+        return Err(format!(
+            "schedule {s:?} is not a cron expression (sec min hour day month weekday [year])"
+        ));
+    }
+    let ok = |f: &str| {
+        f.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '*' | '/' | ',' | '-' | '?' | 'L' | '#'))
+    };
+    if let Some(bad) = fields.iter().find(|f| !ok(f)) {
+        return Err(format!("schedule {s:?}: field {bad:?} is not valid cron"));
+    }
+    Ok(())
+}
+
+fn to_json(v: &toml::Value) -> serde_json::Value {
+    match v {
+        toml::Value::String(s) => s.clone().into(),
+        toml::Value::Integer(i) => (*i).into(),
+        toml::Value::Float(f) => serde_json::Number::from_f64(*f).map_or(serde_json::Value::Null, Into::into),
+        toml::Value::Boolean(b) => (*b).into(),
+        toml::Value::Datetime(d) => d.to_string().into(),
+        toml::Value::Array(a) => a.iter().map(to_json).collect(),
+        toml::Value::Table(t) => t.iter().map(|(k, v)| (k.clone(), to_json(v))).collect::<serde_json::Map<_, _>>().into(),
+    }
+}
+
+impl Pipeline {
+    /// Parses and validates one definition. `schemas` resolves the schema by name.
+    pub fn parse(
+        text: &str,
+        origin: &str,
+        tz: Tz,
+        schemas: &dyn Fn(&str) -> Result<TableSchema, String>,
+    ) -> Result<Self, PipelineError> {
+        let err = |reason: String| PipelineError {
+            origin: origin.to_string(),
+            reason,
+        };
+        let f: PipelineFile = toml::from_str(text).map_err(|e| err(e.message().to_string()))?;
+        if f.name.is_empty()
+            || !f.name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        {
+            return Err(err(format!("name {:?} must be lower-case letters, digits and _", f.name)));
+        }
+        if !f.endpoint.starts_with('/') {
+            return Err(err(format!("endpoint {:?} must be a path starting with /", f.endpoint)));
+        }
+        if f.window_secs < 60 || f.window_secs % 60 != 0 || 86_400 % f.window_secs != 0 {
+            return Err(err(format!(
+                "window_secs = {}: must be a whole number of minutes that divides a day (60, 300, 900, 1800, 3600, 7200, 21600, 86400 ...)",
+                f.window_secs
+            )));
+        }
+        if f.lookback_secs > 90 * 86_400 {
+            return Err(err(format!("lookback_secs = {} is more than 90 days", f.lookback_secs)));
+        }
+        if f.lag_secs > 30 * 86_400 {
+            return Err(err(format!("lag_secs = {} is more than 30 days", f.lag_secs)));
+        }
+        let initial_start = timeutil::parse_time(&f.initial_start, tz)
+            .map_err(|why| err(format!("initial_start: {why}")))?;
+        check_schedule(&f.schedule).map_err(err)?;
+        let schema_name = f.schema.clone().unwrap_or_else(|| f.table.clone());
+        let schema = schemas(&schema_name).map_err(|why| err(format!("schema {schema_name:?}: {why}")))?;
+        if schema.table != f.table {
+            return Err(err(format!(
+                "table {:?} does not match schema {schema_name:?}, which is for table {:?}",
+                f.table, schema.table
+            )));
+        }
+        let mut filters = serde_json::Map::new();
+        for (k, v) in &f.filters {
+            if RESERVED_FILTERS.contains(&k.as_str()) {
+                return Err(err(format!("filters.{k} is set by the window planner and pager; remove it")));
+            }
+            filters.insert(k.clone(), to_json(v));
+        }
+        let (parent, parent_field, time_filter, page_size) = match f.kind {
+            Kind::Search => {
+                if f.parent.is_some() || f.child_concurrency.is_some() || !f.inherit.is_empty() {
+                    return Err(err("parent, child_concurrency and inherit are only for kind = \"children\"".into()));
+                }
+                let page_size = f.page_size.ok_or_else(|| err("page_size is required for kind = \"search\"".into()))?;
+                if !(1..=10_000).contains(&page_size) {
+                    return Err(err(format!("page_size = {page_size}: must be 1..=10000")));
+                }
+                let tf = f.time_filter.ok_or_else(|| err("time_filter is required for kind = \"search\" (epoch_ms or local_minute)".into()))?;
+                (None, None, tf, page_size)
+            }
+            Kind::Children => {
+                let parent = f.parent.clone().ok_or_else(|| err("parent is required for kind = \"children\"".into()))?;
+                let open = f.endpoint.find('{');
+                let close = f.endpoint.find('}');
+                let field = match (open, close) {
+                    (Some(o), Some(c)) if c > o + 1 && f.endpoint[c + 1..].find('{').is_none() => {
+                        f.endpoint[o + 1..c].to_string()
+                    }
+                    _ => {
+                        return Err(err(format!(
+                            "endpoint {:?} must hold exactly one {{field}} placeholder for the parent record",
+                            f.endpoint
+                        )));
+                    }
+                };
+                if f.page_size.is_some() || f.time_filter.is_some() {
+                    return Err(err("page_size and time_filter belong to the parent pipeline".into()));
+                }
+                (Some(parent), Some(field), TimeFilter::EpochMs, 0)
+            }
+        };
+        let child_concurrency = f.child_concurrency.unwrap_or(8);
+        if !(1..=256).contains(&child_concurrency) {
+            return Err(err(format!("child_concurrency = {child_concurrency}: must be 1..=256")));
+        }
+        Ok(Self {
+            name: f.name,
+            description: f.description,
+            enabled: f.enabled,
+            kind: f.kind,
+            endpoint: f.endpoint,
+            table: f.table,
+            schema,
+            time_filter,
+            window_secs: f.window_secs,
+            lag_secs: f.lag_secs,
+            lookback_secs: f.lookback_secs,
+            initial_start,
+            page_size,
+            schedule: f.schedule,
+            filters,
+            parent,
+            parent_field,
+            child_concurrency,
+            inherit: f.inherit,
+        })
+    }
+}
+
+/// The default pipeline and schema files, compiled in so that `demo` and a bare binary
+/// work without the repository checked out.
+pub const EMBEDDED_PIPELINES: &[(&str, &str)] = &[
+    ("talks.toml", include_str!("../pipelines/talks.toml")),
+    ("parties.toml", include_str!("../pipelines/parties.toml")),
+    ("agent_histories.toml", include_str!("../pipelines/agent_histories.toml")),
+];
+
+pub const EMBEDDED_SCHEMAS: &[(&str, &str)] = &[
+    ("talks.toml", include_str!("../schemas/talks.toml")),
+    ("parties.toml", include_str!("../schemas/parties.toml")),
+    ("agent_histories.toml", include_str!("../schemas/agent_histories.toml")),
+];
+
+/// Every pipeline, validated together (parents exist, tables are not shared).
+#[derive(Debug, Clone)]
+pub struct Catalog {
+    pub pipelines: BTreeMap<String, Pipeline>,
+    /// Where the definitions came from, for messages.
+    pub source: String,
+}
+
+/// Reads `*.toml` from a folder, or the embedded files when the folder does not exist.
+fn read_folder(dir: &Path, embedded: &[(&str, &str)]) -> Result<(Vec<(String, String)>, String), PipelineError> {
+    if !dir.exists() {
+        return Ok((
+            embedded.iter().map(|(n, t)| (format!("(built-in) {n}"), t.to_string())).collect(),
+            "built-in defaults".into(),
+        ));
+    }
+    let shown = dir.display().to_string();
+    let entries = std::fs::read_dir(dir).map_err(|e| PipelineError {
+        origin: shown.clone(),
+        reason: format!("cannot read folder: {e}"),
+    })?;
+    let mut files = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|e| PipelineError {
+            origin: shown.clone(),
+            reason: format!("cannot read folder: {e}"),
+        })?;
+        let path = entry.path();
+        if path.extension().and_then(|e| e.to_str()) != Some("toml") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).map_err(|e| PipelineError {
+            origin: path.display().to_string(),
+            reason: format!("cannot read: {e}"),
+        })?;
+        files.push((path.display().to_string(), text));
+    }
+    files.sort();
+    Ok((files, shown))
+}
+
+impl Catalog {
+    pub fn load(pipelines_dir: &Path, schemas_dir: &Path, tz: Tz) -> Result<Self, PipelineError> {
+        let (schema_files, _) = read_folder(schemas_dir, EMBEDDED_SCHEMAS)?;
+        let (pipeline_files, source) = read_folder(pipelines_dir, EMBEDDED_PIPELINES)?;
+        let lookup = |name: &str| -> Result<TableSchema, String> {
+            let wanted = format!("{name}.toml");
+            let (origin, text) = schema_files
+                .iter()
+                .find(|(o, _)| o.ends_with(&format!("/{wanted}")) || o.ends_with(&format!(" {wanted}")) || *o == wanted)
+                .ok_or_else(|| format!("no file {wanted} among the schemas"))?;
+            TableSchema::parse(text, origin).map_err(|e| e.to_string())
+        };
+        Self::from_texts(&pipeline_files, &lookup, tz, source)
+    }
+
+    pub fn from_texts(
+        files: &[(String, String)],
+        schemas: &dyn Fn(&str) -> Result<TableSchema, String>,
+        tz: Tz,
+        source: String,
+    ) -> Result<Self, PipelineError> {
+        let mut pipelines = BTreeMap::new();
+        let mut tables: BTreeMap<String, String> = BTreeMap::new();
+        for (origin, text) in files {
+            let p = Pipeline::parse(text, origin, tz, schemas)?;
+            if let Some(other) = tables.insert(p.table.clone(), p.name.clone()) {
+                return Err(PipelineError {
+                    origin: origin.clone(),
+                    reason: format!("table {:?} is already written by pipeline {other:?}", p.table),
+                });
+            }
+            if pipelines.contains_key(&p.name) {
+                return Err(PipelineError {
+                    origin: origin.clone(),
+                    reason: format!("a pipeline named {:?} is defined twice", p.name),
+                });
+            }
+            pipelines.insert(p.name.clone(), p);
+        }
+        if pipelines.is_empty() {
+            return Err(PipelineError {
+                origin: source,
+                reason: "no pipeline definitions (*.toml) found".into(),
+            });
+        }
+        for p in pipelines.values() {
+            if let Some(parent) = &p.parent {
+                match pipelines.get(parent) {
+                    Some(pp) if pp.kind == Kind::Search => {}
+                    Some(_) => {
+                        return Err(PipelineError {
+                            origin: p.name.clone(),
+                            reason: format!("parent {parent:?} must be a search pipeline"),
+                        });
+                    }
+                    None => {
+                        return Err(PipelineError {
+                            origin: p.name.clone(),
+                            reason: format!("parent {parent:?} is not a defined pipeline"),
+                        });
+                    }
+                }
+            }
+        }
+        Ok(Self { pipelines, source })
+    }
+
+    pub fn get(&self, name: &str) -> Option<&Pipeline> {
+        self.pipelines.get(name)
+    }
+
+    /// The pipelines a command names, or every enabled one; unknown names are errors.
+    pub fn select(&self, names: &[String]) -> Result<Vec<&Pipeline>, String> {
+        if names.is_empty() {
+            return Ok(self.pipelines.values().filter(|p| p.enabled).collect());
+        }
+        names
+            .iter()
+            .map(|n| {
+                self.pipelines.get(n).ok_or_else(|| {
+                    let known: Vec<&str> = self.pipelines.keys().map(String::as_str).collect();
+                    format!("unknown pipeline {n:?}; defined: {}", known.join(", "))
+                })
+            })
+            .collect()
+    }
+}

@@ -1,0 +1,377 @@
+//! Settings: CONTRACT section 2. Read from an optional TOML file, then the environment,
+//! the environment winning. The TOML keys are the variable names without the `SOBOT_`
+//! prefix, in lower case (`SOBOT_MAX_RPS` -> `max_rps`, `AWS_REGION` -> `aws_region`).
+//!
+//! Every value is parsed here, once, into types; a bad value is a [`ConfigError`] that
+//! names the setting, where it came from and why it is wrong, and never echoes a secret.
+
+use crate::secret::Secret;
+use crate::store::S3Options;
+use crate::timeutil;
+use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+#[derive(Debug, thiserror::Error)]
+#[error("setting {setting}: {reason}")]
+pub struct ConfigError {
+    /// The environment name (and file key) of the setting, or the file that failed.
+    pub setting: String,
+    pub reason: String,
+}
+
+impl ConfigError {
+    pub fn new(setting: impl Into<String>, reason: impl Into<String>) -> Self {
+        Self {
+            setting: setting.into(),
+            reason: reason.into(),
+        }
+    }
+}
+
+/// One known setting: its environment name and whether its value is secret.
+struct Known {
+    env: &'static str,
+    secret: bool,
+}
+
+const KNOWN: &[Known] = &[
+    Known { env: "SOBOT_BASE_URL", secret: false },
+    Known { env: "SOBOT_APP_ID", secret: false },
+    Known { env: "SOBOT_APP_SECRET", secret: true },
+    Known { env: "SOBOT_TOKEN", secret: true },
+    Known { env: "SOBOT_MAX_RPS", secret: false },
+    Known { env: "SOBOT_MAX_CONCURRENCY", secret: false },
+    Known { env: "SOBOT_TIMEZONE", secret: false },
+    Known { env: "SOBOT_SYNC_WAREHOUSE", secret: false },
+    Known { env: "SOBOT_SYNC_STATE", secret: false },
+    Known { env: "SOBOT_SYNC_PIPELINES", secret: false },
+    Known { env: "SOBOT_SYNC_SCHEMAS", secret: false },
+    Known { env: "SOBOT_SYNC_START", secret: false },
+    Known { env: "SOBOT_REQUEST_TIMEOUT_SECS", secret: false },
+    Known { env: "SOBOT_MAX_RETRIES", secret: false },
+    Known { env: "SOBOT_SYNC_LOCK_TTL_SECS", secret: false },
+    Known { env: "SOBOT_SYNC_WINDOW_CONCURRENCY", secret: false },
+    Known { env: "AWS_ENDPOINT_URL", secret: false },
+    Known { env: "AWS_ACCESS_KEY_ID", secret: false },
+    Known { env: "AWS_SECRET_ACCESS_KEY", secret: true },
+    Known { env: "AWS_REGION", secret: false },
+    Known { env: "AWS_ALLOW_HTTP", secret: false },
+];
+
+fn file_key(env: &str) -> String {
+    env.strip_prefix("SOBOT_").unwrap_or(env).to_ascii_lowercase()
+}
+
+/// Where a raw value came from, for error messages.
+#[derive(Debug, Clone)]
+struct Raw {
+    value: String,
+    origin: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub base_url: String,
+    pub app_id: Option<String>,
+    pub app_secret: Option<Secret>,
+    pub token: Option<Secret>,
+    pub max_rps: u32,
+    pub max_concurrency: usize,
+    pub timezone: Tz,
+    pub warehouse: String,
+    /// `None`: `<warehouse>/_state`.
+    pub state: Option<String>,
+    pub pipelines_dir: PathBuf,
+    pub schemas_dir: PathBuf,
+    /// Initial watermark for pipelines without state; overrides `initial_start`.
+    pub start: Option<DateTime<Utc>>,
+    pub request_timeout: Duration,
+    pub max_retries: usize,
+    pub lock_ttl: Duration,
+    /// Windows of one pipeline extracted at once (their commits stay in order).
+    pub window_concurrency: usize,
+    pub s3: S3Options,
+}
+
+impl Settings {
+    /// Reads the file (if any) and the process environment.
+    pub fn load(config_file: Option<&Path>) -> Result<Self, ConfigError> {
+        let env: BTreeMap<String, String> = std::env::vars().collect();
+        Self::from_sources(config_file, &env)
+    }
+
+    /// The same, with the environment given explicitly (tests, `demo`).
+    pub fn from_sources(
+        config_file: Option<&Path>,
+        env: &BTreeMap<String, String>,
+    ) -> Result<Self, ConfigError> {
+        let mut raw: BTreeMap<&'static str, Raw> = BTreeMap::new();
+        if let Some(path) = config_file {
+            read_file(path, &mut raw)?;
+        }
+        for k in KNOWN {
+            if let Some(v) = env.get(k.env) {
+                raw.insert(
+                    k.env,
+                    Raw {
+                        value: v.clone(),
+                        origin: "environment".into(),
+                    },
+                );
+            }
+        }
+        Self::from_raw(&raw)
+    }
+
+    fn from_raw(raw: &BTreeMap<&'static str, Raw>) -> Result<Self, ConfigError> {
+        let get = |k: &str| raw.get(k).map(|r| r.value.trim().to_string()).filter(|v| !v.is_empty());
+        let err = |k: &str, why: String| {
+            let origin = raw.get(k).map(|r| r.origin.clone()).unwrap_or_default();
+            ConfigError::new(format!("{k} ({origin})"), why)
+        };
+        let shown = |k: &str| -> String {
+            let secret = KNOWN.iter().any(|x| x.env == k && x.secret);
+            match raw.get(k) {
+                Some(_) if secret => "(secret)".into(),
+                Some(r) => format!("{:?}", r.value),
+                None => String::new(),
+            }
+        };
+        let positive = |k: &str, default: u64| -> Result<u64, ConfigError> {
+            match get(k) {
+                None => Ok(default),
+                Some(v) => match v.parse::<u64>() {
+                    Ok(n) if n > 0 => Ok(n),
+                    _ => Err(err(k, format!("must be a positive whole number, got {}", shown(k)))),
+                },
+            }
+        };
+
+        let timezone = match get("SOBOT_TIMEZONE") {
+            None => chrono_tz::Asia::Singapore,
+            Some(v) => v.parse::<Tz>().map_err(|_| {
+                err(
+                    "SOBOT_TIMEZONE",
+                    format!("{} is not an IANA time zone (e.g. Asia/Singapore)", shown("SOBOT_TIMEZONE")),
+                )
+            })?,
+        };
+        let base_url = get("SOBOT_BASE_URL").unwrap_or_else(|| "https://sg.sobot.io".into());
+        match url::Url::parse(&base_url) {
+            Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => {}
+            _ => {
+                return Err(err(
+                    "SOBOT_BASE_URL",
+                    format!("{} is not an http(s) URL", shown("SOBOT_BASE_URL")),
+                ));
+            }
+        }
+        let base_url = base_url.trim_end_matches('/').to_string();
+        let app_id = get("SOBOT_APP_ID");
+        let app_secret = get("SOBOT_APP_SECRET").map(Secret::new);
+        let token = get("SOBOT_TOKEN").map(Secret::new);
+        if app_id.is_some() != app_secret.is_some() {
+            let missing = if app_id.is_none() { "SOBOT_APP_ID" } else { "SOBOT_APP_SECRET" };
+            return Err(ConfigError::new(
+                missing,
+                "SOBOT_APP_ID and SOBOT_APP_SECRET go together: set both (or SOBOT_TOKEN instead)",
+            ));
+        }
+        let start = match get("SOBOT_SYNC_START") {
+            None => None,
+            Some(v) => Some(
+                timeutil::parse_time(&v, timezone).map_err(|why| err("SOBOT_SYNC_START", why))?,
+            ),
+        };
+        let allow_http = match get("AWS_ALLOW_HTTP").map(|v| v.to_ascii_lowercase()) {
+            None => false,
+            Some(v) if matches!(v.as_str(), "true" | "1" | "yes") => true,
+            Some(v) if matches!(v.as_str(), "false" | "0" | "no") => false,
+            Some(_) => {
+                return Err(err(
+                    "AWS_ALLOW_HTTP",
+                    format!("must be true or false, got {}", shown("AWS_ALLOW_HTTP")),
+                ));
+            }
+        };
+        let max_rps = positive("SOBOT_MAX_RPS", 10)?;
+        let max_rps = u32::try_from(max_rps)
+            .map_err(|_| err("SOBOT_MAX_RPS", "is too large".into()))?;
+        Ok(Self {
+            base_url,
+            app_id,
+            app_secret,
+            token,
+            max_rps,
+            max_concurrency: positive("SOBOT_MAX_CONCURRENCY", 4)? as usize,
+            timezone,
+            warehouse: get("SOBOT_SYNC_WAREHOUSE").unwrap_or_else(|| "file://./warehouse".into()),
+            state: get("SOBOT_SYNC_STATE"),
+            pipelines_dir: PathBuf::from(
+                get("SOBOT_SYNC_PIPELINES").unwrap_or_else(|| "./pipelines".into()),
+            ),
+            schemas_dir: PathBuf::from(get("SOBOT_SYNC_SCHEMAS").unwrap_or_else(|| "./schemas".into())),
+            start,
+            request_timeout: Duration::from_secs(positive("SOBOT_REQUEST_TIMEOUT_SECS", 30)?),
+            max_retries: match get("SOBOT_MAX_RETRIES") {
+                None => 8,
+                Some(v) => v.parse::<usize>().map_err(|_| {
+                    err(
+                        "SOBOT_MAX_RETRIES",
+                        format!("must be a whole number, got {}", shown("SOBOT_MAX_RETRIES")),
+                    )
+                })?,
+            },
+            lock_ttl: Duration::from_secs(positive("SOBOT_SYNC_LOCK_TTL_SECS", 600)?),
+            window_concurrency: positive("SOBOT_SYNC_WINDOW_CONCURRENCY", 2)? as usize,
+            s3: S3Options {
+                endpoint: get("AWS_ENDPOINT_URL"),
+                access_key_id: get("AWS_ACCESS_KEY_ID"),
+                secret_access_key: get("AWS_SECRET_ACCESS_KEY").map(Secret::new),
+                region: get("AWS_REGION"),
+                allow_http,
+            },
+        })
+    }
+
+    /// The API credentials, or an error telling the user which settings to give.
+    pub fn credentials(&self) -> Result<crate::api::Credentials, ConfigError> {
+        match (&self.app_id, &self.app_secret, &self.token) {
+            (Some(id), Some(secret), _) => Ok(crate::api::Credentials::Company {
+                app_id: id.clone(),
+                app_secret: secret.clone(),
+            }),
+            (_, _, Some(token)) => Ok(crate::api::Credentials::Token(token.clone())),
+            _ => Err(ConfigError::new(
+                "SOBOT_APP_ID/SOBOT_APP_SECRET or SOBOT_TOKEN",
+                "no API credentials: set SOBOT_APP_ID and SOBOT_APP_SECRET (or SOBOT_TOKEN)",
+            )),
+        }
+    }
+
+    pub fn api_settings(&self) -> Result<crate::api::ApiSettings, ConfigError> {
+        Ok(crate::api::ApiSettings {
+            base_url: self.base_url.clone(),
+            credentials: self.credentials()?,
+            max_rps: self.max_rps,
+            max_concurrency: self.max_concurrency,
+            timezone: self.timezone.name().to_string(),
+            request_timeout: self.request_timeout,
+            max_retries: self.max_retries,
+            min_backoff: Duration::from_millis(200),
+            max_backoff: Duration::from_secs(30),
+        })
+    }
+
+    /// The state URL: `SOBOT_SYNC_STATE`, or `<warehouse>/_state`.
+    pub fn state_url(&self) -> String {
+        match &self.state {
+            Some(s) => s.clone(),
+            None => format!("{}/_state", self.warehouse.trim_end_matches('/')),
+        }
+    }
+}
+
+fn read_file(path: &Path, raw: &mut BTreeMap<&'static str, Raw>) -> Result<(), ConfigError> {
+    let shown = path.display().to_string();
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| ConfigError::new(format!("--config {shown}"), format!("cannot read: {e}")))?;
+    let table: toml::Table = text.parse().map_err(|e: toml::de::Error| {
+        ConfigError::new(format!("--config {shown}"), format!("not valid TOML: {}", e.message()))
+    })?;
+    for (key, value) in table {
+        let Some(known) = KNOWN.iter().find(|k| file_key(k.env) == key) else {
+            let names: Vec<String> = KNOWN.iter().map(|k| file_key(k.env)).collect();
+            return Err(ConfigError::new(
+                format!("{key} (in {shown})"),
+                format!("unknown setting; known settings are: {}", names.join(", ")),
+            ));
+        };
+        let value = match value {
+            toml::Value::String(s) => s,
+            toml::Value::Integer(i) => i.to_string(),
+            toml::Value::Float(f) => f.to_string(),
+            toml::Value::Boolean(b) => b.to_string(),
+            toml::Value::Datetime(d) => d.to_string(),
+            _ => {
+                return Err(ConfigError::new(
+                    format!("{key} (in {shown})"),
+                    "must be a string, number or boolean",
+                ));
+            }
+        };
+        raw.insert(
+            known.env,
+            Raw {
+                value,
+                origin: shown.clone(),
+            },
+        );
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn defaults() {
+        let s = Settings::from_sources(None, &env(&[])).unwrap();
+        assert_eq!(s.base_url, "https://sg.sobot.io");
+        assert_eq!(s.max_rps, 10);
+        assert_eq!(s.max_concurrency, 4);
+        assert_eq!(s.timezone, chrono_tz::Asia::Singapore);
+        assert_eq!(s.warehouse, "file://./warehouse");
+        assert_eq!(s.state_url(), "file://./warehouse/_state");
+    }
+
+    #[test]
+    fn env_wins_over_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("c.toml");
+        std::fs::write(&f, "max_rps = 3\ntimezone = \"America/New_York\"\nsync_warehouse = \"file:///tmp/w\"\n").unwrap();
+        let s = Settings::from_sources(Some(&f), &env(&[("SOBOT_MAX_RPS", "7")])).unwrap();
+        assert_eq!(s.max_rps, 7);
+        assert_eq!(s.timezone, chrono_tz::America::New_York);
+        assert_eq!(s.warehouse, "file:///tmp/w");
+    }
+
+    #[test]
+    fn bad_values_name_the_setting() {
+        let e = Settings::from_sources(None, &env(&[("SOBOT_MAX_RPS", "fast")])).unwrap_err();
+        assert!(e.to_string().contains("SOBOT_MAX_RPS"), "{e}");
+        assert!(e.to_string().contains("fast"), "{e}");
+        let e = Settings::from_sources(None, &env(&[("SOBOT_TIMEZONE", "Mars/Base")])).unwrap_err();
+        assert!(e.to_string().contains("SOBOT_TIMEZONE"), "{e}");
+        let e = Settings::from_sources(None, &env(&[("SOBOT_APP_ID", "x")])).unwrap_err();
+        assert!(e.to_string().contains("SOBOT_APP_SECRET"), "{e}");
+    }
+
+    #[test]
+    fn unknown_file_key_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("c.toml");
+        std::fs::write(&f, "max_rsp = 3\n").unwrap();
+        let e = Settings::from_sources(Some(&f), &env(&[])).unwrap_err();
+        assert!(e.to_string().contains("max_rsp"), "{e}");
+    }
+
+    #[test]
+    fn secrets_are_never_shown() {
+        let s = Settings::from_sources(
+            None,
+            &env(&[("SOBOT_APP_ID", "id"), ("SOBOT_APP_SECRET", "s3cr3t-value"), ("AWS_SECRET_ACCESS_KEY", "awskey-value")]),
+        )
+        .unwrap();
+        let dbg = format!("{s:?}");
+        assert!(!dbg.contains("s3cr3t-value") && !dbg.contains("awskey-value"), "{dbg}");
+    }
+}
