@@ -337,3 +337,32 @@ fn refusal(endpoint: &str, error: &ApiError, what: &str) -> Failure {
         reason: format!("{what} ({how})"),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Pipelines spawn requests on a multi-threaded runtime: the futures must be `Send`.
+    #[test]
+    fn request_futures_are_send() {
+        fn is_send<T: Send>(_: &T) {}
+        let settings = ApiSettings {
+            base_url: "http://127.0.0.1:1".into(),
+            credentials: Credentials::Token(Secret::new("t")),
+            max_rps: 1,
+            max_concurrency: 1,
+            timezone: "Asia/Singapore".into(),
+            request_timeout: Duration::from_secs(1),
+            max_retries: 0,
+            min_backoff: Duration::from_millis(1),
+            max_backoff: Duration::from_millis(1),
+        };
+        let Ok(api) = ApiClient::new(settings) else {
+            panic!("valid settings rejected");
+        };
+        let body = Value::Null;
+        is_send(&api.post("/x", &body));
+        is_send(&api.get("/x", &[]));
+        is_send(&api.authenticate());
+    }
+}

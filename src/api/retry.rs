@@ -8,8 +8,7 @@
 use super::ApiError;
 use super::transport::Counters;
 use backon::{ExponentialBuilder, Retryable};
-use std::cell::Cell;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, SystemTime};
 
 /// A `Retry-After` longer than this is treated as this: a misconfigured server
@@ -110,9 +109,10 @@ impl RetryPolicy {
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T, Failure>>,
     {
-        let attempts = Cell::new(0usize);
+        // Atomic only so the future stays `Send`; nothing else touches it.
+        let attempts = AtomicUsize::new(0);
         let result = (|| {
-            attempts.set(attempts.get() + 1);
+            attempts.fetch_add(1, Ordering::Relaxed);
             attempt()
         })
         .retry(self.backoff())
@@ -123,7 +123,7 @@ impl RetryPolicy {
             counters.retries.fetch_add(1, Ordering::Relaxed);
             tracing::warn!(
                 endpoint,
-                attempt = attempts.get(),
+                attempt = attempts.load(Ordering::Relaxed),
                 delay_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
                 reason = %f.error,
                 "transient API failure, retrying"
@@ -134,7 +134,7 @@ impl RetryPolicy {
             Ok(value) => Ok(value),
             Err(f) if f.class == Class::Transient => Err(ApiError::Exhausted {
                 endpoint: endpoint.to_owned(),
-                attempts: attempts.get(),
+                attempts: attempts.load(Ordering::Relaxed),
                 last: Box::new(f.error),
             }),
             Err(f) => Err(f.error),
