@@ -21,6 +21,8 @@ pub(crate) const TOKEN_ENDPOINT: &str = "/tokens/company";
 const RESPONSE_TYPE: &str = "token";
 /// Assumed when the answer states no lifetime and the token is no JWT with `exp`.
 const DEFAULT_LIFETIME: Duration = Duration::from_secs(3600);
+/// Longer stated lifetimes are treated as this, keeping `Instant` arithmetic sane.
+const MAX_LIFETIME: Duration = Duration::from_secs(30 * 24 * 3600);
 
 /// `md5(appId + currentTime + responseType + appSecret)` as lower-case hex.
 pub(crate) fn sign(
@@ -228,7 +230,8 @@ pub(crate) fn read_token(data: &Value, now: SystemTime) -> Result<(Secret, Durat
     let lifetime = stated
         .map(Duration::from_secs)
         .or_else(|| jwt_lifetime(token, now))
-        .unwrap_or(DEFAULT_LIFETIME);
+        .unwrap_or(DEFAULT_LIFETIME)
+        .min(MAX_LIFETIME);
     Ok((Secret::new(token), lifetime))
 }
 
@@ -256,7 +259,7 @@ fn jwt_lifetime(token: &str, now: SystemTime) -> Option<Duration> {
         .ok()?;
     let claims: Value = serde_json::from_slice(&bytes).ok()?;
     let exp = claims.get("exp").and_then(seconds_of)?;
-    let exp = UNIX_EPOCH + Duration::from_secs(exp);
+    let exp = UNIX_EPOCH.checked_add(Duration::from_secs(exp))?;
     // An `exp` already past (clock skew) still yields a usable token: refresh soon.
     Some(exp.duration_since(now).unwrap_or(Duration::from_secs(2)))
 }
@@ -299,6 +302,14 @@ mod tests {
         assert_eq!((t.expose(), life), (jwt.as_str(), Duration::from_secs(300)));
         let (_, life) =
             read_token(&json!({"accessToken": "opaque"}), now).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(life, DEFAULT_LIFETIME);
+        let (_, life) = read_token(&json!({"access_token": "x", "expires_in": u64::MAX}), now)
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(life, MAX_LIFETIME);
+        let huge = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .encode(format!(r#"{{"exp":{}}}"#, u64::MAX));
+        let (_, life) = read_token(&json!({"accessToken": format!("h.{huge}.s")}), now)
+            .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(life, DEFAULT_LIFETIME);
         assert!(read_token(&json!({"expires_in": 5}), now).is_err());
         assert!(read_token(&json!({"access_token": ""}), now).is_err());

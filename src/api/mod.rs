@@ -40,7 +40,9 @@ pub struct ApiSettings {
     /// API root, e.g. `https://sg.sobot.io`; endpoint paths are appended.
     pub base_url: String,
     pub credentials: Credentials,
-    /// Requests per second for this tenant, every endpoint together.
+    /// Requests per second for this tenant, every endpoint together (token requests
+    /// included). Starts are spaced evenly, `1 / max_rps` apart (burst 1): no
+    /// half-open one-second interval sees more than `max_rps` of them.
     pub max_rps: u32,
     /// Requests in flight for this tenant.
     pub max_concurrency: usize,
@@ -93,6 +95,9 @@ pub struct ClientStats {
     pub rate_limited: u64,
     pub token_refreshes: u64,
 }
+
+/// Above this the rate limiter's spacing would round to nothing.
+const MAX_RPS_LIMIT: u32 = 1_000_000;
 
 /// The tenant's client. Cloning is cheap and shares the token, the limits and the
 /// statistics, which is what makes the rate cap hold across pipelines.
@@ -166,8 +171,11 @@ impl ApiSettings {
                 }
             }
         }
-        if self.max_rps == 0 {
-            return bad("SOBOT_MAX_RPS must be at least 1".into());
+        if self.max_rps == 0 || self.max_rps > MAX_RPS_LIMIT {
+            return bad(format!(
+                "SOBOT_MAX_RPS must be between 1 and {MAX_RPS_LIMIT}, not {}",
+                self.max_rps
+            ));
         }
         if self.max_concurrency == 0 {
             return bad("SOBOT_MAX_CONCURRENCY must be at least 1".into());

@@ -242,6 +242,36 @@ mod tests {
     }
 
     #[test]
+    fn urls_keep_the_base_prefix_and_add_the_query() -> Result<(), ApiError> {
+        let limits = Limits::new(std::num::NonZeroU32::MIN, 1);
+        let policy = RetryPolicy {
+            max_retries: 0,
+            min_backoff: Duration::ZERO,
+            max_backoff: Duration::ZERO,
+        };
+        let transport = Transport::new(
+            "https://example.test/api".into(),
+            HeaderValue::from_static("Asia/Singapore"),
+            Duration::from_secs(1),
+            limits,
+            policy,
+        )?;
+        let call = transport.call(
+            Method::GET,
+            "x/y z?a=1",
+            &[("b".into(), "2 3".into())],
+            None,
+        )?;
+        assert_eq!(
+            call.url.as_str(),
+            "https://example.test/api/x/y%20z?a=1&b=2+3"
+        );
+        assert_eq!(call.endpoint, "/x/y z");
+        assert!(call.body.is_none());
+        Ok(())
+    }
+
+    #[test]
     fn statuses_are_classified() {
         let class =
             |s: u16| status_failure("/x", StatusCode::from_u16(s).unwrap_or_default()).class;

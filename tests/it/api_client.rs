@@ -1031,6 +1031,13 @@ fn invalid_settings_are_rejected_with_the_setting_named() {
         ),
         (
             ApiSettings {
+                max_rps: u32::MAX,
+                ..base.clone()
+            },
+            "SOBOT_MAX_RPS",
+        ),
+        (
+            ApiSettings {
                 max_concurrency: 0,
                 ..base.clone()
             },
