@@ -1,12 +1,30 @@
 //! The Sobot Data Service client: one per tenant, shared by every pipeline so that the
 //! rate cap and the concurrency limit hold for all requests together.
 //!
-//! OWNER: API-client helper. Stub signatures; the implementation replaces the bodies
-//! (and may add submodules: auth, envelope, retry).
+//! Each request passes, in order: the token (refreshed at half-life, single flight),
+//! a concurrency slot, the rate limiter, one HTTP attempt, the envelope check; a
+//! transient failure releases the slot and backs off before the next attempt.
+//! Submodules: `auth` (tokens), `envelope` (code classification), `retry` (failure
+//! classes, backoff, `Retry-After`), `limits` (rate cap and concurrency),
+//! `transport` (one attempt).
+
+mod auth;
+mod envelope;
+mod limits;
+mod retry;
+mod transport;
 
 use crate::secret::Secret;
+use auth::{Token, TokenSource};
+use reqwest::Method;
+use reqwest::header::HeaderValue;
+use retry::{Class, Failure, RetryPolicy};
 use serde_json::Value;
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
+use transport::Transport;
 
 /// How the client proves who it is.
 #[derive(Debug, Clone)]
@@ -22,7 +40,9 @@ pub struct ApiSettings {
     /// API root, e.g. `https://sg.sobot.io`; endpoint paths are appended.
     pub base_url: String,
     pub credentials: Credentials,
-    /// Requests per second for this tenant, every endpoint together.
+    /// Requests per second for this tenant, every endpoint together (token requests
+    /// included). Starts are spaced evenly, `1 / max_rps` apart (burst 1): no
+    /// half-open one-second interval sees more than `max_rps` of them.
     pub max_rps: u32,
     /// Requests in flight for this tenant.
     pub max_concurrency: usize,
@@ -64,6 +84,10 @@ pub enum ApiError {
 }
 
 /// Counters for status output and tests.
+///
+/// `requests` counts HTTP attempts (token requests and retries included), `retries`
+/// the backoff pauses taken, `rate_limited` the answers with HTTP 429 or envelope
+/// code 429, `token_refreshes` every token obtained (the first one included).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ClientStats {
     pub requests: u64,
@@ -72,36 +96,281 @@ pub struct ClientStats {
     pub token_refreshes: u64,
 }
 
-#[derive(Clone, Debug)]
+/// Above this the rate limiter's spacing would round to nothing.
+const MAX_RPS_LIMIT: u32 = 1_000_000;
+
+/// The tenant's client. Cloning is cheap and shares the token, the limits and the
+/// statistics, which is what makes the rate cap hold across pipelines.
+#[derive(Clone)]
 pub struct ApiClient {
-    _private: (),
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    base_url: String,
+    transport: Transport,
+    auth: Auth,
+}
+
+enum Auth {
+    /// `SOBOT_TOKEN`: sent as is, never refreshed.
+    Static(Secret),
+    Company {
+        app_id: String,
+        tokens: TokenSource,
+    },
+}
+
+impl std::fmt::Debug for ApiClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let auth = match &self.inner.auth {
+            Auth::Static(_) => "static token".to_owned(),
+            Auth::Company { app_id, .. } => format!("company app {app_id}"),
+        };
+        f.debug_struct("ApiClient")
+            .field("base_url", &self.inner.base_url)
+            .field("auth", &auth)
+            .field("stats", &self.stats())
+            .finish()
+    }
+}
+
+impl ApiSettings {
+    /// Checks the settings without touching the network (the `check` command's
+    /// first half). Messages name the setting.
+    pub fn validate(&self) -> Result<(), ApiError> {
+        let bad = |m: String| Err(ApiError::Config(m));
+        match url::Url::parse(&self.base_url) {
+            Ok(u) if matches!(u.scheme(), "http" | "https") && u.has_host() => {
+                if u.query().is_some() || u.fragment().is_some() {
+                    return bad("SOBOT_BASE_URL must not carry a query or fragment".into());
+                }
+            }
+            Ok(_) => {
+                return bad("SOBOT_BASE_URL must be an http:// or https:// URL with a host".into());
+            }
+            Err(e) => return bad(format!("SOBOT_BASE_URL is not a URL: {e}")),
+        }
+        match &self.credentials {
+            Credentials::Company { app_id, app_secret } => {
+                if app_id.trim().is_empty() {
+                    return bad("SOBOT_APP_ID is empty".into());
+                }
+                if app_secret.expose().is_empty() {
+                    return bad("SOBOT_APP_SECRET is empty".into());
+                }
+            }
+            Credentials::Token(token) => {
+                if token.expose().trim().is_empty() {
+                    return bad("SOBOT_TOKEN is empty".into());
+                }
+                if HeaderValue::from_str(token.expose().trim()).is_err() {
+                    return bad(
+                        "SOBOT_TOKEN contains characters not allowed in an HTTP header".into(),
+                    );
+                }
+            }
+        }
+        if self.max_rps == 0 || self.max_rps > MAX_RPS_LIMIT {
+            return bad(format!(
+                "SOBOT_MAX_RPS must be between 1 and {MAX_RPS_LIMIT}, not {}",
+                self.max_rps
+            ));
+        }
+        if self.max_concurrency == 0 {
+            return bad("SOBOT_MAX_CONCURRENCY must be at least 1".into());
+        }
+        if HeaderValue::from_str(&self.timezone).is_err() || self.timezone.trim().is_empty() {
+            return bad(format!(
+                "SOBOT_TIMEZONE {:?} cannot be sent as a header",
+                self.timezone
+            ));
+        }
+        if self.request_timeout.is_zero() {
+            return bad("the request timeout must be longer than zero".into());
+        }
+        if self.min_backoff > self.max_backoff {
+            return bad(format!(
+                "the minimum backoff ({:?}) exceeds the maximum backoff ({:?})",
+                self.min_backoff, self.max_backoff
+            ));
+        }
+        Ok(())
+    }
 }
 
 impl ApiClient {
     pub fn new(settings: ApiSettings) -> Result<Self, ApiError> {
-        let _ = settings;
-        todo!("api helper")
+        settings.validate()?;
+        let max_rps = NonZeroU32::new(settings.max_rps)
+            .ok_or_else(|| ApiError::Config("SOBOT_MAX_RPS must be at least 1".into()))?;
+        let timezone = HeaderValue::from_str(settings.timezone.trim())
+            .map_err(|_| ApiError::Config("SOBOT_TIMEZONE cannot be sent as a header".into()))?;
+        let base_url = settings.base_url.trim_end_matches('/').to_owned();
+        let transport = Transport::new(
+            base_url.clone(),
+            timezone,
+            settings.request_timeout,
+            limits::Limits::new(max_rps, settings.max_concurrency),
+            RetryPolicy {
+                max_retries: settings.max_retries,
+                min_backoff: settings.min_backoff,
+                max_backoff: settings.max_backoff,
+            },
+        )?;
+        let auth = match settings.credentials {
+            Credentials::Token(token) => Auth::Static(Secret::new(token.expose().trim())),
+            Credentials::Company { app_id, app_secret } => Auth::Company {
+                tokens: TokenSource::new(app_id.trim().to_owned(), app_secret),
+                app_id,
+            },
+        };
+        Ok(Self {
+            inner: Arc::new(Inner {
+                base_url,
+                transport,
+                auth,
+            }),
+        })
     }
 
     /// POSTs a JSON body to `path` and returns the envelope's `data`.
     pub async fn post(&self, path: &str, body: &Value) -> Result<Value, ApiError> {
-        let _ = (path, body);
-        todo!("api helper")
+        self.request(Method::POST, path, &[], Some(body)).await
     }
 
     /// GETs `path` with query parameters and returns the envelope's `data`.
     pub async fn get(&self, path: &str, query: &[(String, String)]) -> Result<Value, ApiError> {
-        let _ = (path, query);
-        todo!("api helper")
+        self.request(Method::GET, path, query, None).await
     }
 
     /// Proves the credentials: obtains a token (company credentials) or does nothing
     /// for a static token. `check` follows it with one cheap data request.
     pub async fn authenticate(&self) -> Result<(), ApiError> {
-        todo!("api helper")
+        match &self.inner.auth {
+            Auth::Static(_) => Ok(()),
+            Auth::Company { tokens, .. } => tokens.current(&self.inner.transport).await.map(drop),
+        }
     }
 
     pub fn stats(&self) -> ClientStats {
-        todo!("api helper")
+        self.inner.transport.counters.snapshot()
+    }
+
+    async fn request(
+        &self,
+        method: Method,
+        path: &str,
+        query: &[(String, String)],
+        body: Option<&Value>,
+    ) -> Result<Value, ApiError> {
+        let inner = &*self.inner;
+        let call = inner.transport.call(method, path, query, body)?;
+        // One refresh-and-repeat per logical request, across its retries.
+        let refreshed = AtomicBool::new(false);
+        let (call_ref, refreshed_ref) = (&call, &refreshed);
+        inner
+            .transport
+            .policy
+            .run(
+                &call.endpoint,
+                &inner.transport.counters,
+                move || async move { inner.authorised_attempt(call_ref, refreshed_ref).await },
+            )
+            .await
+    }
+}
+
+impl Inner {
+    /// One attempt with the right token; after a refusal, for company credentials,
+    /// one more with a fresh token.
+    async fn authorised_attempt(
+        &self,
+        call: &transport::Call,
+        refreshed: &AtomicBool,
+    ) -> Result<Value, Failure> {
+        let endpoint = call.endpoint.as_str();
+        let tokens = match &self.auth {
+            Auth::Static(token) => {
+                return match self.transport.attempt(call, Some(token)).await {
+                    Err(f) if f.class == Class::Unauthorized => Err(refusal(
+                        endpoint,
+                        &f.error,
+                        "the API refused the configured access token (SOBOT_TOKEN); it may have \
+                         expired: set a fresh one, or use SOBOT_APP_ID and SOBOT_APP_SECRET",
+                    )),
+                    other => other,
+                };
+            }
+            Auth::Company { tokens, .. } => tokens,
+        };
+        let token: Token = tokens
+            .current(&self.transport)
+            .await
+            .map_err(Failure::permanent)?;
+        let failure = match self.transport.attempt(call, Some(&token.value)).await {
+            Err(f) if f.class == Class::Unauthorized => f,
+            other => return other,
+        };
+        if refreshed.swap(true, Ordering::SeqCst) {
+            return Err(refusal(endpoint, &failure.error, REFUSED_AFTER_REFRESH));
+        }
+        tracing::info!(endpoint, "access token refused; obtaining a new one");
+        let token = tokens
+            .replace(&token, &self.transport)
+            .await
+            .map_err(Failure::permanent)?;
+        match self.transport.attempt(call, Some(&token.value)).await {
+            Err(f) if f.class == Class::Unauthorized => {
+                Err(refusal(endpoint, &f.error, REFUSED_AFTER_REFRESH))
+            }
+            other => other,
+        }
+    }
+}
+
+const REFUSED_AFTER_REFRESH: &str = "the API refused a freshly obtained access token; the app \
+     may lack permission for this endpoint";
+
+/// A permanent `Auth` error that says how the API refused (status or code only:
+/// the server's message is left out in case it echoes the token).
+fn refusal(endpoint: &str, error: &ApiError, what: &str) -> Failure {
+    let how = match error {
+        ApiError::Http { status, .. } => format!("HTTP {status}"),
+        ApiError::Envelope { code, .. } => format!("code {code}"),
+        _ => "refused".to_owned(),
+    };
+    Failure::permanent(ApiError::Auth {
+        endpoint: endpoint.to_owned(),
+        reason: format!("{what} ({how})"),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Pipelines spawn requests on a multi-threaded runtime: the futures must be `Send`.
+    #[test]
+    fn request_futures_are_send() {
+        fn is_send<T: Send>(_: &T) {}
+        let settings = ApiSettings {
+            base_url: "http://127.0.0.1:1".into(),
+            credentials: Credentials::Token(Secret::new("t")),
+            max_rps: 1,
+            max_concurrency: 1,
+            timezone: "Asia/Singapore".into(),
+            request_timeout: Duration::from_secs(1),
+            max_retries: 0,
+            min_backoff: Duration::from_millis(1),
+            max_backoff: Duration::from_millis(1),
+        };
+        let Ok(api) = ApiClient::new(settings) else {
+            panic!("valid settings rejected");
+        };
+        let body = Value::Null;
+        is_send(&api.post("/x", &body));
+        is_send(&api.get("/x", &[]));
+        is_send(&api.authenticate());
     }
 }

@@ -1,0 +1,220 @@
+//! The `{code, status, message, reason, data}` envelope every Sobot answer wears.
+//!
+//! An HTTP 200 is not a success on its own: the envelope's `code` decides, so this
+//! module turns a body into either `data` or a classified failure the retry loop
+//! understands.
+
+use super::ApiError;
+use super::retry::{Class, Failure};
+use serde_json::Value;
+
+/// Longest server message copied into an error, so a chatty server cannot flood logs.
+const MAX_MESSAGE_CHARS: usize = 200;
+
+/// What the envelope's `code` means for the caller.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum CodeClass {
+    Success,
+    /// 401/403: the token is not (or no longer) accepted.
+    Unauthorized,
+    /// Other 4xx except 408 and 429: asking again will not help.
+    Permanent,
+    /// 408, 429, 5xx-like and codes we do not know: worth another attempt.
+    Transient,
+}
+
+pub(crate) fn classify_code(code: i64) -> CodeClass {
+    match code {
+        200 => CodeClass::Success,
+        401 | 403 => CodeClass::Unauthorized,
+        408 | 429 => CodeClass::Transient,
+        400..=499 => CodeClass::Permanent,
+        _ => CodeClass::Transient,
+    }
+}
+
+/// Reads `code` liberally: the API sends it as a number or as a numeric string.
+fn code_of(envelope: &Value) -> Option<i64> {
+    match envelope.get("code")? {
+        Value::Number(n) => n
+            .as_i64()
+            .or_else(|| n.as_f64().filter(|f| f.fract() == 0.0).map(|f| f as i64)),
+        Value::String(s) => s.trim().parse().ok(),
+        _ => None,
+    }
+}
+
+/// The human part of an error envelope: `message`, else `reason`, else `status`.
+fn message_of(envelope: &Value) -> String {
+    let text = ["message", "reason", "status"]
+        .iter()
+        .filter_map(|k| envelope.get(*k).and_then(Value::as_str))
+        .map(str::trim)
+        .find(|s| !s.is_empty())
+        .unwrap_or("no message");
+    let mut out: String = text.chars().take(MAX_MESSAGE_CHARS).collect();
+    if text.chars().count() > MAX_MESSAGE_CHARS {
+        out.push('…');
+    }
+    out
+}
+
+/// Turns a 2xx body into the envelope's `data`, or a classified failure.
+///
+/// The body is parsed into a `Value` first and fields are picked out by hand, so a
+/// field of an unexpected type never produces a serde message quoting body content
+/// (which, at the token endpoint, could be a token).
+pub(crate) fn open(endpoint: &str, body: &[u8]) -> Result<Value, Failure> {
+    let envelope: Value = serde_json::from_slice(body).map_err(|e| {
+        // Syntax errors name a line and column, never the input text.
+        Failure::transient(ApiError::Decode {
+            endpoint: endpoint.to_owned(),
+            detail: format!("malformed JSON ({} bytes): {e}", body.len()),
+        })
+    })?;
+    if !envelope.is_object() {
+        return Err(Failure::transient(ApiError::Decode {
+            endpoint: endpoint.to_owned(),
+            detail: "the body is not a JSON object".into(),
+        }));
+    }
+    let Some(code) = code_of(&envelope) else {
+        return Err(Failure::transient(ApiError::Decode {
+            endpoint: endpoint.to_owned(),
+            detail: "the envelope has no numeric `code`".into(),
+        }));
+    };
+    let class = classify_code(code);
+    if class == CodeClass::Success {
+        return match envelope {
+            Value::Object(mut map) => match map.remove("data") {
+                Some(Value::Null) | None => Err(Failure::permanent(ApiError::Decode {
+                    endpoint: endpoint.to_owned(),
+                    detail: "the envelope says code 200 but carries no `data`".into(),
+                })),
+                Some(data) => Ok(data),
+            },
+            // Checked above; kept total rather than panicking.
+            _ => Err(Failure::transient(ApiError::Decode {
+                endpoint: endpoint.to_owned(),
+                detail: "the body is not a JSON object".into(),
+            })),
+        };
+    }
+    let error = ApiError::Envelope {
+        endpoint: endpoint.to_owned(),
+        code,
+        message: message_of(&envelope),
+    };
+    let failure = match class {
+        CodeClass::Unauthorized => Failure::new(error, Class::Unauthorized),
+        CodeClass::Permanent => Failure::permanent(error),
+        CodeClass::Transient | CodeClass::Success => Failure::transient(error),
+    };
+    Err(failure.with_rate_limited(code == 429))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_are_classified() {
+        assert_eq!(classify_code(200), CodeClass::Success);
+        assert_eq!(classify_code(401), CodeClass::Unauthorized);
+        assert_eq!(classify_code(403), CodeClass::Unauthorized);
+        assert_eq!(classify_code(400), CodeClass::Permanent);
+        assert_eq!(classify_code(404), CodeClass::Permanent);
+        assert_eq!(classify_code(408), CodeClass::Transient);
+        assert_eq!(classify_code(429), CodeClass::Transient);
+        assert_eq!(classify_code(500), CodeClass::Transient);
+        assert_eq!(classify_code(3001), CodeClass::Transient);
+    }
+
+    #[test]
+    fn data_is_returned_for_numeric_and_string_codes() {
+        let data = open("/x", br#"{"code":200,"data":{"total":3}}"#).ok();
+        assert_eq!(data, Some(serde_json::json!({"total": 3})));
+        let data = open("/x", br#"{"code":"200","message":"","data":[1]}"#).ok();
+        assert_eq!(data, Some(serde_json::json!([1])));
+    }
+
+    #[test]
+    fn missing_data_is_a_permanent_decode_error() {
+        let f = open("/x", br#"{"code":200}"#).err();
+        assert!(matches!(
+            f,
+            Some(Failure {
+                error: ApiError::Decode { .. },
+                class: Class::Permanent,
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn truncated_json_is_transient() {
+        let f = open("/x", br#"{"code":200,"data":{"li"#).err();
+        assert!(matches!(
+            f,
+            Some(Failure {
+                error: ApiError::Decode { .. },
+                class: Class::Transient,
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn error_codes_keep_the_message_and_class() {
+        let f = open(
+            "/p",
+            br#"{"code":"404","message":"no such plan","data":null}"#,
+        )
+        .err();
+        match f {
+            Some(Failure {
+                error:
+                    ApiError::Envelope {
+                        endpoint,
+                        code,
+                        message,
+                    },
+                class,
+                ..
+            }) => {
+                assert_eq!(
+                    (endpoint.as_str(), code, message.as_str()),
+                    ("/p", 404, "no such plan")
+                );
+                assert_eq!(class, Class::Permanent);
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        let f = open("/p", br#"{"code":500,"reason":"busy"}"#).err();
+        assert!(matches!(
+            f,
+            Some(Failure {
+                class: Class::Transient,
+                ..
+            })
+        ));
+        let f = open("/p", br#"{"code":429}"#).err();
+        assert!(matches!(
+            f,
+            Some(Failure {
+                class: Class::Transient,
+                rate_limited: true,
+                ..
+            })
+        ));
+        let f = open("/p", br#"{"code":401,"message":"token expired"}"#).err();
+        assert!(matches!(
+            f,
+            Some(Failure {
+                class: Class::Unauthorized,
+                ..
+            })
+        ));
+    }
+}
