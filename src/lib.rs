@@ -18,3 +18,4 @@ pub mod pipeline;
 pub mod plan;
 pub mod schema;
 pub mod settings;
+pub mod extract;

@@ -1,3 +1,4 @@
 //! Pipeline state: what is committed, kept in the object store next to the data.
 
+pub mod model;
 pub mod store;

@@ -1,0 +1,551 @@
+//! Reads one window from the API, exactly: every record whose time is in `[t0, t1)`,
+//! once, or an error.
+//!
+//! - Edges: the request range is a superset of the window (the API's filters may be
+//!   inclusive and, for local strings, minute-grained and DST-confused); records outside
+//!   `[t0, t1)` still count toward `total` but are not kept.
+//! - Paging: by what the API actually returned. A page that comes back shorter than its
+//!   size, or a server that caps the size, makes the next request overlap what was seen
+//!   instead of skipping; duplicates are removed by key.
+//! - Completeness: the unique records fetched must equal the API's `total` (which must
+//!   not change while paging); otherwise the window is fetched again, and after a few
+//!   attempts the window fails with the counts in the message.
+
+use crate::api::{ApiClient, ApiError};
+use crate::convert::{self, BatchBuilder, RowMeta};
+use crate::pipeline::{Pipeline, TimeFilter};
+use crate::plan::Window;
+use crate::timeutil;
+use arrow::error::ArrowError;
+use arrow::record_batch::RecordBatch;
+use chrono::Duration;
+use chrono_tz::Tz;
+use futures::{StreamExt, TryStreamExt};
+use serde_json::{Map, Value};
+use std::collections::HashSet;
+
+/// Full-window fetches before a count mismatch fails the window.
+pub const COMPLETENESS_ATTEMPTS: usize = 4;
+
+/// Rows per record batch when many small answers (children) are gathered.
+const CHILD_BATCH_ROWS: usize = 4096;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ExtractError {
+    #[error("page {page}: {source}")]
+    Api {
+        page: u32,
+        #[source]
+        source: ApiError,
+    },
+    #[error("{endpoint} page {page}: unexpected answer: {detail}")]
+    Shape {
+        endpoint: String,
+        page: u32,
+        detail: String,
+    },
+    #[error(
+        "incomplete after {attempts} attempts: fetched {fetched} distinct records but the API's total is {total}{detail}"
+    )]
+    Incomplete {
+        attempts: usize,
+        fetched: u64,
+        total: u64,
+        detail: String,
+    },
+    #[error("parent record {key:?}: {source}")]
+    Child {
+        key: String,
+        #[source]
+        source: ApiError,
+    },
+    #[error("cannot build Arrow batch: {0}")]
+    Arrow(#[from] ArrowError),
+}
+
+/// The rows of one window, de-duplicated and sorted.
+#[derive(Debug)]
+pub struct Extracted {
+    pub batch: RecordBatch,
+    /// Requests that returned a page (search) or a child list.
+    pub requests: u64,
+    /// Distinct records the API returned for the (padded) request range.
+    pub fetched: u64,
+    pub bad_values: usize,
+}
+
+/// What a page's `data` holds, read liberally: the list may be called `list`,
+/// `pageData`, `records` or `rows`; numbers may be strings.
+struct Page {
+    records: Vec<Value>,
+    total: Option<u64>,
+    page_size: Option<u64>,
+}
+
+fn as_u64(v: &Value) -> Option<u64> {
+    match v {
+        Value::Number(n) => n.as_u64().or_else(|| n.as_f64().filter(|f| *f >= 0.0 && f.fract() == 0.0).map(|f| f as u64)),
+        Value::String(s) => s.trim().parse().ok(),
+        _ => None,
+    }
+}
+
+fn read_page(data: Value) -> Result<Page, String> {
+    let mut obj = match data {
+        Value::Object(o) => o,
+        Value::Array(a) => {
+            return Ok(Page {
+                records: a,
+                total: None,
+                page_size: None,
+            });
+        }
+        other => return Err(format!("data is {}, not an object", kind_of(&other))),
+    };
+    let total = obj.get("total").and_then(as_u64);
+    let page_size = obj.get("pageSize").and_then(as_u64);
+    let mut records = None;
+    for name in ["list", "pageData", "records", "rows"] {
+        match obj.remove(name) {
+            Some(Value::Array(a)) => {
+                records = Some(a);
+                break;
+            }
+            Some(Value::Null) | None => continue,
+            Some(other) => return Err(format!("{name} is {}, not an array", kind_of(&other))),
+        }
+    }
+    Ok(Page {
+        // No list at all with total 0 is an empty page.
+        records: match records {
+            Some(r) => r,
+            None if total == Some(0) => Vec::new(),
+            None => return Err("no list (list/pageData) in data".into()),
+        },
+        total,
+        page_size,
+    })
+}
+
+fn kind_of(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// The request body's time range for a window.
+fn range_fields(p: &Pipeline, w: &Window, tz: Tz) -> (Value, Value) {
+    match p.time_filter {
+        // Inclusive at both ends, millisecond-exact: [t0, t1 - 1ms] is exactly the window.
+        TimeFilter::EpochMs => (
+            w.start.timestamp_millis().into(),
+            (w.end.timestamp_millis() - 1).into(),
+        ),
+        // Minute-grained local strings: widen by a minute at the end (the end minute may
+        // or may not be inclusive) and by the DST shift around a change (a local time in
+        // the repeated hour may be read either way).
+        TimeFilter::LocalMinute => {
+            let pad = Duration::seconds(timeutil::offset_spread(tz, w.start, w.end));
+            (
+                timeutil::format_local_minute(tz, w.start - pad).into(),
+                timeutil::format_local_minute(tz, w.end + pad).into(),
+            )
+        }
+    }
+}
+
+/// How one pass over a window's pages ended.
+struct Pass {
+    fetched: u64,
+    total: u64,
+    requests: u64,
+    /// Why the pass could not confirm the total (when it could not).
+    problem: Option<String>,
+}
+
+/// One pass over the pages of a search window; `keep` gets each page's new, in-window
+/// records (already de-duplicated against earlier pages of this pass).
+async fn search_pass(
+    client: &ApiClient,
+    p: &Pipeline,
+    w: &Window,
+    tz: Tz,
+    keep: &mut dyn FnMut(Vec<Map<String, Value>>) -> Result<(), ExtractError>,
+) -> Result<Pass, ExtractError> {
+    let (start, end) = range_fields(p, w, tz);
+    let mut seen: HashSet<String> = HashSet::new();
+    let mut keyless: u64 = 0;
+    let mut total: Option<u64> = None;
+    let mut size = u64::from(p.page_size.max(1));
+    let mut page_num: u64 = 1;
+    let mut requests: u64 = 0;
+    let mut max_requests: u64 = 64;
+    loop {
+        let mut body = p.filters.clone();
+        body.insert("startTime".into(), start.clone());
+        body.insert("endTime".into(), end.clone());
+        body.insert("pageNum".into(), page_num.into());
+        body.insert("pageSize".into(), size.into());
+        let page_no = u32::try_from(page_num).unwrap_or(u32::MAX);
+        let data = client
+            .post(&p.endpoint, &Value::Object(body))
+            .await
+            .map_err(|source| ExtractError::Api { page: page_no, source })?;
+        requests += 1;
+        let page = read_page(data).map_err(|detail| ExtractError::Shape {
+            endpoint: p.endpoint.clone(),
+            page: page_no,
+            detail,
+        })?;
+        let page_total = page.total.ok_or_else(|| ExtractError::Shape {
+            endpoint: p.endpoint.clone(),
+            page: page_no,
+            detail: "no total in data: completeness cannot be checked".into(),
+        })?;
+        match total {
+            None => {
+                total = Some(page_total);
+                max_requests = 2 * (page_total / size + 1) + 32;
+            }
+            Some(t) if t != page_total => {
+                return Ok(Pass {
+                    fetched: seen.len() as u64 + keyless,
+                    total: t,
+                    requests,
+                    problem: Some(format!("total changed from {t} to {page_total} while paging")),
+                });
+            }
+            Some(_) => {}
+        }
+        // The server's page size, when it says it capped ours.
+        let eff = match page.page_size {
+            Some(s) if s > 0 && s < size => s,
+            _ => size,
+        };
+        size = eff;
+        let n = page.records.len() as u64;
+        let page_start = (page_num - 1) * eff;
+        let mut kept = Vec::new();
+        for rec in page.records {
+            let Value::Object(obj) = rec else {
+                return Err(ExtractError::Shape {
+                    endpoint: p.endpoint.clone(),
+                    page: page_no,
+                    detail: format!("a list entry is {}, not an object", kind_of(&rec)),
+                });
+            };
+            match convert::record_key(&p.schema, &obj) {
+                Some(k) => {
+                    if !seen.insert(k) {
+                        continue;
+                    }
+                }
+                None => keyless += 1,
+            }
+            // A record whose time cannot be read is kept: the API placed it in range, and
+            // dropping it would lose data. `_errors` shows the bad time.
+            match convert::record_time(&p.schema, &obj, tz) {
+                Some(ms) if !w.contains_ms(ms) => {}
+                _ => kept.push(obj),
+            }
+        }
+        keep(kept)?;
+        let fetched = seen.len() as u64 + keyless;
+        let t = total.unwrap_or(0);
+        if fetched >= t || n == 0 {
+            return Ok(Pass {
+                fetched,
+                total: t,
+                requests,
+                problem: None,
+            });
+        }
+        if requests >= max_requests {
+            return Ok(Pass {
+                fetched,
+                total: t,
+                requests,
+                problem: Some(format!("gave up after {requests} pages")),
+            });
+        }
+        // Next page: start at or before the position after the last record received, so
+        // a short page is re-read from where it stopped instead of skipped.
+        let offset = page_start + n;
+        let mut q = size;
+        loop {
+            let s = (offset / q) * q;
+            if s > page_start {
+                page_num = offset / q + 1;
+                size = q;
+                break;
+            }
+            if q == 1 {
+                return Ok(Pass {
+                    fetched,
+                    total: t,
+                    requests,
+                    problem: Some("paging made no progress".into()),
+                });
+            }
+            q -= 1;
+        }
+    }
+}
+
+/// Runs passes until one is complete, calling `reset` before each retry so that the
+/// caller can drop what the failed pass gathered.
+async fn complete_search(
+    client: &ApiClient,
+    p: &Pipeline,
+    w: &Window,
+    tz: Tz,
+    keep: &mut dyn FnMut(Vec<Map<String, Value>>) -> Result<(), ExtractError>,
+    reset: &mut dyn FnMut(),
+) -> Result<(u64, u64), ExtractError> {
+    let mut requests = 0;
+    let mut last = String::new();
+    let mut counts = (0, 0);
+    for attempt in 1..=COMPLETENESS_ATTEMPTS {
+        if attempt > 1 {
+            reset();
+        }
+        let pass = search_pass(client, p, w, tz, keep).await?;
+        requests += pass.requests;
+        if pass.problem.is_none() && pass.fetched == pass.total {
+            return Ok((requests, pass.fetched));
+        }
+        last = pass.problem.clone().map(|d| format!(" ({d})")).unwrap_or_default();
+        counts = (pass.fetched, pass.total);
+        tracing::warn!(
+            pipeline = %p.name, window = %w, attempt, fetched = pass.fetched, total = pass.total,
+            "window incomplete{last}; fetching it again"
+        );
+    }
+    Err(ExtractError::Incomplete {
+        attempts: COMPLETENESS_ATTEMPTS,
+        fetched: counts.0,
+        total: counts.1,
+        detail: last,
+    })
+}
+
+/// Extracts a `search` pipeline's window.
+pub async fn search_window(
+    client: &ApiClient,
+    p: &Pipeline,
+    w: &Window,
+    tz: Tz,
+    meta: &RowMeta,
+) -> Result<Extracted, ExtractError> {
+    let mut batches: Vec<RecordBatch> = Vec::new();
+    let mut bad_values = 0usize;
+    let (requests, fetched) =
+        complete_search_collect(client, p, w, tz, &mut batches, &mut bad_values, meta).await?;
+    let batch = convert::assemble(&p.schema, &batches)?;
+    Ok(Extracted {
+        batch,
+        requests,
+        fetched,
+        bad_values,
+    })
+}
+
+/// `complete_search` gathering converted batches, cleared on every retry.
+async fn complete_search_collect(
+    client: &ApiClient,
+    p: &Pipeline,
+    w: &Window,
+    tz: Tz,
+    batches: &mut Vec<RecordBatch>,
+    bad_values: &mut usize,
+    meta: &RowMeta,
+) -> Result<(u64, u64), ExtractError> {
+    let gathered = std::sync::Mutex::new((Vec::<RecordBatch>::new(), 0usize));
+    let mut keep = |recs: Vec<Map<String, Value>>| -> Result<(), ExtractError> {
+        if recs.is_empty() {
+            return Ok(());
+        }
+        let mut b = BatchBuilder::new(&p.schema, tz, recs.len());
+        for r in &recs {
+            b.push(r);
+        }
+        let bad = b.bad_values;
+        let batch = b.finish(meta)?;
+        if let Ok(mut g) = gathered.lock() {
+            g.0.push(batch);
+            g.1 += bad;
+        }
+        Ok(())
+    };
+    let mut reset = || {
+        if let Ok(mut g) = gathered.lock() {
+            g.0.clear();
+            g.1 = 0;
+        }
+    };
+    let counts = complete_search(client, p, w, tz, &mut keep, &mut reset).await?;
+    let (b, bad) = gathered.into_inner().unwrap_or_default();
+    *batches = b;
+    *bad_values = bad;
+    Ok(counts)
+}
+
+/// Extracts a `children` pipeline's window: the parent's records of the window (complete
+/// by the parent's total), then one request per parent record.
+pub async fn children_window(
+    client: &ApiClient,
+    p: &Pipeline,
+    parent: &Pipeline,
+    w: &Window,
+    tz: Tz,
+    meta: &RowMeta,
+) -> Result<Extracted, ExtractError> {
+    let parent_field = p.parent_field.clone().unwrap_or_default();
+    // (value for the endpoint placeholder, fields the children inherit)
+    let parents = std::sync::Mutex::new(Vec::<(String, Map<String, Value>)>::new());
+    let mut keep = |recs: Vec<Map<String, Value>>| -> Result<(), ExtractError> {
+        let mut out = Vec::with_capacity(recs.len());
+        for r in recs {
+            let Some(id) = r.get(&parent_field).and_then(|v| match v {
+                Value::String(s) => Some(s.trim().to_string()),
+                Value::Number(n) => Some(n.to_string()),
+                _ => None,
+            }) else {
+                tracing::warn!(pipeline = %p.name, window = %w, "a parent record has no {parent_field}; it has no children to load");
+                continue;
+            };
+            let mut inherited = Map::new();
+            inherited.insert(parent_field.clone(), Value::String(id.clone()));
+            for (child_field, parent_src) in &p.inherit {
+                if let Some(v) = r.get(parent_src) {
+                    inherited.insert(child_field.clone(), v.clone());
+                }
+            }
+            out.push((id, inherited));
+        }
+        if let Ok(mut g) = parents.lock() {
+            g.extend(out);
+        }
+        Ok(())
+    };
+    let mut reset = || {
+        if let Ok(mut g) = parents.lock() {
+            g.clear();
+        }
+    };
+    let (parent_requests, _) = complete_search(client, parent, w, tz, &mut keep, &mut reset).await?;
+    let parents = parents.into_inner().unwrap_or_default();
+
+    let endpoint_of = |id: &str| {
+        let placeholder = format!("{{{parent_field}}}");
+        p.endpoint.replace(&placeholder, &url_path_segment(id))
+    };
+    let answers = futures::stream::iter(parents.into_iter().map(|(id, inherited)| {
+        let path = endpoint_of(&id);
+        async move {
+            let data = client
+                .get(&path, &[])
+                .await
+                .map_err(|source| ExtractError::Child { key: id.clone(), source })?;
+            let page = read_page(data).map_err(|detail| ExtractError::Shape {
+                endpoint: p.endpoint.clone(),
+                page: 1,
+                detail: format!("children of {id}: {detail}"),
+            })?;
+            Ok::<_, ExtractError>((page.records, inherited))
+        }
+    }))
+    .buffer_unordered(p.child_concurrency);
+    futures::pin_mut!(answers);
+
+    let mut seen = HashSet::new();
+    let mut batches = Vec::new();
+    let mut builder = BatchBuilder::new(&p.schema, tz, CHILD_BATCH_ROWS);
+    let mut bad_values = 0;
+    let mut requests = parent_requests;
+    let mut fetched = 0u64;
+    while let Some((records, inherited)) = answers.try_next().await? {
+        requests += 1;
+        for rec in records {
+            let Value::Object(mut obj) = rec else {
+                return Err(ExtractError::Shape {
+                    endpoint: p.endpoint.clone(),
+                    page: 1,
+                    detail: format!("a child entry is {}, not an object", kind_of(&rec)),
+                });
+            };
+            for (k, v) in &inherited {
+                let absent = obj.get(k).is_none_or(|x| x.is_null() || x.as_str().is_some_and(|s| s.trim().is_empty()));
+                if absent {
+                    obj.insert(k.clone(), v.clone());
+                }
+            }
+            if let Some(k) = convert::record_key(&p.schema, &obj) {
+                if !seen.insert(k) {
+                    continue;
+                }
+            }
+            fetched += 1;
+            builder.push(&obj);
+            if builder.rows() >= CHILD_BATCH_ROWS {
+                bad_values += builder.bad_values;
+                let full = std::mem::replace(&mut builder, BatchBuilder::new(&p.schema, tz, CHILD_BATCH_ROWS));
+                batches.push(full.finish(meta)?);
+            }
+        }
+    }
+    bad_values += builder.bad_values;
+    if builder.rows() > 0 {
+        batches.push(builder.finish(meta)?);
+    }
+    let batch = convert::assemble(&p.schema, &batches)?;
+    Ok(Extracted {
+        batch,
+        requests,
+        fetched,
+        bad_values,
+    })
+}
+
+/// Percent-encodes a path segment (IDs are hex, but the API's data is untrusted).
+fn url_path_segment(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn pages_are_read_liberally() {
+        let p = read_page(json!({"currPage": 1, "pageSize": "15", "total": "12", "pageData": [{"id": 1}]})).unwrap();
+        assert_eq!(p.total, Some(12));
+        assert_eq!(p.page_size, Some(15));
+        assert_eq!(p.records.len(), 1);
+        let p = read_page(json!({"total": 0})).unwrap();
+        assert!(p.records.is_empty());
+        assert!(read_page(json!({"total": 3})).is_err());
+        assert!(read_page(json!("nope")).is_err());
+        assert!(read_page(json!({"list": 5, "total": 1})).unwrap_err().contains("list"));
+    }
+
+    #[test]
+    fn path_segments_are_encoded() {
+        assert_eq!(url_path_segment("6bf3cbb1"), "6bf3cbb1");
+        assert_eq!(url_path_segment("a/b c"), "a%2Fb%20c");
+    }
+}
