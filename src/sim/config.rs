@@ -116,7 +116,7 @@ impl Faults {
 
 /// Whether the `n`th request (1-based) is hit by a fault firing every `every` requests.
 pub(crate) fn fires(every: Option<u64>, n: u64) -> bool {
-    matches!(every, Some(k) if k > 0 && n % k == 0)
+    matches!(every, Some(k) if k > 0 && n.is_multiple_of(k))
 }
 
 #[cfg(test)]

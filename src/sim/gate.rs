@@ -92,7 +92,7 @@ async fn pass(
         .map(|v| v.to_str().map(str::trim))
     {
         None => shared.default_tz,
-        Some(Ok(name)) if name.is_empty() => shared.default_tz,
+        Some(Ok("")) => shared.default_tz,
         Some(Ok(name)) => match name.parse::<Tz>() {
             Ok(tz) => tz,
             Err(_) => return envelope_error(400, &format!("unknown timezoneid {name:?}")),

@@ -96,8 +96,8 @@ impl Generator {
                     id: (1001 + i).to_string(),
                     name: format!("{first} {last}"),
                     dn: (8001 + i).to_string(),
-                    phone_type: *r.pick(&[1u8, 1, 1, 3, 4]),
-                    department_id: r.pick(&departments).clone(),
+                    phone_type: r.pick(&[1u8, 1, 1, 3, 4]),
+                    department_id: departments[r.index(departments.len())].clone(),
                 }
             })
             .collect();
@@ -135,18 +135,14 @@ impl Generator {
     }
 
     /// The hour slots that can hold instants in `[from_ms, to_ms]` (inclusive).
-    pub(crate) fn hours_between(&self, from_ms: i64, to_ms: i64) -> std::ops::RangeInclusive<u32> {
-        let lo = self.hour_of(from_ms.max(self.epoch_ms)).unwrap_or(u32::MAX);
-        let hi = if to_ms < self.epoch_ms {
+    pub(crate) fn hours_between(&self, from_ms: i64, to_ms: i64) -> impl Iterator<Item = u32> {
+        let range = if to_ms < self.epoch_ms || to_ms < from_ms {
             None
         } else {
-            self.hour_of(to_ms).or(Some(u32::MAX))
+            let hi = self.hour_of(to_ms).unwrap_or(u32::MAX);
+            self.hour_of(from_ms.max(self.epoch_ms)).map(|lo| lo..=hi)
         };
-        match hi {
-            Some(hi) if lo <= hi && lo != u32::MAX => lo..=hi,
-            // An empty range: lo > hi.
-            _ => 1..=0,
-        }
+        range.into_iter().flatten()
     }
 
     pub(crate) fn hour_start_ms(&self, hour: u32) -> i64 {
@@ -218,11 +214,10 @@ impl Generator {
         let inbound = r.chance(0.7);
         let call_type = if inbound { 2 } else { 3 };
         let mut customer = String::with_capacity(11);
-        let prefix: &str = *r.pick(&PHONE_PREFIXES);
-        customer.push_str(prefix);
+        customer.push_str(r.pick(&PHONE_PREFIXES));
         r.digits(&mut customer, 9);
-        let (area_code, area_province, area_city) = *r.pick(&AREAS);
-        let gateway = *r.pick(&GATEWAYS);
+        let (area_code, area_province, area_city) = r.pick(&AREAS);
+        let gateway = r.pick(&GATEWAYS);
         let answered = r.chance(if inbound { 0.82 } else { 0.6 }) && !self.agents.is_empty();
         let alert = start + r.between(0, 4_000);
         let (answer, bridge, end) = if answered {
@@ -253,7 +248,7 @@ impl Generator {
                 .map(|_| r.between(bridge + 2_000, end - 2_000))
                 .collect();
             cuts.sort_unstable();
-            let hangup = *r.pick(&[1u8, 2]);
+            let hangup = r.pick(&[1u8, 2]);
             for (leg, agent) in agents.iter().enumerate() {
                 let leg_start = if leg == 0 { alert } else { cuts[leg - 1] };
                 let leg_end = cuts.get(leg).copied().unwrap_or(end);
@@ -327,7 +322,7 @@ impl Generator {
             .filter(|_| answered)
             .map(|p| self.agents_of(p));
         let last_agent = parties.last().map(|p| self.agents_of(p));
-        let (route_id, route_name) = if inbound { *r.pick(&ROUTES) } else { ("", "") };
+        let (route_id, route_name) = if inbound { r.pick(&ROUTES) } else { ("", "") };
         let fee_seconds = answer.map(|a| (end - a) / 1000).unwrap_or(0);
         let talk = Talk {
             call_id: served_id,
@@ -348,7 +343,7 @@ impl Generator {
             total_duration: ((end - start) / 1000).to_string(),
             call_result: match (answered, inbound) {
                 (true, _) => 8,
-                (false, true) => *r.pick(&[4u8, 5, 6, 6, 6, 22]),
+                (false, true) => r.pick(&[4u8, 5, 6, 6, 6, 22]),
                 (false, false) => 7,
             },
             hangup_disposition: r.between(1, 3) as u8,
@@ -380,10 +375,10 @@ impl Generator {
             source_type: 0,
             source_id: String::new(),
             attached_data: r.chance(0.5).then(|| AttachedData {
-                customer_name: *r.pick(&CUSTOMERS),
+                customer_name: r.pick(&CUSTOMERS),
                 order_no: format!("ORD-{:06}", r.below(1_000_000)),
             }),
-            queue_tag: r.chance(0.05).then(|| *r.pick(&QUEUE_TAGS)),
+            queue_tag: r.chance(0.05).then(|| r.pick(&QUEUE_TAGS)),
         };
         let mut talk = talk;
         if r.chance(0.1) {
@@ -490,8 +485,8 @@ impl Generator {
             let len = r.between(60_000, 1_200_000);
             let (login, no_ready, work) = match r.below(10) {
                 0 => (0u8, 0u8, 0u8),
-                1 | 2 => (2, *r.pick(&[2u8, 11, 12, 13, 14]), 2),
-                _ => (1, 0, *r.pick(&[1u8, 1, 4, 5, 6, 7, 7, 7, 8])),
+                1 | 2 => (2, r.pick(&[2u8, 11, 12, 13, 14]), 2),
+                _ => (1, 0, r.pick(&[1u8, 1, 4, 5, 6, 7, 7, 7, 8])),
             };
             let x = hash(&[self.seed, tag::HISTORY_ID, h, a as u64, u64::from(idx)]);
             out.push(AgentHistory {

@@ -64,7 +64,7 @@ pub(crate) fn page_window(page_num: i64, size: usize, shifting: bool, seed: u64)
     let index = usize::try_from(page_num.saturating_sub(1)).unwrap_or(0);
     let start = index.saturating_mul(size);
     let mut stop = start.saturating_add(size);
-    if shifting && hash(&[seed, tag::PAGE, page_num as u64]) % 3 == 0 {
+    if shifting && hash(&[seed, tag::PAGE, page_num as u64]).is_multiple_of(3) {
         stop -= size.min(3);
     }
     (start, stop)

@@ -72,9 +72,14 @@ impl Rng {
         self.unit() < p
     }
 
-    pub(crate) fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
-        // Callers pass non-empty constant tables.
-        &items[self.below(items.len() as u64) as usize]
+    /// A uniformly chosen index into a collection of `len` items (0 when empty).
+    pub(crate) fn index(&mut self, len: usize) -> usize {
+        self.below(len as u64) as usize
+    }
+
+    /// A uniformly chosen item of a non-empty constant table.
+    pub(crate) fn pick<T: Copy>(&mut self, items: &[T]) -> T {
+        items[self.index(items.len())]
     }
 
     /// Decimal digits, e.g. the tail of a phone number.
