@@ -1,4 +1,43 @@
 //! The built-in Sobot API simulator (`sobot-sync sim`), used by `demo`, the tests and
 //! the benchmarks.
 //!
-//! OWNER: simulator helper. Stub signatures; the implementation replaces the bodies.
+//! A seeded, deterministic call centre served over HTTP: the token endpoint, the talk,
+//! party and agent-history searches of the API document, and `/_sim/*` controls. Data
+//! is generated lazily per hour slot and cached briefly, so serving months of history
+//! keeps memory flat. Faults (429, 5xx, envelope errors, truncated or slow bodies,
+//! expiring tokens, late records, a permanently broken window, short pages, a server
+//! rate limit) are switched on per instance, and `Dataset` gives tests the ground truth.
+
+mod auth;
+mod cache;
+mod cli;
+mod config;
+mod control;
+mod dataset;
+mod gate;
+mod generate;
+mod handlers;
+mod localtime;
+mod model;
+mod protocol;
+mod rng;
+mod server;
+mod state;
+mod stats;
+
+pub use cli::{SimArgs, serve};
+pub use config::{Faults, SimConfig};
+pub use dataset::Dataset;
+pub use server::{SimHandle, start};
+pub use stats::SimStats;
+
+/// `md5(appId + currentTime + responseType + appSecret)` in lower-case hex: the token
+/// request's signature, exposed so tests and tools sign exactly as the server checks.
+pub fn token_sign(
+    app_id: &str,
+    current_time: &str,
+    response_type: &str,
+    app_secret: &str,
+) -> String {
+    auth::sign(app_id, current_time, response_type, app_secret)
+}

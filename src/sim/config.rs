@@ -1,0 +1,155 @@
+//! What a simulator instance is: its fixed identity (seed, credentials, size of the call
+//! centre) and the fault switches that tests flip while it runs.
+
+use chrono::{DateTime, TimeZone, Utc};
+use chrono_tz::Tz;
+
+/// Everything that fixes the synthetic call centre and the server's limits.
+///
+/// Two simulators with equal configs serve byte-identical data (record URLs aside, which
+/// name the bound address), which is what makes the tests and benchmarks repeatable.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SimConfig {
+    /// Seeds every random choice; the whole data set is a pure function of it.
+    pub seed: u64,
+    /// The company credentials the token endpoint accepts.
+    pub app_id: String,
+    pub app_secret: String,
+    /// A token accepted forever, as a user of `SOBOT_TOKEN` would hold.
+    pub static_token: Option<String>,
+    pub company_id: String,
+    /// Zone of local strings when a request sends no `timezoneid`, and of the day curve.
+    pub timezone: Tz,
+    /// Average calls per hour over a whole day; the day curve moves them into office hours.
+    pub calls_per_hour: f64,
+    pub agents: usize,
+    /// No record starts before this instant; hour slots are counted from it.
+    pub epoch: DateTime<Utc>,
+    /// A fixed simulated "now" deciding which records are visible; `None` follows the real clock.
+    pub now: Option<DateTime<Utc>>,
+    /// Server cap on `pageSize`; larger requests are served this many records per page.
+    pub max_page_size: usize,
+    pub faults: Faults,
+}
+
+impl Default for SimConfig {
+    fn default() -> Self {
+        Self {
+            seed: 42,
+            app_id: "sim-app".to_string(),
+            app_secret: "sim-secret".to_string(),
+            static_token: None,
+            company_id: "825072edbd914f47aa8704de02f1cdb6".to_string(),
+            timezone: chrono_tz::Asia::Singapore,
+            calls_per_hour: 60.0,
+            agents: 12,
+            epoch: Utc
+                .with_ymd_and_hms(2024, 1, 1, 0, 0, 0)
+                .single()
+                .unwrap_or_default(),
+            now: None,
+            max_page_size: 200,
+            faults: Faults::default(),
+        }
+    }
+}
+
+/// Fault switches. "Every Nth" counts data requests with one global counter, so a given
+/// request order always meets the same faults.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
+pub struct Faults {
+    /// Every Nth data request answers HTTP 429 with `Retry-After: retry_after_secs`.
+    pub rate_limit_every: Option<u64>,
+    pub retry_after_secs: u64,
+    /// Every Nth data request answers HTTP 500, 502 or 503 (rotating).
+    pub server_error_every: Option<u64>,
+    /// Every Nth data request answers HTTP 200 with an envelope `code` 500.
+    pub envelope_error_every: Option<u64>,
+    /// Every Nth data request answers HTTP 200 with only the first half of its body.
+    pub truncate_every: Option<u64>,
+    /// Every Nth data request (and Nth token request) waits `slow_ms` before answering.
+    pub slow_every: Option<u64>,
+    pub slow_ms: u64,
+    /// Lifetime of issued tokens on the real clock; 7200 s when `None`.
+    pub token_ttl_secs: Option<u64>,
+    /// This fraction of records (chosen by hash, so stable) becomes visible `late_secs`
+    /// after it normally would: the "late arriving data" a lookback has to catch.
+    pub late_fraction: f64,
+    pub late_secs: i64,
+    /// Searches overlapping `[broken_from, broken_to)`, and partycdrs of calls starting in
+    /// it, always answer HTTP 500: a window the client can never complete.
+    pub broken_from: Option<DateTime<Utc>>,
+    pub broken_to: Option<DateTime<Utc>>,
+    /// Some pages come back shorter than the page size they report, so a client paging
+    /// by page number falls short of `total` and must notice.
+    pub shifting_page_size: bool,
+    /// Server-side rate limit: data requests beyond this many in any second answer 429.
+    pub max_rps: Option<u32>,
+}
+
+impl Faults {
+    /// Token lifetime in seconds as the token endpoint grants it.
+    pub fn token_ttl(&self) -> u64 {
+        self.token_ttl_secs.unwrap_or(7200)
+    }
+
+    /// Whether the broken window overlaps the instants `[from_ms, to_ms)`.
+    pub(crate) fn broken_overlaps(&self, from_ms: i64, to_ms: i64) -> bool {
+        match (self.broken_from, self.broken_to) {
+            (Some(bf), Some(bt)) => {
+                from_ms < bt.timestamp_millis() && to_ms > bf.timestamp_millis()
+            }
+            _ => false,
+        }
+    }
+
+    /// Extra delay before a record with lateness draw `late_u` becomes visible.
+    pub(crate) fn late_delay_ms(&self, late_u: f64) -> i64 {
+        if late_u < self.late_fraction {
+            self.late_secs.saturating_mul(1000)
+        } else {
+            0
+        }
+    }
+}
+
+/// Whether the `n`th request (1-based) is hit by a fault firing every `every` requests.
+pub(crate) fn fires(every: Option<u64>, n: u64) -> bool {
+    matches!(every, Some(k) if k > 0 && n.is_multiple_of(k))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_nth_fires_on_multiples_only() {
+        let hits: Vec<u64> = (1..=10).filter(|n| fires(Some(3), *n)).collect();
+        assert_eq!(hits, vec![3, 6, 9]);
+        assert!(!fires(Some(0), 5));
+        assert!(!fires(None, 5));
+    }
+
+    #[test]
+    fn faults_parse_from_partial_json() {
+        let f: Faults = serde_json::from_str(r#"{"rate_limit_every":4,"retry_after_secs":2}"#)
+            .unwrap_or_default();
+        assert_eq!(f.rate_limit_every, Some(4));
+        assert_eq!(f.retry_after_secs, 2);
+        assert_eq!(f.token_ttl(), 7200);
+    }
+
+    #[test]
+    fn broken_window_overlap_is_half_open() {
+        let f = Faults {
+            broken_from: Utc.timestamp_millis_opt(1000).single(),
+            broken_to: Utc.timestamp_millis_opt(2000).single(),
+            ..Faults::default()
+        };
+        assert!(f.broken_overlaps(0, 1001));
+        assert!(!f.broken_overlaps(0, 1000));
+        assert!(f.broken_overlaps(1999, 5000));
+        assert!(!f.broken_overlaps(2000, 5000));
+    }
+}

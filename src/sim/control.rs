@@ -1,0 +1,74 @@
+//! The token endpoint and the `/_sim/*` control endpoints. Neither counts as a data
+//! request, so every-Nth faults never hit them (slow may hit the token endpoint).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+
+use super::config::{Faults, fires};
+use super::protocol::{TokenRequest, envelope_error, failure, parse_body, success};
+use super::state::Shared;
+
+/// `POST /tokens/company`
+pub(crate) async fn token(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
+    let n = shared.stats.token_request();
+    let faults = shared.faults();
+    if fires(faults.slow_every, n) {
+        tokio::time::sleep(Duration::from_millis(faults.slow_ms)).await;
+    }
+    // The real clock: signatures and token lifetimes never follow the simulated now.
+    let now = Utc::now();
+    let response = match parse_body::<TokenRequest>(&body) {
+        Err(m) => envelope_error(400, &m),
+        Ok(req) => match shared.tokens.check_request(&req, now) {
+            Err(m) => envelope_error(401, &m),
+            Ok(()) => success("Token", shared.tokens.issue(faults.token_ttl(), now)),
+        },
+    };
+    shared.stats.record("token", response.status().as_u16());
+    response
+}
+
+/// `GET /_sim/stats`
+pub(crate) async fn stats(State(shared): State<Arc<Shared>>) -> Response {
+    Json(shared.stats.snapshot()).into_response()
+}
+
+/// `GET /_sim/faults`
+pub(crate) async fn faults(State(shared): State<Arc<Shared>>) -> Response {
+    Json(shared.faults().as_ref().clone()).into_response()
+}
+
+/// `PUT /_sim/faults` with a `Faults` object (missing fields take their defaults).
+pub(crate) async fn set_faults(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
+    match parse_body::<Faults>(&body) {
+        Ok(f) => {
+            shared.set_faults(f.clone());
+            Json(f).into_response()
+        }
+        Err(m) => failure(StatusCode::BAD_REQUEST, 400, &m),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct NowBody {
+    now: Option<DateTime<Utc>>,
+}
+
+/// `PUT /_sim/now` with `{"now": "RFC 3339" | null}`.
+pub(crate) async fn set_now(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
+    match parse_body::<NowBody>(&body) {
+        Ok(b) => {
+            shared.set_now(b.now);
+            Json(serde_json::json!({ "now": b.now })).into_response()
+        }
+        Err(m) => failure(StatusCode::BAD_REQUEST, 400, &m),
+    }
+}

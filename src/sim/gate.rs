@@ -1,0 +1,161 @@
+//! The gate every data request passes before its handler: numbering (for every-Nth
+//! faults), statistics, fault injection, the server-side rate limit, authentication and
+//! the `timezoneid` header. Faults are decided independently, so one request may be both
+//! slow and refused.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::{Body, to_bytes};
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::Response;
+use chrono::Utc;
+use chrono_tz::Tz;
+
+use super::config::{Faults, fires};
+use super::protocol::{envelope_error, failure};
+use super::state::{RequestCtx, Shared};
+
+/// The statistics name of a data route, from the request path (ids never contain `/`).
+fn endpoint_name(path: &str) -> &'static str {
+    if path.ends_with("/partycdrs") {
+        "partycdrs"
+    } else if path.contains("/maincdrs/") {
+        "maincdrs"
+    } else if path.contains("/cdrs/") {
+        "cdrs"
+    } else if path.contains("/agent-histories/") {
+        "agent-histories"
+    } else if path.contains("/recordings/") {
+        "recordings"
+    } else {
+        "other"
+    }
+}
+
+pub(crate) async fn gate(State(shared): State<Arc<Shared>>, req: Request, next: Next) -> Response {
+    let endpoint = endpoint_name(req.uri().path());
+    let n = shared.next_data_request();
+    let faults = shared.faults();
+    let (_in_flight, admitted) = shared.stats.arrive(faults.max_rps);
+    if fires(faults.slow_every, n) {
+        tokio::time::sleep(Duration::from_millis(faults.slow_ms)).await;
+    }
+    let response = pass(&shared, faults, n, admitted, req, next).await;
+    shared.stats.record(endpoint, response.status().as_u16());
+    response
+}
+
+async fn pass(
+    shared: &Shared,
+    faults: Arc<Faults>,
+    n: u64,
+    admitted: bool,
+    mut req: Request,
+    next: Next,
+) -> Response {
+    if !admitted {
+        return too_many(1, "request rate above the server limit");
+    }
+    if fires(faults.rate_limit_every, n) {
+        return too_many(faults.retry_after_secs, "simulated rate limit");
+    }
+    if fires(faults.server_error_every, n) {
+        let k = faults.server_error_every.unwrap_or(1).max(1);
+        let status = [
+            StatusCode::INTERNAL_SERVER_ERROR,
+            StatusCode::BAD_GATEWAY,
+            StatusCode::SERVICE_UNAVAILABLE,
+        ][((n / k).saturating_sub(1) % 3) as usize];
+        return failure(status, status.as_u16(), "simulated server error");
+    }
+    if fires(faults.envelope_error_every, n) {
+        return envelope_error(500, "simulated internal error");
+    }
+    let auth = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    if !shared.tokens.is_valid(auth, Utc::now()) {
+        let why = if auth.is_some() {
+            "token unknown or expired"
+        } else {
+            "Authorization header missing"
+        };
+        return failure(StatusCode::UNAUTHORIZED, 401, why);
+    }
+    let tz = match req
+        .headers()
+        .get("timezoneid")
+        .map(|v| v.to_str().map(str::trim))
+    {
+        None => shared.default_tz,
+        Some(Ok("")) => shared.default_tz,
+        Some(Ok(name)) => match name.parse::<Tz>() {
+            Ok(tz) => tz,
+            Err(_) => return envelope_error(400, &format!("unknown timezoneid {name:?}")),
+        },
+        Some(Err(_)) => return envelope_error(400, "timezoneid is not text"),
+    };
+    let truncate = fires(faults.truncate_every, n);
+    let now_ms = shared.now().timestamp_millis();
+    req.extensions_mut()
+        .insert(RequestCtx { tz, faults, now_ms });
+    let response = next.run(req).await;
+    if truncate {
+        cut_in_half(response).await
+    } else {
+        response
+    }
+}
+
+fn too_many(retry_after_secs: u64, why: &str) -> Response {
+    let mut r = failure(StatusCode::TOO_MANY_REQUESTS, 429, why);
+    r.headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
+    r
+}
+
+/// The response with only the first half of its body: a connection cut mid-answer.
+async fn cut_in_half(response: Response) -> Response {
+    let (mut parts, body) = response.into_parts();
+    let bytes = match to_bytes(body, usize::MAX).await {
+        Ok(b) => b,
+        Err(_) => {
+            return failure(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                500,
+                "simulator lost its own body",
+            );
+        }
+    };
+    parts.headers.remove(header::CONTENT_LENGTH);
+    Response::from_parts(parts, Body::from(bytes.slice(..bytes.len() / 2)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_routes() {
+        assert_eq!(
+            endpoint_name("/callservice/tm/tm-reports/maincdrs/_search"),
+            "maincdrs"
+        );
+        assert_eq!(
+            endpoint_name("/callservice/tm/tm-reports/maincdrs/{call_id}/partycdrs"),
+            "partycdrs"
+        );
+        assert_eq!(
+            endpoint_name("/callservice/tm/tm-reports/cdrs/_search"),
+            "cdrs"
+        );
+        assert_eq!(
+            endpoint_name("/callservice/tm/tm-reports/agent-histories/_search"),
+            "agent-histories"
+        );
+    }
+}
