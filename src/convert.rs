@@ -78,7 +78,9 @@ pub fn coerce(ty: ColumnType, v: &Value, tz: Tz) -> Result<Cell, String> {
                 let t = s.trim();
                 if t.is_empty() {
                     Cell::Null
-                } else if serde_json::from_str::<Value>(t).is_ok_and(|p| p.is_object() || p.is_array()) {
+                } else if serde_json::from_str::<Value>(t)
+                    .is_ok_and(|p| p.is_object() || p.is_array())
+                {
                     Cell::Str(t.to_string())
                 } else {
                     Cell::Str(Value::String(s.clone()).to_string())
@@ -87,14 +89,21 @@ pub fn coerce(ty: ColumnType, v: &Value, tz: Tz) -> Result<Cell, String> {
             other => Cell::Str(other.to_string()),
         }),
         ColumnType::Int => match v {
-            Value::Number(n) => int_from_number(n).map(Cell::Int).ok_or_else(|| "not a whole number".into()),
+            Value::Number(n) => int_from_number(n)
+                .map(Cell::Int)
+                .ok_or_else(|| "not a whole number".into()),
             Value::String(s) if s.trim().is_empty() => Ok(Cell::Null),
-            Value::String(s) => parse_int_text(s.trim()).map(Cell::Int).ok_or_else(|| "not a whole number".into()),
+            Value::String(s) => parse_int_text(s.trim())
+                .map(Cell::Int)
+                .ok_or_else(|| "not a whole number".into()),
             Value::Bool(b) => Ok(Cell::Int(i64::from(*b))),
             _ => Err("not a whole number".into()),
         },
         ColumnType::Float => match v {
-            Value::Number(n) => n.as_f64().map(Cell::Float).ok_or_else(|| "not a number".into()),
+            Value::Number(n) => n
+                .as_f64()
+                .map(Cell::Float)
+                .ok_or_else(|| "not a number".into()),
             Value::String(s) if s.trim().is_empty() => Ok(Cell::Null),
             Value::String(s) => s
                 .trim()
@@ -188,7 +197,11 @@ pub fn record_key(schema: &TableSchema, record: &Map<String, Value>) -> Option<S
 }
 
 /// The value of a column's field (or one of its aliases) in a record.
-fn lookup<'r>(schema: &TableSchema, record: &'r Map<String, Value>, col: usize) -> Option<&'r Value> {
+fn lookup<'r>(
+    schema: &TableSchema,
+    record: &'r Map<String, Value>,
+    col: usize,
+) -> Option<&'r Value> {
     let c = &schema.columns[col];
     if let Some(v) = record.get(&c.field) {
         return Some(v);
@@ -211,7 +224,9 @@ enum ColumnBuilder {
 impl ColumnBuilder {
     fn new(ty: ColumnType, capacity: usize) -> Self {
         match ty {
-            ColumnType::String | ColumnType::Json => Self::Str(StringBuilder::with_capacity(capacity, capacity * 16)),
+            ColumnType::String | ColumnType::Json => {
+                Self::Str(StringBuilder::with_capacity(capacity, capacity * 16))
+            }
             ColumnType::Int => Self::Int(Int64Builder::with_capacity(capacity)),
             ColumnType::Float => Self::Float(Float64Builder::with_capacity(capacity)),
             ColumnType::Bool => Self::Bool(BooleanBuilder::with_capacity(capacity)),
@@ -331,7 +346,11 @@ impl<'s> BatchBuilder<'s> {
 
     pub fn finish(self, meta: &RowMeta) -> Result<RecordBatch, ArrowError> {
         let rows = self.rows;
-        let mut arrays: Vec<ArrayRef> = self.columns.into_iter().map(ColumnBuilder::finish).collect();
+        let mut arrays: Vec<ArrayRef> = self
+            .columns
+            .into_iter()
+            .map(ColumnBuilder::finish)
+            .collect();
         let mut extra = self.extra;
         let mut errors = self.errors;
         arrays.push(Arc::new(extra.finish()));
@@ -428,21 +447,42 @@ type = "local_time"
         assert!(coerce(Int, &json!({"a": 1}), SG).is_err());
         assert_eq!(coerce(Float, &json!("25.66"), SG), Ok(Cell::Float(25.66)));
         assert_eq!(coerce(Float, &json!(""), SG), Ok(Cell::Null));
-        assert_eq!(coerce(String, &json!(" 6bf3 "), SG), Ok(Cell::Str("6bf3".into())));
-        assert_eq!(coerce(String, &json!(95588), SG), Ok(Cell::Str("95588".into())));
+        assert_eq!(
+            coerce(String, &json!(" 6bf3 "), SG),
+            Ok(Cell::Str("6bf3".into()))
+        );
+        assert_eq!(
+            coerce(String, &json!(95588), SG),
+            Ok(Cell::Str("95588".into()))
+        );
         assert_eq!(coerce(String, &json!(""), SG), Ok(Cell::Str("".into())));
         assert_eq!(coerce(Bool, &json!("true"), SG), Ok(Cell::Bool(true)));
         assert_eq!(coerce(Bool, &json!(0), SG), Ok(Cell::Bool(false)));
-        assert_eq!(coerce(TimestampMs, &json!(1637068156419i64), SG), Ok(Cell::Ts(1637068156419)));
-        assert_eq!(coerce(TimestampMs, &json!("1637068156419"), SG), Ok(Cell::Ts(1637068156419)));
+        assert_eq!(
+            coerce(TimestampMs, &json!(1637068156419i64), SG),
+            Ok(Cell::Ts(1637068156419))
+        );
+        assert_eq!(
+            coerce(TimestampMs, &json!("1637068156419"), SG),
+            Ok(Cell::Ts(1637068156419))
+        );
         assert_eq!(coerce(TimestampMs, &json!(""), SG), Ok(Cell::Null));
         assert_eq!(coerce(TimestampMs, &json!(0), SG), Ok(Cell::Null));
         assert!(coerce(TimestampMs, &json!("soon"), SG).is_err());
         assert!(coerce(TimestampMs, &json!(99_999_999_999_999i64), SG).is_err());
         // 2022-07-07 01:00 in Singapore (UTC+8) is 2022-07-06T17:00Z.
-        assert_eq!(coerce(LocalTime, &json!(" 2022-07-07 01 : 00 "), SG), Ok(Cell::Ts(1657126800000)));
-        assert_eq!(coerce(Json, &json!({"a": 1}), SG), Ok(Cell::Str("{\"a\":1}".into())));
-        assert_eq!(coerce(Json, &json!("plain"), SG), Ok(Cell::Str("\"plain\"".into())));
+        assert_eq!(
+            coerce(LocalTime, &json!(" 2022-07-07 01 : 00 "), SG),
+            Ok(Cell::Ts(1657126800000))
+        );
+        assert_eq!(
+            coerce(Json, &json!({"a": 1}), SG),
+            Ok(Cell::Str("{\"a\":1}".into()))
+        );
+        assert_eq!(
+            coerce(Json, &json!("plain"), SG),
+            Ok(Cell::Str("\"plain\"".into()))
+        );
         assert_eq!(coerce(Json, &json!(""), SG), Ok(Cell::Null));
     }
 
@@ -456,7 +496,12 @@ type = "local_time"
         b.push(good.as_object().unwrap());
         b.push(bad.as_object().unwrap());
         assert_eq!(b.bad_values, 1);
-        let meta = RowMeta { run_id: "r1".into(), extracted_at_ms: 1, window_start_ms: 2, window_end_ms: 3 };
+        let meta = RowMeta {
+            run_id: "r1".into(),
+            extracted_at_ms: 1,
+            window_start_ms: 2,
+            window_end_ms: 3,
+        };
         let batch = b.finish(&meta).unwrap();
         assert_eq!(batch.num_rows(), 2);
         let ids = batch.column(0).as_string::<i32>();
@@ -474,20 +519,49 @@ type = "local_time"
         let e: Value = serde_json::from_str(errors.value(1)).unwrap();
         assert_eq!(e[0]["field"], "duration");
         assert_eq!(e[0]["value"], "ten");
-        assert_eq!(batch.column_by_name("_run_id").unwrap().as_string::<i32>().value(1), "r1");
+        assert_eq!(
+            batch
+                .column_by_name("_run_id")
+                .unwrap()
+                .as_string::<i32>()
+                .value(1),
+            "r1"
+        );
     }
 
     #[test]
     fn assemble_sorts_by_time_then_key() {
         let s = schema();
-        let meta = RowMeta { run_id: "r".into(), extracted_at_ms: 1, window_start_ms: 2, window_end_ms: 3 };
+        let meta = RowMeta {
+            run_id: "r".into(),
+            extracted_at_ms: 1,
+            window_start_ms: 2,
+            window_end_ms: 3,
+        };
         let mut b1 = BatchBuilder::new(&s, SG, 2);
-        b1.push(json!({"callID": "z", "startTime": 3000}).as_object().unwrap());
-        b1.push(json!({"callID": "y", "startTime": 1000}).as_object().unwrap());
+        b1.push(
+            json!({"callID": "z", "startTime": 3000})
+                .as_object()
+                .unwrap(),
+        );
+        b1.push(
+            json!({"callID": "y", "startTime": 1000})
+                .as_object()
+                .unwrap(),
+        );
         let mut b2 = BatchBuilder::new(&s, SG, 1);
-        b2.push(json!({"callID": "x", "startTime": 3000}).as_object().unwrap());
+        b2.push(
+            json!({"callID": "x", "startTime": 3000})
+                .as_object()
+                .unwrap(),
+        );
         let out = assemble(&s, &[b1.finish(&meta).unwrap(), b2.finish(&meta).unwrap()]).unwrap();
-        let ids: Vec<&str> = out.column(0).as_string::<i32>().iter().map(|v| v.unwrap()).collect();
+        let ids: Vec<&str> = out
+            .column(0)
+            .as_string::<i32>()
+            .iter()
+            .map(|v| v.unwrap())
+            .collect();
         assert_eq!(ids, ["y", "x", "z"]);
     }
 
@@ -495,8 +569,14 @@ type = "local_time"
     fn keys_and_times() {
         let s = schema();
         let r = json!({"callID": " k1 ", "startTime": "1637068156419"});
-        assert_eq!(record_key(&s, r.as_object().unwrap()).as_deref(), Some("k1"));
-        assert_eq!(record_time(&s, r.as_object().unwrap(), SG), Some(1637068156419));
+        assert_eq!(
+            record_key(&s, r.as_object().unwrap()).as_deref(),
+            Some("k1")
+        );
+        assert_eq!(
+            record_time(&s, r.as_object().unwrap(), SG),
+            Some(1637068156419)
+        );
         let r = json!({"callID": "", "startTime": "x"});
         assert_eq!(record_key(&s, r.as_object().unwrap()), None);
         assert_eq!(record_time(&s, r.as_object().unwrap(), SG), None);

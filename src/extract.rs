@@ -84,7 +84,11 @@ struct Page {
 
 fn as_u64(v: &Value) -> Option<u64> {
     match v {
-        Value::Number(n) => n.as_u64().or_else(|| n.as_f64().filter(|f| *f >= 0.0 && f.fract() == 0.0).map(|f| f as u64)),
+        Value::Number(n) => n.as_u64().or_else(|| {
+            n.as_f64()
+                .filter(|f| *f >= 0.0 && f.fract() == 0.0)
+                .map(|f| f as u64)
+        }),
         Value::String(s) => s.trim().parse().ok(),
         _ => None,
     }
@@ -195,7 +199,10 @@ async fn search_pass(
         let data = client
             .post(&p.endpoint, &Value::Object(body))
             .await
-            .map_err(|source| ExtractError::Api { page: page_no, source })?;
+            .map_err(|source| ExtractError::Api {
+                page: page_no,
+                source,
+            })?;
         requests += 1;
         let page = read_page(data).map_err(|detail| ExtractError::Shape {
             endpoint: p.endpoint.clone(),
@@ -217,7 +224,9 @@ async fn search_pass(
                     fetched: seen.len() as u64 + keyless,
                     total: t,
                     requests,
-                    problem: Some(format!("total changed from {t} to {page_total} while paging")),
+                    problem: Some(format!(
+                        "total changed from {t} to {page_total} while paging"
+                    )),
                 });
             }
             Some(_) => {}
@@ -319,7 +328,11 @@ async fn complete_search(
         if pass.problem.is_none() && pass.fetched == pass.total {
             return Ok((requests, pass.fetched));
         }
-        last = pass.problem.clone().map(|d| format!(" ({d})")).unwrap_or_default();
+        last = pass
+            .problem
+            .clone()
+            .map(|d| format!(" ({d})"))
+            .unwrap_or_default();
         counts = (pass.fetched, pass.total);
         tracing::warn!(
             pipeline = %p.name, window = %w, attempt, fetched = pass.fetched, total = pass.total,
@@ -438,7 +451,8 @@ pub async fn children_window(
             g.clear();
         }
     };
-    let (parent_requests, _) = complete_search(client, parent, w, tz, &mut keep, &mut reset).await?;
+    let (parent_requests, _) =
+        complete_search(client, parent, w, tz, &mut keep, &mut reset).await?;
     let parents = parents.into_inner().unwrap_or_default();
 
     let endpoint_of = |id: &str| {
@@ -451,7 +465,10 @@ pub async fn children_window(
             let data = client
                 .get(&path, &[])
                 .await
-                .map_err(|source| ExtractError::Child { key: id.clone(), source })?;
+                .map_err(|source| ExtractError::Child {
+                    key: id.clone(),
+                    source,
+                })?;
             let page = read_page(data).map_err(|detail| ExtractError::Shape {
                 endpoint: p.endpoint.clone(),
                 page: 1,
@@ -480,7 +497,9 @@ pub async fn children_window(
                 });
             };
             for (k, v) in &inherited {
-                let absent = obj.get(k).is_none_or(|x| x.is_null() || x.as_str().is_some_and(|s| s.trim().is_empty()));
+                let absent = obj
+                    .get(k)
+                    .is_none_or(|x| x.is_null() || x.as_str().is_some_and(|s| s.trim().is_empty()));
                 if absent {
                     obj.insert(k.clone(), v.clone());
                 }
@@ -494,7 +513,10 @@ pub async fn children_window(
             builder.push(&obj);
             if builder.rows() >= CHILD_BATCH_ROWS {
                 bad_values += builder.bad_values;
-                let full = std::mem::replace(&mut builder, BatchBuilder::new(&p.schema, tz, CHILD_BATCH_ROWS));
+                let full = std::mem::replace(
+                    &mut builder,
+                    BatchBuilder::new(&p.schema, tz, CHILD_BATCH_ROWS),
+                );
                 batches.push(full.finish(meta)?);
             }
         }
@@ -532,7 +554,10 @@ mod tests {
 
     #[test]
     fn pages_are_read_liberally() {
-        let p = read_page(json!({"currPage": 1, "pageSize": "15", "total": "12", "pageData": [{"id": 1}]})).unwrap();
+        let p = read_page(
+            json!({"currPage": 1, "pageSize": "15", "total": "12", "pageData": [{"id": 1}]}),
+        )
+        .unwrap();
         assert_eq!(p.total, Some(12));
         assert_eq!(p.page_size, Some(15));
         assert_eq!(p.records.len(), 1);
@@ -540,7 +565,11 @@ mod tests {
         assert!(p.records.is_empty());
         assert!(read_page(json!({"total": 3})).is_err());
         assert!(read_page(json!("nope")).is_err());
-        assert!(read_page(json!({"list": 5, "total": 1})).unwrap_err().contains("list"));
+        assert!(
+            read_page(json!({"list": 5, "total": 1}))
+                .unwrap_err()
+                .contains("list")
+        );
     }
 
     #[test]

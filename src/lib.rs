@@ -6,16 +6,20 @@
 //! (Parquet on an object store) -> `state` (commit the window). `runner` drives it.
 
 pub mod api;
+pub mod cli;
 pub mod clock;
+pub mod convert;
+pub mod demo;
+pub mod extract;
+pub mod pipeline;
+pub mod plan;
+pub mod runner;
+pub mod schema;
 pub mod secret;
+pub mod settings;
 pub mod sim;
 pub mod sink;
 pub mod state;
+pub mod status;
 pub mod store;
 pub mod timeutil;
-pub mod convert;
-pub mod pipeline;
-pub mod plan;
-pub mod schema;
-pub mod settings;
-pub mod extract;

@@ -112,8 +112,9 @@ fn check_schedule(s: &str) -> Result<(), String> {
         ));
     }
     let ok = |f: &str| {
-        f.chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '*' | '/' | ',' | '-' | '?' | 'L' | '#'))
+        f.chars().all(|c| {
+            c.is_ascii_alphanumeric() || matches!(c, '*' | '/' | ',' | '-' | '?' | 'L' | '#')
+        })
     };
     if let Some(bad) = fields.iter().find(|f| !ok(f)) {
         return Err(format!("schedule {s:?}: field {bad:?} is not valid cron"));
@@ -125,11 +126,17 @@ fn to_json(v: &toml::Value) -> serde_json::Value {
     match v {
         toml::Value::String(s) => s.clone().into(),
         toml::Value::Integer(i) => (*i).into(),
-        toml::Value::Float(f) => serde_json::Number::from_f64(*f).map_or(serde_json::Value::Null, Into::into),
+        toml::Value::Float(f) => {
+            serde_json::Number::from_f64(*f).map_or(serde_json::Value::Null, Into::into)
+        }
         toml::Value::Boolean(b) => (*b).into(),
         toml::Value::Datetime(d) => d.to_string().into(),
         toml::Value::Array(a) => a.iter().map(to_json).collect(),
-        toml::Value::Table(t) => t.iter().map(|(k, v)| (k.clone(), to_json(v))).collect::<serde_json::Map<_, _>>().into(),
+        toml::Value::Table(t) => t
+            .iter()
+            .map(|(k, v)| (k.clone(), to_json(v)))
+            .collect::<serde_json::Map<_, _>>()
+            .into(),
     }
 }
 
@@ -147,12 +154,21 @@ impl Pipeline {
         };
         let f: PipelineFile = toml::from_str(text).map_err(|e| err(e.message().to_string()))?;
         if f.name.is_empty()
-            || !f.name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+            || !f
+                .name
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
         {
-            return Err(err(format!("name {:?} must be lower-case letters, digits and _", f.name)));
+            return Err(err(format!(
+                "name {:?} must be lower-case letters, digits and _",
+                f.name
+            )));
         }
         if !f.endpoint.starts_with('/') {
-            return Err(err(format!("endpoint {:?} must be a path starting with /", f.endpoint)));
+            return Err(err(format!(
+                "endpoint {:?} must be a path starting with /",
+                f.endpoint
+            )));
         }
         if f.window_secs < 60 || f.window_secs % 60 != 0 || 86_400 % f.window_secs != 0 {
             return Err(err(format!(
@@ -161,16 +177,23 @@ impl Pipeline {
             )));
         }
         if f.lookback_secs > 90 * 86_400 {
-            return Err(err(format!("lookback_secs = {} is more than 90 days", f.lookback_secs)));
+            return Err(err(format!(
+                "lookback_secs = {} is more than 90 days",
+                f.lookback_secs
+            )));
         }
         if f.lag_secs > 30 * 86_400 {
-            return Err(err(format!("lag_secs = {} is more than 30 days", f.lag_secs)));
+            return Err(err(format!(
+                "lag_secs = {} is more than 30 days",
+                f.lag_secs
+            )));
         }
         let initial_start = timeutil::parse_time(&f.initial_start, tz)
             .map_err(|why| err(format!("initial_start: {why}")))?;
         check_schedule(&f.schedule).map_err(err)?;
         let schema_name = f.schema.clone().unwrap_or_else(|| f.table.clone());
-        let schema = schemas(&schema_name).map_err(|why| err(format!("schema {schema_name:?}: {why}")))?;
+        let schema =
+            schemas(&schema_name).map_err(|why| err(format!("schema {schema_name:?}: {why}")))?;
         if schema.table != f.table {
             return Err(err(format!(
                 "table {:?} does not match schema {schema_name:?}, which is for table {:?}",
@@ -180,24 +203,39 @@ impl Pipeline {
         let mut filters = serde_json::Map::new();
         for (k, v) in &f.filters {
             if RESERVED_FILTERS.contains(&k.as_str()) {
-                return Err(err(format!("filters.{k} is set by the window planner and pager; remove it")));
+                return Err(err(format!(
+                    "filters.{k} is set by the window planner and pager; remove it"
+                )));
             }
             filters.insert(k.clone(), to_json(v));
         }
         let (parent, parent_field, time_filter, page_size) = match f.kind {
             Kind::Search => {
                 if f.parent.is_some() || f.child_concurrency.is_some() || !f.inherit.is_empty() {
-                    return Err(err("parent, child_concurrency and inherit are only for kind = \"children\"".into()));
+                    return Err(err(
+                        "parent, child_concurrency and inherit are only for kind = \"children\""
+                            .into(),
+                    ));
                 }
-                let page_size = f.page_size.ok_or_else(|| err("page_size is required for kind = \"search\"".into()))?;
+                let page_size = f
+                    .page_size
+                    .ok_or_else(|| err("page_size is required for kind = \"search\"".into()))?;
                 if !(1..=10_000).contains(&page_size) {
                     return Err(err(format!("page_size = {page_size}: must be 1..=10000")));
                 }
-                let tf = f.time_filter.ok_or_else(|| err("time_filter is required for kind = \"search\" (epoch_ms or local_minute)".into()))?;
+                let tf = f.time_filter.ok_or_else(|| {
+                    err(
+                        "time_filter is required for kind = \"search\" (epoch_ms or local_minute)"
+                            .into(),
+                    )
+                })?;
                 (None, None, tf, page_size)
             }
             Kind::Children => {
-                let parent = f.parent.clone().ok_or_else(|| err("parent is required for kind = \"children\"".into()))?;
+                let parent = f
+                    .parent
+                    .clone()
+                    .ok_or_else(|| err("parent is required for kind = \"children\"".into()))?;
                 let open = f.endpoint.find('{');
                 let close = f.endpoint.find('}');
                 let field = match (open, close) {
@@ -212,14 +250,18 @@ impl Pipeline {
                     }
                 };
                 if f.page_size.is_some() || f.time_filter.is_some() {
-                    return Err(err("page_size and time_filter belong to the parent pipeline".into()));
+                    return Err(err(
+                        "page_size and time_filter belong to the parent pipeline".into(),
+                    ));
                 }
                 (Some(parent), Some(field), TimeFilter::EpochMs, 0)
             }
         };
         let child_concurrency = f.child_concurrency.unwrap_or(8);
         if !(1..=256).contains(&child_concurrency) {
-            return Err(err(format!("child_concurrency = {child_concurrency}: must be 1..=256")));
+            return Err(err(format!(
+                "child_concurrency = {child_concurrency}: must be 1..=256"
+            )));
         }
         Ok(Self {
             name: f.name,
@@ -250,13 +292,19 @@ impl Pipeline {
 pub const EMBEDDED_PIPELINES: &[(&str, &str)] = &[
     ("talks.toml", include_str!("../pipelines/talks.toml")),
     ("parties.toml", include_str!("../pipelines/parties.toml")),
-    ("agent_histories.toml", include_str!("../pipelines/agent_histories.toml")),
+    (
+        "agent_histories.toml",
+        include_str!("../pipelines/agent_histories.toml"),
+    ),
 ];
 
 pub const EMBEDDED_SCHEMAS: &[(&str, &str)] = &[
     ("talks.toml", include_str!("../schemas/talks.toml")),
     ("parties.toml", include_str!("../schemas/parties.toml")),
-    ("agent_histories.toml", include_str!("../schemas/agent_histories.toml")),
+    (
+        "agent_histories.toml",
+        include_str!("../schemas/agent_histories.toml"),
+    ),
 ];
 
 /// Every pipeline, validated together (parents exist, tables are not shared).
@@ -268,10 +316,16 @@ pub struct Catalog {
 }
 
 /// Reads `*.toml` from a folder, or the embedded files when the folder does not exist.
-fn read_folder(dir: &Path, embedded: &[(&str, &str)]) -> Result<(Vec<(String, String)>, String), PipelineError> {
+fn read_folder(
+    dir: &Path,
+    embedded: &[(&str, &str)],
+) -> Result<(Vec<(String, String)>, String), PipelineError> {
     if !dir.exists() {
         return Ok((
-            embedded.iter().map(|(n, t)| (format!("(built-in) {n}"), t.to_string())).collect(),
+            embedded
+                .iter()
+                .map(|(n, t)| (format!("(built-in) {n}"), t.to_string()))
+                .collect(),
             "built-in defaults".into(),
         ));
     }
@@ -308,7 +362,11 @@ impl Catalog {
             let wanted = format!("{name}.toml");
             let (origin, text) = schema_files
                 .iter()
-                .find(|(o, _)| o.ends_with(&format!("/{wanted}")) || o.ends_with(&format!(" {wanted}")) || *o == wanted)
+                .find(|(o, _)| {
+                    o.ends_with(&format!("/{wanted}"))
+                        || o.ends_with(&format!(" {wanted}"))
+                        || *o == wanted
+                })
                 .ok_or_else(|| format!("no file {wanted} among the schemas"))?;
             TableSchema::parse(text, origin).map_err(|e| e.to_string())
         };
@@ -328,7 +386,10 @@ impl Catalog {
             if let Some(other) = tables.insert(p.table.clone(), p.name.clone()) {
                 return Err(PipelineError {
                     origin: origin.clone(),
-                    reason: format!("table {:?} is already written by pipeline {other:?}", p.table),
+                    reason: format!(
+                        "table {:?} is already written by pipeline {other:?}",
+                        p.table
+                    ),
                 });
             }
             if pipelines.contains_key(&p.name) {

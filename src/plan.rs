@@ -63,7 +63,9 @@ impl Grid {
                 cuts.push(t);
             }
         }
-        let next = date.succ_opt().map_or(midnight, |d| d.and_hms_opt(0, 0, 0).unwrap_or_default());
+        let next = date
+            .succ_opt()
+            .map_or(midnight, |d| d.and_hms_opt(0, 0, 0).unwrap_or_default());
         let end = timeutil::resolve_local(self.tz, next);
         if cuts.last().is_none_or(|&last| end > last) {
             cuts.push(end);
@@ -75,7 +77,10 @@ impl Grid {
     pub fn window_at(&self, t: DateTime<Utc>) -> Window {
         let date = timeutil::local_date(self.tz, t);
         let mut cuts = Vec::new();
-        for d in [date.pred_opt(), Some(date), date.succ_opt()].into_iter().flatten() {
+        for d in [date.pred_opt(), Some(date), date.succ_opt()]
+            .into_iter()
+            .flatten()
+        {
             for c in self.cuts(d) {
                 if cuts.last().is_none_or(|&last| c > last) {
                     cuts.push(c);
@@ -97,7 +102,11 @@ impl Grid {
     /// The first window starting at or after `t` (t itself when `t` is a cut).
     pub fn window_from(&self, t: DateTime<Utc>) -> Window {
         let w = self.window_at(t);
-        if w.start == t { w } else { self.window_at(w.end) }
+        if w.start == t {
+            w
+        } else {
+            self.window_at(w.end)
+        }
     }
 
     /// The local date (`dt` partition) of a window.
@@ -126,7 +135,10 @@ impl Grid {
                 if c > until {
                     break 'days;
                 }
-                out.push(Window { start: prev, end: c });
+                out.push(Window {
+                    start: prev,
+                    end: c,
+                });
                 prev = c;
             }
             match date.succ_opt() {
@@ -171,7 +183,11 @@ pub fn incremental(
     committed: &dyn Fn(&Window) -> bool,
 ) -> IncrementalPlan {
     let limit = now - Duration::seconds(lag_secs as i64);
-    let new = if limit > watermark { grid.windows(watermark, limit) } else { Vec::new() };
+    let new = if limit > watermark {
+        grid.windows(watermark, limit)
+    } else {
+        Vec::new()
+    };
     let new_watermark = new.last().map_or(watermark, |w| w.end);
     let lookback = if lookback_secs == 0 {
         Vec::new()
@@ -211,20 +227,32 @@ mod tests {
         let w = g.window_at(t("2024-03-01T10:30:00+08:00"));
         assert_eq!(w.start, t("2024-03-01T10:00:00+08:00"));
         assert_eq!(w.end, t("2024-03-01T11:00:00+08:00"));
-        let day = g.windows(t("2024-03-01T00:00:00+08:00"), t("2024-03-02T00:00:00+08:00"));
+        let day = g.windows(
+            t("2024-03-01T00:00:00+08:00"),
+            t("2024-03-02T00:00:00+08:00"),
+        );
         assert_eq!(day.len(), 24);
     }
 
     #[test]
     fn new_york_spring_forward_has_23_windows_and_fall_back_25_hours() {
         let g = Grid::new(chrono_tz::America::New_York, 3600);
-        let spring = g.windows(t("2024-03-10T00:00:00-05:00"), t("2024-03-11T00:00:00-04:00"));
+        let spring = g.windows(
+            t("2024-03-10T00:00:00-05:00"),
+            t("2024-03-11T00:00:00-04:00"),
+        );
         assert_eq!(spring.len(), 23, "the skipped hour yields no window");
         assert!(spring.iter().all(|w| w.end - w.start == Duration::hours(1)));
-        let fall = g.windows(t("2024-11-03T00:00:00-04:00"), t("2024-11-04T00:00:00-05:00"));
+        let fall = g.windows(
+            t("2024-11-03T00:00:00-04:00"),
+            t("2024-11-04T00:00:00-05:00"),
+        );
         // 01:00 EDT .. 02:00 EST is one two-hour window: the repeated hour is not split.
         assert_eq!(fall.len(), 24);
-        let long = fall.iter().find(|w| w.end - w.start == Duration::hours(2)).unwrap();
+        let long = fall
+            .iter()
+            .find(|w| w.end - w.start == Duration::hours(2))
+            .unwrap();
         assert_eq!(long.start, t("2024-11-03T01:00:00-04:00"));
         assert_eq!(long.end, t("2024-11-03T02:00:00-05:00"));
         let total: i64 = fall.iter().map(|w| (w.end - w.start).num_hours()).sum();
@@ -244,16 +272,32 @@ mod tests {
         assert_eq!(p.new.len(), 4, "04:00-05:00 ends after now - lag (04:50)");
         assert!(p.lookback.is_empty());
         let wm2 = p.new.last().unwrap().end;
-        let p2 = incremental(&g, wm2, t("2024-03-01T06:40:00+08:00"), 1800, 7200, &|_| true);
+        let p2 = incremental(&g, wm2, t("2024-03-01T06:40:00+08:00"), 1800, 7200, &|_| {
+            true
+        });
         assert_eq!(p2.new.len(), 2);
         // New watermark 06:00; lookback from 04:00 up to the old watermark 04:00: none new,
         // so nothing; with lookback of 3h: 03:00-04:00.
         assert!(p2.lookback.is_empty());
-        let p3 = incremental(&g, wm2, t("2024-03-01T06:40:00+08:00"), 1800, 10800, &|_| true);
+        let p3 = incremental(
+            &g,
+            wm2,
+            t("2024-03-01T06:40:00+08:00"),
+            1800,
+            10800,
+            &|_| true,
+        );
         assert_eq!(p3.lookback.len(), 1);
         assert_eq!(p3.lookback[0].start, t("2024-03-01T03:00:00+08:00"));
         // Nothing committed before: no lookback.
-        let p4 = incremental(&g, wm2, t("2024-03-01T06:40:00+08:00"), 1800, 10800, &|_| false);
+        let p4 = incremental(
+            &g,
+            wm2,
+            t("2024-03-01T06:40:00+08:00"),
+            1800,
+            10800,
+            &|_| false,
+        );
         assert!(p4.lookback.is_empty());
         // Clock behind the watermark: nothing, never backwards.
         let p5 = incremental(&g, wm2, wm, 0, 0, &|_| true);

@@ -153,11 +153,17 @@ impl TableSchema {
         let mut names = HashMap::new();
         for (i, c) in file.columns.iter().enumerate() {
             let name = c.name.clone().unwrap_or_else(|| snake_case(&c.field));
-            if name.is_empty() || !name.chars().all(|ch| ch.is_ascii_lowercase() || ch.is_ascii_digit() || ch == '_') {
+            if name.is_empty()
+                || !name
+                    .chars()
+                    .all(|ch| ch.is_ascii_lowercase() || ch.is_ascii_digit() || ch == '_')
+            {
                 return Err(err(format!("column {name:?} is not a snake_case name")));
             }
             if name.starts_with('_') || META_COLUMNS.contains(&name.as_str()) {
-                return Err(err(format!("column {name:?}: names starting with _ are reserved")));
+                return Err(err(format!(
+                    "column {name:?}: names starting with _ are reserved"
+                )));
             }
             if names.insert(name.clone(), i).is_some() {
                 return Err(err(format!("column {name:?} appears twice")));
@@ -182,9 +188,16 @@ impl TableSchema {
         if file.key.is_empty() {
             return Err(err("key must name at least one column".into()));
         }
-        let key = file.key.iter().map(|k| find(k)).collect::<Result<Vec<_>, _>>()?;
+        let key = file
+            .key
+            .iter()
+            .map(|k| find(k))
+            .collect::<Result<Vec<_>, _>>()?;
         let time = find(&file.time_column)?;
-        if !matches!(columns[time].ty, ColumnType::TimestampMs | ColumnType::LocalTime) {
+        if !matches!(
+            columns[time].ty,
+            ColumnType::TimestampMs | ColumnType::LocalTime
+        ) {
             return Err(err(format!(
                 "time_column {:?} must be of type timestamp_ms or local_time",
                 file.time_column
@@ -243,12 +256,22 @@ mod tests {
         let s = TableSchema::parse(ok, "t.toml").unwrap();
         assert_eq!(s.arrow.fields().len(), 2 + META_COLUMNS.len());
         let bad_key = ok.replace("key=['id']", "key=['nope']");
-        assert!(TableSchema::parse(&bad_key, "t.toml").unwrap_err().to_string().contains("nope"));
+        assert!(
+            TableSchema::parse(&bad_key, "t.toml")
+                .unwrap_err()
+                .to_string()
+                .contains("nope")
+        );
         let bad_type = ok.replace("type='string'", "type='text'");
         assert!(TableSchema::parse(&bad_type, "t.toml").is_err());
         let unknown = format!("{ok}\nextra_key = 1\n");
         assert!(TableSchema::parse(&unknown, "t.toml").is_err());
         let bad_time = ok.replace("time_column='t'", "time_column='id'");
-        assert!(TableSchema::parse(&bad_time, "t.toml").unwrap_err().to_string().contains("time_column"));
+        assert!(
+            TableSchema::parse(&bad_time, "t.toml")
+                .unwrap_err()
+                .to_string()
+                .contains("time_column")
+        );
     }
 }

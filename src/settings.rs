@@ -38,31 +38,96 @@ struct Known {
 }
 
 const KNOWN: &[Known] = &[
-    Known { env: "SOBOT_BASE_URL", secret: false },
-    Known { env: "SOBOT_APP_ID", secret: false },
-    Known { env: "SOBOT_APP_SECRET", secret: true },
-    Known { env: "SOBOT_TOKEN", secret: true },
-    Known { env: "SOBOT_MAX_RPS", secret: false },
-    Known { env: "SOBOT_MAX_CONCURRENCY", secret: false },
-    Known { env: "SOBOT_TIMEZONE", secret: false },
-    Known { env: "SOBOT_SYNC_WAREHOUSE", secret: false },
-    Known { env: "SOBOT_SYNC_STATE", secret: false },
-    Known { env: "SOBOT_SYNC_PIPELINES", secret: false },
-    Known { env: "SOBOT_SYNC_SCHEMAS", secret: false },
-    Known { env: "SOBOT_SYNC_START", secret: false },
-    Known { env: "SOBOT_REQUEST_TIMEOUT_SECS", secret: false },
-    Known { env: "SOBOT_MAX_RETRIES", secret: false },
-    Known { env: "SOBOT_SYNC_LOCK_TTL_SECS", secret: false },
-    Known { env: "SOBOT_SYNC_WINDOW_CONCURRENCY", secret: false },
-    Known { env: "AWS_ENDPOINT_URL", secret: false },
-    Known { env: "AWS_ACCESS_KEY_ID", secret: false },
-    Known { env: "AWS_SECRET_ACCESS_KEY", secret: true },
-    Known { env: "AWS_REGION", secret: false },
-    Known { env: "AWS_ALLOW_HTTP", secret: false },
+    Known {
+        env: "SOBOT_BASE_URL",
+        secret: false,
+    },
+    Known {
+        env: "SOBOT_APP_ID",
+        secret: false,
+    },
+    Known {
+        env: "SOBOT_APP_SECRET",
+        secret: true,
+    },
+    Known {
+        env: "SOBOT_TOKEN",
+        secret: true,
+    },
+    Known {
+        env: "SOBOT_MAX_RPS",
+        secret: false,
+    },
+    Known {
+        env: "SOBOT_MAX_CONCURRENCY",
+        secret: false,
+    },
+    Known {
+        env: "SOBOT_TIMEZONE",
+        secret: false,
+    },
+    Known {
+        env: "SOBOT_SYNC_WAREHOUSE",
+        secret: false,
+    },
+    Known {
+        env: "SOBOT_SYNC_STATE",
+        secret: false,
+    },
+    Known {
+        env: "SOBOT_SYNC_PIPELINES",
+        secret: false,
+    },
+    Known {
+        env: "SOBOT_SYNC_SCHEMAS",
+        secret: false,
+    },
+    Known {
+        env: "SOBOT_SYNC_START",
+        secret: false,
+    },
+    Known {
+        env: "SOBOT_REQUEST_TIMEOUT_SECS",
+        secret: false,
+    },
+    Known {
+        env: "SOBOT_MAX_RETRIES",
+        secret: false,
+    },
+    Known {
+        env: "SOBOT_SYNC_LOCK_TTL_SECS",
+        secret: false,
+    },
+    Known {
+        env: "SOBOT_SYNC_WINDOW_CONCURRENCY",
+        secret: false,
+    },
+    Known {
+        env: "AWS_ENDPOINT_URL",
+        secret: false,
+    },
+    Known {
+        env: "AWS_ACCESS_KEY_ID",
+        secret: false,
+    },
+    Known {
+        env: "AWS_SECRET_ACCESS_KEY",
+        secret: true,
+    },
+    Known {
+        env: "AWS_REGION",
+        secret: false,
+    },
+    Known {
+        env: "AWS_ALLOW_HTTP",
+        secret: false,
+    },
 ];
 
 fn file_key(env: &str) -> String {
-    env.strip_prefix("SOBOT_").unwrap_or(env).to_ascii_lowercase()
+    env.strip_prefix("SOBOT_")
+        .unwrap_or(env)
+        .to_ascii_lowercase()
 }
 
 /// Where a raw value came from, for error messages.
@@ -127,7 +192,11 @@ impl Settings {
     }
 
     fn from_raw(raw: &BTreeMap<&'static str, Raw>) -> Result<Self, ConfigError> {
-        let get = |k: &str| raw.get(k).map(|r| r.value.trim().to_string()).filter(|v| !v.is_empty());
+        let get = |k: &str| {
+            raw.get(k)
+                .map(|r| r.value.trim().to_string())
+                .filter(|v| !v.is_empty())
+        };
         let err = |k: &str, why: String| {
             let origin = raw.get(k).map(|r| r.origin.clone()).unwrap_or_default();
             ConfigError::new(format!("{k} ({origin})"), why)
@@ -145,7 +214,10 @@ impl Settings {
                 None => Ok(default),
                 Some(v) => match v.parse::<u64>() {
                     Ok(n) if n > 0 => Ok(n),
-                    _ => Err(err(k, format!("must be a positive whole number, got {}", shown(k)))),
+                    _ => Err(err(
+                        k,
+                        format!("must be a positive whole number, got {}", shown(k)),
+                    )),
                 },
             }
         };
@@ -155,7 +227,10 @@ impl Settings {
             Some(v) => v.parse::<Tz>().map_err(|_| {
                 err(
                     "SOBOT_TIMEZONE",
-                    format!("{} is not an IANA time zone (e.g. Asia/Singapore)", shown("SOBOT_TIMEZONE")),
+                    format!(
+                        "{} is not an IANA time zone (e.g. Asia/Singapore)",
+                        shown("SOBOT_TIMEZONE")
+                    ),
                 )
             })?,
         };
@@ -174,7 +249,11 @@ impl Settings {
         let app_secret = get("SOBOT_APP_SECRET").map(Secret::new);
         let token = get("SOBOT_TOKEN").map(Secret::new);
         if app_id.is_some() != app_secret.is_some() {
-            let missing = if app_id.is_none() { "SOBOT_APP_ID" } else { "SOBOT_APP_SECRET" };
+            let missing = if app_id.is_none() {
+                "SOBOT_APP_ID"
+            } else {
+                "SOBOT_APP_SECRET"
+            };
             return Err(ConfigError::new(
                 missing,
                 "SOBOT_APP_ID and SOBOT_APP_SECRET go together: set both (or SOBOT_TOKEN instead)",
@@ -198,8 +277,8 @@ impl Settings {
             }
         };
         let max_rps = positive("SOBOT_MAX_RPS", 10)?;
-        let max_rps = u32::try_from(max_rps)
-            .map_err(|_| err("SOBOT_MAX_RPS", "is too large".into()))?;
+        let max_rps =
+            u32::try_from(max_rps).map_err(|_| err("SOBOT_MAX_RPS", "is too large".into()))?;
         Ok(Self {
             base_url,
             app_id,
@@ -213,7 +292,9 @@ impl Settings {
             pipelines_dir: PathBuf::from(
                 get("SOBOT_SYNC_PIPELINES").unwrap_or_else(|| "./pipelines".into()),
             ),
-            schemas_dir: PathBuf::from(get("SOBOT_SYNC_SCHEMAS").unwrap_or_else(|| "./schemas".into())),
+            schemas_dir: PathBuf::from(
+                get("SOBOT_SYNC_SCHEMAS").unwrap_or_else(|| "./schemas".into()),
+            ),
             start,
             request_timeout: Duration::from_secs(positive("SOBOT_REQUEST_TIMEOUT_SECS", 30)?),
             max_retries: match get("SOBOT_MAX_RETRIES") {
@@ -280,7 +361,10 @@ fn read_file(path: &Path, raw: &mut BTreeMap<&'static str, Raw>) -> Result<(), C
     let text = std::fs::read_to_string(path)
         .map_err(|e| ConfigError::new(format!("--config {shown}"), format!("cannot read: {e}")))?;
     let table: toml::Table = text.parse().map_err(|e: toml::de::Error| {
-        ConfigError::new(format!("--config {shown}"), format!("not valid TOML: {}", e.message()))
+        ConfigError::new(
+            format!("--config {shown}"),
+            format!("not valid TOML: {}", e.message()),
+        )
     })?;
     for (key, value) in table {
         let Some(known) = KNOWN.iter().find(|k| file_key(k.env) == key) else {
@@ -319,7 +403,10 @@ mod tests {
     use super::*;
 
     fn env(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]
@@ -337,7 +424,11 @@ mod tests {
     fn env_wins_over_file() {
         let dir = tempfile::tempdir().unwrap();
         let f = dir.path().join("c.toml");
-        std::fs::write(&f, "max_rps = 3\ntimezone = \"America/New_York\"\nsync_warehouse = \"file:///tmp/w\"\n").unwrap();
+        std::fs::write(
+            &f,
+            "max_rps = 3\ntimezone = \"America/New_York\"\nsync_warehouse = \"file:///tmp/w\"\n",
+        )
+        .unwrap();
         let s = Settings::from_sources(Some(&f), &env(&[("SOBOT_MAX_RPS", "7")])).unwrap();
         assert_eq!(s.max_rps, 7);
         assert_eq!(s.timezone, chrono_tz::America::New_York);
@@ -368,10 +459,17 @@ mod tests {
     fn secrets_are_never_shown() {
         let s = Settings::from_sources(
             None,
-            &env(&[("SOBOT_APP_ID", "id"), ("SOBOT_APP_SECRET", "s3cr3t-value"), ("AWS_SECRET_ACCESS_KEY", "awskey-value")]),
+            &env(&[
+                ("SOBOT_APP_ID", "id"),
+                ("SOBOT_APP_SECRET", "s3cr3t-value"),
+                ("AWS_SECRET_ACCESS_KEY", "awskey-value"),
+            ]),
         )
         .unwrap();
         let dbg = format!("{s:?}");
-        assert!(!dbg.contains("s3cr3t-value") && !dbg.contains("awskey-value"), "{dbg}");
+        assert!(
+            !dbg.contains("s3cr3t-value") && !dbg.contains("awskey-value"),
+            "{dbg}"
+        );
     }
 }

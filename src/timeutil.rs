@@ -80,7 +80,11 @@ pub fn parse_local_string(s: &str) -> Option<NaiveDateTime> {
         cleaned.push(ch);
     }
     let cleaned = cleaned.replace('T', " ");
-    for fmt in ["%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M"] {
+    for fmt in [
+        "%Y-%m-%d %H:%M:%S%.f",
+        "%Y-%m-%d %H:%M:%S",
+        "%Y-%m-%d %H:%M",
+    ] {
         if let Ok(t) = NaiveDateTime::parse_from_str(&cleaned, fmt) {
             return Some(t);
         }
@@ -96,15 +100,16 @@ pub fn format_local_minute(tz: Tz, t: DateTime<Utc>) -> String {
 /// The largest difference between the zone's UTC offsets around `[t0, t1)` (a day either
 /// side), in seconds: how far a minute-grained local filter may be off near a DST change.
 pub fn offset_spread(tz: Tz, t0: DateTime<Utc>, t1: DateTime<Utc>) -> i64 {
-    let probes = [
-        t0 - Duration::days(1),
-        t0,
-        t1,
-        t1 + Duration::days(1),
-    ];
+    let probes = [t0 - Duration::days(1), t0, t1, t1 + Duration::days(1)];
     let offsets: Vec<i64> = probes
         .iter()
-        .map(|t| i64::from(tz.offset_from_utc_datetime(&t.naive_utc()).fix().local_minus_utc()))
+        .map(|t| {
+            i64::from(
+                tz.offset_from_utc_datetime(&t.naive_utc())
+                    .fix()
+                    .local_minus_utc(),
+            )
+        })
         .collect();
     let max = offsets.iter().copied().max().unwrap_or(0);
     let min = offsets.iter().copied().min().unwrap_or(0);
@@ -145,7 +150,11 @@ mod tests {
         assert_eq!(t.to_rfc3339(), "2024-02-29T16:00:00+00:00");
         let t = parse_time("2024-03-01T00:00:00+08:00", ny()).unwrap();
         assert_eq!(t.to_rfc3339(), "2024-02-29T16:00:00+00:00");
-        assert!(parse_time("yesterday", ny()).unwrap_err().contains("yesterday"));
+        assert!(
+            parse_time("yesterday", ny())
+                .unwrap_err()
+                .contains("yesterday")
+        );
     }
 
     #[test]
@@ -165,7 +174,10 @@ mod tests {
     #[test]
     fn spread_is_zero_without_dst() {
         let t0 = parse_time("2024-03-01", chrono_tz::Asia::Singapore).unwrap();
-        assert_eq!(offset_spread(chrono_tz::Asia::Singapore, t0, t0 + Duration::hours(1)), 0);
+        assert_eq!(
+            offset_spread(chrono_tz::Asia::Singapore, t0, t0 + Duration::hours(1)),
+            0
+        );
         let t0 = parse_time("2024-03-10", ny()).unwrap();
         assert_eq!(offset_spread(ny(), t0, t0 + Duration::hours(1)), 3600);
     }

@@ -16,7 +16,10 @@ pub struct Span {
 
 impl From<Window> for Span {
     fn from(w: Window) -> Self {
-        Span { start: w.start, end: w.end }
+        Span {
+            start: w.start,
+            end: w.end,
+        }
     }
 }
 
@@ -51,7 +54,10 @@ impl Ledger {
         let mut out = Vec::new();
         for pair in self.0.windows(2) {
             if pair[0].end < pair[1].start && pair[0].end < until {
-                out.push(Span { start: pair[0].end, end: pair[1].start.min(until) });
+                out.push(Span {
+                    start: pair[0].end,
+                    end: pair[1].start.min(until),
+                });
             }
         }
         out
@@ -140,16 +146,55 @@ mod tests {
     #[test]
     fn ledger_merges_and_reports_gaps() {
         let mut l = Ledger::default();
-        l.add(Span { start: t(0), end: t(1) });
-        l.add(Span { start: t(1), end: t(2) });
-        l.add(Span { start: t(5), end: t(6) });
-        l.add(Span { start: t(3), end: t(4) });
+        l.add(Span {
+            start: t(0),
+            end: t(1),
+        });
+        l.add(Span {
+            start: t(1),
+            end: t(2),
+        });
+        l.add(Span {
+            start: t(5),
+            end: t(6),
+        });
+        l.add(Span {
+            start: t(3),
+            end: t(4),
+        });
         assert_eq!(l.0.len(), 3);
-        assert!(l.covers(Span { start: t(0), end: t(2) }));
-        assert!(!l.covers(Span { start: t(1), end: t(3) }));
-        assert_eq!(l.gaps(t(10)), vec![Span { start: t(2), end: t(3) }, Span { start: t(4), end: t(5) }]);
-        l.add(Span { start: t(2), end: t(5) });
-        assert_eq!(l.0, vec![Span { start: t(0), end: t(6) }]);
+        assert!(l.covers(Span {
+            start: t(0),
+            end: t(2)
+        }));
+        assert!(!l.covers(Span {
+            start: t(1),
+            end: t(3)
+        }));
+        assert_eq!(
+            l.gaps(t(10)),
+            vec![
+                Span {
+                    start: t(2),
+                    end: t(3)
+                },
+                Span {
+                    start: t(4),
+                    end: t(5)
+                }
+            ]
+        );
+        l.add(Span {
+            start: t(2),
+            end: t(5),
+        });
+        assert_eq!(
+            l.0,
+            vec![Span {
+                start: t(0),
+                end: t(6)
+            }]
+        );
         assert!(l.gaps(t(10)).is_empty());
     }
 }

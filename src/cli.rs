@@ -1,0 +1,403 @@
+//! The command line (CONTRACT section 1). Every command returns an exit status:
+//! 0 success, 1 a pipeline (or the API check) failed, 2 bad usage or configuration.
+
+use crate::api::ApiClient;
+use crate::clock::{FixedClock, SharedClock, SystemClock};
+use crate::pipeline::Catalog;
+use crate::runner::{Engine, Mode, Report, RunError};
+use crate::settings::{ConfigError, Settings};
+use crate::state::model::{Outcome, PipelineState};
+use crate::state::store::StateStore;
+use crate::store::Location;
+use crate::{sim, status, timeutil};
+use clap::{Parser, Subcommand};
+use object_store::ObjectStoreExt;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "sobot-sync",
+    version,
+    about = "Keeps a data warehouse in sync with a Sobot call centre"
+)]
+pub struct Cli {
+    /// Settings file (TOML); environment variables override it.
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Incremental sync: every window from each pipeline's watermark to now - lag, then the lookback windows.
+    Run {
+        /// Pipelines to run (default: every enabled one).
+        pipelines: Vec<String>,
+        /// Pretend the current time is TIME (RFC 3339 or a date).
+        #[arg(long, value_name = "TIME")]
+        now: Option<String>,
+    },
+    /// Load the historical range [from, to) of one pipeline; resumable, never moves the watermark.
+    Backfill {
+        pipeline: String,
+        #[arg(long, value_name = "TIME")]
+        from: String,
+        #[arg(long, value_name = "TIME")]
+        to: String,
+        #[arg(long, value_name = "TIME")]
+        now: Option<String>,
+    },
+    /// Where each pipeline stands: watermark, lag, gaps, last run, open backfills.
+    Status {
+        /// One JSON array, an object per pipeline.
+        #[arg(long)]
+        json: bool,
+        #[arg(long, value_name = "TIME")]
+        now: Option<String>,
+    },
+    /// Validate settings, pipelines and schemas, prove storage access, then prove the credentials with one cheap API call.
+    Check,
+    /// The built-in Sobot API simulator.
+    Sim(sim::SimArgs),
+    /// Start the simulator in-process and sync three simulated days into the warehouse.
+    Demo,
+}
+
+/// Errors with their exit status.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    #[error("{0}")]
+    Config(String),
+    #[error("{0}")]
+    Failed(String),
+}
+
+impl CliError {
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            CliError::Config(_) => 2,
+            CliError::Failed(_) => 1,
+        }
+    }
+}
+
+impl From<ConfigError> for CliError {
+    fn from(e: ConfigError) -> Self {
+        CliError::Config(e.to_string())
+    }
+}
+
+pub async fn main(cli: Cli) -> ExitCode {
+    let result = match cli.command {
+        Command::Sim(args) => sim::serve(&args)
+            .await
+            .map_err(|e| CliError::Config(format!("simulator: {e}"))),
+        Command::Demo => crate::demo::run(cli.config.as_deref()).await,
+        Command::Check => check(cli.config.as_deref()).await,
+        Command::Status { json, now } => {
+            status_cmd(cli.config.as_deref(), json, now.as_deref()).await
+        }
+        Command::Run { pipelines, now } => {
+            run_cmd(cli.config.as_deref(), &pipelines, now.as_deref()).await
+        }
+        Command::Backfill {
+            pipeline,
+            from,
+            to,
+            now,
+        } => backfill_cmd(cli.config.as_deref(), &pipeline, &from, &to, now.as_deref()).await,
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(e.exit_code())
+        }
+    }
+}
+
+fn clock(settings: &Settings, now: Option<&str>) -> Result<SharedClock, CliError> {
+    match now {
+        None => Ok(Arc::new(SystemClock)),
+        Some(s) => {
+            let t = timeutil::parse_time(s, settings.timezone)
+                .map_err(|why| CliError::Config(format!("--now: {why}")))?;
+            Ok(Arc::new(FixedClock(t)))
+        }
+    }
+}
+
+pub fn load_catalog(settings: &Settings) -> Result<Catalog, CliError> {
+    Catalog::load(
+        &settings.pipelines_dir,
+        &settings.schemas_dir,
+        settings.timezone,
+    )
+    .map_err(|e| CliError::Config(e.to_string()))
+}
+
+pub fn locations(settings: &Settings) -> Result<(Location, StateStore), CliError> {
+    let warehouse = Location::parse(&settings.warehouse, &settings.s3)
+        .map_err(|e| CliError::Config(format!("setting SOBOT_SYNC_WAREHOUSE: {e}")))?;
+    let state = Location::parse(&settings.state_url(), &settings.s3)
+        .map_err(|e| CliError::Config(format!("setting SOBOT_SYNC_STATE: {e}")))?;
+    Ok((warehouse, StateStore::new(state)))
+}
+
+/// Builds the engine: settings are already loaded; this validates the rest.
+pub fn engine(settings: Settings, clock: SharedClock) -> Result<Engine, CliError> {
+    let catalog = load_catalog(&settings)?;
+    let api = settings.api_settings()?;
+    let client = ApiClient::new(api).map_err(|e| CliError::Config(e.to_string()))?;
+    let (warehouse, state) = locations(&settings)?;
+    Ok(Engine {
+        settings,
+        catalog,
+        client,
+        warehouse,
+        state,
+        clock,
+    })
+}
+
+fn run_error(e: RunError) -> CliError {
+    if e.is_config() {
+        CliError::Config(e.to_string())
+    } else {
+        CliError::Failed(e.to_string())
+    }
+}
+
+fn print_report(r: &Report) {
+    println!(
+        "{}: {} windows ({} lookback), {} rows, {} files, {} requests; watermark {}",
+        r.pipeline,
+        r.windows,
+        r.lookback_windows,
+        r.rows,
+        r.files,
+        r.requests,
+        r.watermark.map_or("-".into(), |w| w.to_rfc3339())
+    );
+}
+
+/// Runs pipelines incrementally; parents before their children, independent ones at once.
+pub async fn run_pipelines(engine: &Engine, names: &[String]) -> Result<Vec<Report>, CliError> {
+    let selected = engine.catalog.select(names).map_err(CliError::Config)?;
+    // Parents first so that children see the parent's fresh windows in the same run.
+    let (parents, children): (Vec<_>, Vec<_>) =
+        selected.into_iter().partition(|p| p.parent.is_none());
+    let mut reports = Vec::new();
+    let mut errors = Vec::new();
+    for stage in [parents, children] {
+        let results =
+            futures::future::join_all(stage.iter().map(|p| engine.run(p, Mode::Incremental))).await;
+        for r in results {
+            match r {
+                Ok(rep) => {
+                    print_report(&rep);
+                    reports.push(rep);
+                }
+                Err(e) => {
+                    let config = e.is_config();
+                    eprintln!("error: {e}");
+                    errors.push((config, e.to_string()));
+                }
+            }
+        }
+    }
+    if errors.is_empty() {
+        Ok(reports)
+    } else if errors.iter().all(|(c, _)| *c) {
+        Err(CliError::Config(format!(
+            "{} pipeline(s) misconfigured",
+            errors.len()
+        )))
+    } else {
+        Err(CliError::Failed(format!(
+            "{} of {} pipeline(s) failed",
+            errors.len(),
+            errors.len() + reports.len()
+        )))
+    }
+}
+
+async fn run_cmd(
+    config: Option<&std::path::Path>,
+    names: &[String],
+    now: Option<&str>,
+) -> Result<(), CliError> {
+    let settings = Settings::load(config)?;
+    let clock = clock(&settings, now)?;
+    let engine = engine(settings, clock)?;
+    run_pipelines(&engine, names).await.map(|_| ())
+}
+
+async fn backfill_cmd(
+    config: Option<&std::path::Path>,
+    name: &str,
+    from: &str,
+    to: &str,
+    now: Option<&str>,
+) -> Result<(), CliError> {
+    let settings = Settings::load(config)?;
+    let tz = settings.timezone;
+    let from =
+        timeutil::parse_time(from, tz).map_err(|why| CliError::Config(format!("--from: {why}")))?;
+    let to =
+        timeutil::parse_time(to, tz).map_err(|why| CliError::Config(format!("--to: {why}")))?;
+    let clock = clock(&settings, now)?;
+    let engine = engine(settings, clock)?;
+    let p = engine
+        .catalog
+        .select(&[name.to_string()])
+        .map_err(CliError::Config)?
+        .into_iter()
+        .next()
+        .ok_or_else(|| CliError::Config(format!("unknown pipeline {name:?}")))?
+        .clone();
+    let report = engine
+        .run(&p, Mode::Backfill { from, to })
+        .await
+        .map_err(run_error)?;
+    print_report(&report);
+    Ok(())
+}
+
+async fn status_cmd(
+    config: Option<&std::path::Path>,
+    json: bool,
+    now: Option<&str>,
+) -> Result<(), CliError> {
+    let settings = Settings::load(config)?;
+    let clock = clock(&settings, now)?;
+    let catalog = load_catalog(&settings)?;
+    let (_, state) = locations(&settings)?;
+    let rows = status::collect(&catalog, &state, clock.now())
+        .await
+        .map_err(|e| CliError::Failed(e.to_string()))?;
+    if json {
+        let text =
+            serde_json::to_string_pretty(&rows).map_err(|e| CliError::Failed(e.to_string()))?;
+        println!("{text}");
+    } else {
+        print!("{}", status::render(&rows));
+    }
+    Ok(())
+}
+
+async fn check(config: Option<&std::path::Path>) -> Result<(), CliError> {
+    let settings = Settings::load(config)?;
+    println!(
+        "ok   settings ({})",
+        config.map_or("environment only".into(), |p| p.display().to_string())
+    );
+    let catalog = load_catalog(&settings)?;
+    println!(
+        "ok   {} pipeline definitions and their schemas ({}): {}",
+        catalog.pipelines.len(),
+        catalog.source,
+        catalog
+            .pipelines
+            .keys()
+            .cloned()
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let (warehouse, state) = locations(&settings)?;
+    // Prove storage: write and remove a probe object where state lives.
+    let probe = state.location().path("_check/probe");
+    let store = state.location().store().clone();
+    store
+        .put(
+            &probe,
+            bytes::Bytes::from_static(b"sobot-sync check").into(),
+        )
+        .await
+        .map_err(|e| {
+            CliError::Failed(format!(
+                "state storage {}: cannot write: {e}",
+                state.location().url()
+            ))
+        })?;
+    let _ = store.delete(&probe).await;
+    let list = warehouse
+        .store()
+        .list_with_delimiter(Some(warehouse.prefix()))
+        .await;
+    if let Err(e) = list {
+        return Err(CliError::Failed(format!(
+            "warehouse {}: cannot list: {e}",
+            warehouse.url()
+        )));
+    }
+    println!(
+        "ok   storage: warehouse {} and state {}",
+        warehouse.url(),
+        state.location().url()
+    );
+    let api = settings.api_settings()?;
+    let client = ApiClient::new(api).map_err(|e| CliError::Config(e.to_string()))?;
+    client
+        .authenticate()
+        .await
+        .map_err(|e| CliError::Failed(format!("API credentials: {e}")))?;
+    // One cheap data call: a one-page, one-record search over the last minute.
+    if let Some(p) = catalog
+        .pipelines
+        .values()
+        .find(|p| p.kind == crate::pipeline::Kind::Search && p.enabled)
+    {
+        let now = chrono::Utc::now();
+        let mut body = p.filters.clone();
+        match p.time_filter {
+            crate::pipeline::TimeFilter::EpochMs => {
+                body.insert("startTime".into(), (now.timestamp_millis() - 60_000).into());
+                body.insert("endTime".into(), now.timestamp_millis().into());
+            }
+            crate::pipeline::TimeFilter::LocalMinute => {
+                let tz = settings.timezone;
+                body.insert(
+                    "startTime".into(),
+                    timeutil::format_local_minute(tz, now - chrono::Duration::minutes(1)).into(),
+                );
+                body.insert(
+                    "endTime".into(),
+                    timeutil::format_local_minute(tz, now).into(),
+                );
+            }
+        }
+        body.insert("pageNum".into(), 1.into());
+        body.insert("pageSize".into(), 1.into());
+        client
+            .post(&p.endpoint, &serde_json::Value::Object(body))
+            .await
+            .map_err(|e| CliError::Failed(format!("API call {}: {e}", p.endpoint)))?;
+        println!(
+            "ok   API at {}: token accepted, {} answered",
+            settings.base_url, p.endpoint
+        );
+    } else {
+        println!("ok   API at {}: token accepted", settings.base_url);
+    }
+    Ok(())
+}
+
+/// For status: a pipeline's committed state, if any.
+pub async fn load_state(state: &StateStore, name: &str) -> Result<Option<PipelineState>, CliError> {
+    state
+        .load::<PipelineState>(name)
+        .await
+        .map(|v| v.map(|v| v.value))
+        .map_err(|e| CliError::Failed(e.to_string()))
+}
+
+/// Whether a state's last run failed (status colouring, tests).
+pub fn last_failed(st: &PipelineState) -> bool {
+    st.last_run
+        .as_ref()
+        .is_some_and(|r| r.outcome == Outcome::Failed)
+}

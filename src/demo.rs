@@ -1,0 +1,115 @@
+//! `demo`: the whole product on one machine with nothing to configure. Starts the
+//! simulator in-process, syncs three simulated days of every pipeline into the
+//! warehouse (`./warehouse` unless SOBOT_SYNC_WAREHOUSE says otherwise), and prints what
+//! is in each table and a DuckDB query to run on it.
+
+use crate::cli::{self, CliError};
+use crate::clock::FixedClock;
+use crate::settings::Settings;
+use crate::sim;
+use crate::sink;
+use chrono::{DateTime, Utc};
+use object_store::ObjectStoreExt;
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+
+/// The simulated present: three whole local days after 2024-03-01 are loadable (the
+/// longest default lag is one hour).
+pub const DEMO_START: &str = "2024-03-01";
+pub const DEMO_NOW: &str = "2024-03-04T01:00:00+08:00";
+
+/// Rows in a table's Parquet files, read from their footers.
+pub async fn table_rows(loc: &crate::store::Location, table: &str) -> Result<(u64, usize), String> {
+    let files = sink::list_files(loc, table)
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut rows = 0u64;
+    for f in &files {
+        let bytes = loc
+            .store()
+            .get(&loc.path(f))
+            .await
+            .map_err(|e| format!("{f}: {e}"))?
+            .bytes()
+            .await
+            .map_err(|e| format!("{f}: {e}"))?;
+        let reader = parquet::file::reader::SerializedFileReader::new(bytes)
+            .map_err(|e| format!("{f}: {e}"))?;
+        use parquet::file::reader::FileReader;
+        rows += reader.metadata().file_metadata().num_rows().max(0) as u64;
+    }
+    Ok((rows, files.len()))
+}
+
+pub async fn run(config: Option<&Path>) -> Result<(), CliError> {
+    let mut env: BTreeMap<String, String> = std::env::vars().collect();
+    let user = Settings::from_sources(config, &env)?;
+    let now: DateTime<Utc> = DateTime::parse_from_rfc3339(DEMO_NOW)
+        .map_err(|e| CliError::Failed(e.to_string()))?
+        .with_timezone(&Utc);
+    let sim_config = sim::SimConfig {
+        now: Some(now),
+        timezone: user.timezone,
+        ..sim::SimConfig::default()
+    };
+    let (app_id, app_secret) = (sim_config.app_id.clone(), sim_config.app_secret.clone());
+    let handle = sim::start(sim_config, ([127, 0, 0, 1], 0).into())
+        .await
+        .map_err(|e| CliError::Failed(format!("cannot start the simulator: {e}")))?;
+    println!(
+        "simulator on {} (simulated now {DEMO_NOW})",
+        handle.base_url()
+    );
+
+    // The API is the simulator, whatever the environment says; storage stays the user's.
+    env.insert("SOBOT_BASE_URL".into(), handle.base_url());
+    env.insert("SOBOT_APP_ID".into(), app_id);
+    env.insert("SOBOT_APP_SECRET".into(), app_secret);
+    env.remove("SOBOT_TOKEN");
+    env.entry("SOBOT_MAX_RPS".into())
+        .or_insert_with(|| "2000".into());
+    env.entry("SOBOT_MAX_CONCURRENCY".into())
+        .or_insert_with(|| "16".into());
+    env.insert("SOBOT_SYNC_START".into(), DEMO_START.into());
+    let settings = Settings::from_sources(config, &env)?;
+    let engine = cli::engine(settings, Arc::new(FixedClock(now)))?;
+    println!(
+        "syncing {} pipelines ({}) into {}",
+        engine.catalog.select(&[]).map(|v| v.len()).unwrap_or(0),
+        engine.catalog.source,
+        engine.warehouse.url()
+    );
+    let reports = cli::run_pipelines(&engine, &[]).await;
+    handle.shutdown().await;
+    let reports = reports?;
+
+    println!();
+    println!(
+        "{:<18} {:>12} {:>12} {:>12} {:>10}",
+        "table", "rows (run)", "files (run)", "rows (all)", "files"
+    );
+    for r in &reports {
+        let (rows, files) = table_rows(&engine.warehouse, &r.table)
+            .await
+            .map_err(CliError::Failed)?;
+        println!(
+            "{:<18} {:>12} {:>12} {:>12} {:>10}",
+            r.table, r.rows, r.files, rows, files
+        );
+    }
+    let base = match engine.warehouse.local_dir() {
+        Some(dir) => dir.display().to_string(),
+        None => engine.warehouse.url().to_string(),
+    };
+    println!();
+    println!("Query it with DuckDB (pip install duckdb, or the duckdb CLI):");
+    println!(
+        "  duckdb -c \"SELECT dt, count(*) AS calls, round(avg(duration)) AS avg_secs FROM read_parquet('{base}/talks/**/*.parquet', hive_partitioning = true) GROUP BY dt ORDER BY dt\""
+    );
+    println!(
+        "Status of every pipeline: cargo run --release -- status   (state in {})",
+        engine.state.location().url()
+    );
+    Ok(())
+}

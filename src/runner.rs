@@ -1,0 +1,495 @@
+//! Runs one pipeline: lock -> plan -> (extract -> convert -> write) per window -> commit.
+//!
+//! The state is committed after every window, in window order, with a conditional put:
+//! the watermark only ever moves past a window whose file is written and whose count
+//! matched the API's total. A failure leaves every earlier window committed and the
+//! watermark at the failed window's start.
+
+use crate::api::ApiClient;
+use crate::clock::SharedClock;
+use crate::convert::RowMeta;
+use crate::extract::{self, ExtractError};
+use crate::pipeline::{Catalog, Kind, Pipeline};
+use crate::plan::{self, Grid, Window};
+use crate::settings::Settings;
+use crate::sink::{self, SinkError, WindowFile};
+use crate::state::model::{BackfillState, Outcome, PipelineState, RunRecord, Span};
+use crate::state::store::{Lock, StateError, StateStore};
+use crate::store::Location;
+use chrono::{DateTime, Duration, Utc};
+use futures::StreamExt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// What a run was asked to do.
+#[derive(Debug, Clone, Copy)]
+pub enum Mode {
+    /// From the watermark to `now - lag`, then the lookback windows again.
+    Incremental,
+    /// The historical range `[from, to)`, tracked apart from the watermark.
+    Backfill {
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    },
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum WindowError {
+    #[error(transparent)]
+    Extract(#[from] ExtractError),
+    #[error(transparent)]
+    Sink(#[from] SinkError),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("pipeline {pipeline} window {window} failed: {source}")]
+    Window {
+        pipeline: String,
+        window: Window,
+        #[source]
+        source: WindowError,
+    },
+    #[error("pipeline {pipeline}: {source}")]
+    State {
+        pipeline: String,
+        #[source]
+        source: StateError,
+    },
+    /// A definition or setting that does not fit the committed state (exit 2).
+    #[error("pipeline {pipeline}: {message}")]
+    Config { pipeline: String, message: String },
+}
+
+impl RunError {
+    pub fn is_config(&self) -> bool {
+        matches!(self, RunError::Config { .. })
+    }
+    pub fn is_busy(&self) -> bool {
+        matches!(
+            self,
+            RunError::State {
+                source: StateError::Busy { .. },
+                ..
+            }
+        )
+    }
+}
+
+/// What one pipeline's run did.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct Report {
+    pub pipeline: String,
+    pub table: String,
+    pub windows: u64,
+    pub lookback_windows: u64,
+    pub rows: u64,
+    pub files: u64,
+    pub requests: u64,
+    pub watermark: Option<DateTime<Utc>>,
+}
+
+/// Everything a run needs, built once per process and shared by every pipeline.
+#[derive(Clone)]
+pub struct Engine {
+    pub settings: Settings,
+    pub catalog: Catalog,
+    pub client: ApiClient,
+    pub warehouse: Location,
+    pub state: StateStore,
+    pub clock: SharedClock,
+}
+
+struct WindowDone {
+    rows: u64,
+    files: u64,
+    requests: u64,
+}
+
+/// A task of a run: a window and whether it moves the watermark.
+#[derive(Debug, Clone, Copy)]
+struct Task {
+    window: Window,
+    advances: bool,
+}
+
+impl Engine {
+    pub fn grid(&self, p: &Pipeline) -> Grid {
+        Grid::new(self.settings.timezone, p.window_secs)
+    }
+
+    /// The state a pipeline starts from when it has none.
+    pub fn initial_state(&self, p: &Pipeline) -> PipelineState {
+        let start = self.settings.start.unwrap_or(p.initial_start);
+        PipelineState::new(
+            &p.name,
+            p.window_secs,
+            self.settings.timezone.name(),
+            self.grid(p).floor(start),
+        )
+    }
+
+    fn new_run_id() -> String {
+        format!(
+            "{}-{}",
+            Utc::now().format("%Y%m%dT%H%M%SZ"),
+            &uuid::Uuid::new_v4().simple().to_string()[..8]
+        )
+    }
+
+    pub async fn run(&self, p: &Pipeline, mode: Mode) -> Result<Report, RunError> {
+        self.run_with_id(p, mode, &Self::new_run_id()).await
+    }
+
+    pub async fn run_with_id(
+        &self,
+        p: &Pipeline,
+        mode: Mode,
+        run_id: &str,
+    ) -> Result<Report, RunError> {
+        let state_err = |source| RunError::State {
+            pipeline: p.name.clone(),
+            source,
+        };
+        let lock = self
+            .state
+            .acquire_lock(
+                &p.name,
+                &format!("{run_id}/{}", p.name),
+                self.settings.lock_ttl,
+            )
+            .await
+            .map_err(state_err)?;
+        let lost = Arc::new(AtomicBool::new(false));
+        let lock = Arc::new(tokio::sync::Mutex::new(Some(lock)));
+        let renewer = {
+            let lock = lock.clone();
+            let lost = lost.clone();
+            let every = self.settings.lock_ttl / 3;
+            let name = p.name.clone();
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(every).await;
+                    let mut guard = lock.lock().await;
+                    if let Some(l) = guard.as_mut() {
+                        if let Err(e) = l.renew().await {
+                            tracing::error!(pipeline = %name, "lost the pipeline lock: {e}");
+                            lost.store(true, Ordering::SeqCst);
+                            return;
+                        }
+                    }
+                }
+            })
+        };
+        let result = self.run_locked(p, mode, run_id, &lost).await;
+        renewer.abort();
+        let held: Option<Lock> = lock.lock().await.take();
+        if let Some(l) = held {
+            if let Err(e) = l.release().await {
+                tracing::warn!(pipeline = %p.name, "could not release the lock (it expires by itself): {e}");
+            }
+        }
+        result
+    }
+
+    async fn run_locked(
+        &self,
+        p: &Pipeline,
+        mode: Mode,
+        run_id: &str,
+        lost: &AtomicBool,
+    ) -> Result<Report, RunError> {
+        let state_err = |source| RunError::State {
+            pipeline: p.name.clone(),
+            source,
+        };
+        let grid = self.grid(p);
+        let now = self.clock.now();
+        let loaded = self
+            .state
+            .load::<PipelineState>(&p.name)
+            .await
+            .map_err(state_err)?;
+        let (mut version, mut st) = match loaded {
+            Some(v) => (Some(v.version), v.value),
+            None => (None, self.initial_state(p)),
+        };
+        if st.window_secs != p.window_secs || st.timezone != self.settings.timezone.name() {
+            return Err(RunError::Config {
+                pipeline: p.name.clone(),
+                message: format!(
+                    "its state was cut on {}-second windows in {}, but the definition and settings now say {}-second windows in {}; old files would overlap new ones. Restore window_secs / SOBOT_TIMEZONE, or load into a new warehouse and SOBOT_SYNC_STATE",
+                    st.window_secs,
+                    st.timezone,
+                    p.window_secs,
+                    self.settings.timezone.name()
+                ),
+            });
+        }
+        let parent = match (&p.kind, &p.parent) {
+            (Kind::Children, Some(name)) => {
+                Some(self.catalog.get(name).ok_or_else(|| RunError::Config {
+                    pipeline: p.name.clone(),
+                    message: format!("parent pipeline {name:?} is not defined"),
+                })?)
+            }
+            _ => None,
+        };
+
+        let limit = now - Duration::seconds(p.lag_secs as i64);
+        let (tasks, kind, backfill_idx) = match mode {
+            Mode::Incremental => {
+                let completed = st.completed.clone();
+                let plan = plan::incremental(
+                    &grid,
+                    st.watermark,
+                    now,
+                    p.lag_secs,
+                    p.lookback_secs,
+                    &|w| completed.covers(Span::from(*w)),
+                );
+                let mut tasks: Vec<Task> = plan
+                    .new
+                    .iter()
+                    .map(|&window| Task {
+                        window,
+                        advances: true,
+                    })
+                    .collect();
+                tasks.extend(plan.lookback.iter().map(|&window| Task {
+                    window,
+                    advances: false,
+                }));
+                (tasks, "run", None)
+            }
+            Mode::Backfill { from, to } => {
+                if from >= to {
+                    return Err(RunError::Config {
+                        pipeline: p.name.clone(),
+                        message: format!(
+                            "backfill range is empty: --from {from} is not before --to {to}"
+                        ),
+                    });
+                }
+                let from = grid.floor(from);
+                let to = grid.ceil(to);
+                if to > limit {
+                    return Err(RunError::Config {
+                        pipeline: p.name.clone(),
+                        message: format!(
+                            "backfill --to {} is later than now minus the pipeline's lag ({}); use run for recent data",
+                            to.to_rfc3339(),
+                            limit.to_rfc3339()
+                        ),
+                    });
+                }
+                let idx = match st
+                    .backfills
+                    .iter()
+                    .position(|b| b.from == from && b.to == to)
+                {
+                    Some(i) => i,
+                    None => {
+                        st.backfills.push(BackfillState {
+                            from,
+                            to,
+                            done: Default::default(),
+                            started_at: Utc::now(),
+                            updated_at: Utc::now(),
+                            finished_at: None,
+                        });
+                        st.backfills.len() - 1
+                    }
+                };
+                let done = st.backfills[idx].done.clone();
+                let tasks = grid
+                    .windows(from, to)
+                    .into_iter()
+                    .filter(|w| !done.covers(Span::from(*w)))
+                    .map(|window| Task {
+                        window,
+                        advances: false,
+                    })
+                    .collect();
+                (tasks, "backfill", Some(idx))
+            }
+        };
+
+        let started = Utc::now();
+        st.last_run = Some(RunRecord {
+            run_id: run_id.to_string(),
+            kind: kind.to_string(),
+            started_at: started,
+            ended_at: None,
+            outcome: Outcome::Running,
+            windows: 0,
+            rows: 0,
+            files: 0,
+            error: None,
+        });
+        version = Some(
+            self.state
+                .commit(&p.name, version, &st)
+                .await
+                .map_err(state_err)?,
+        );
+        tracing::info!(pipeline = %p.name, run_id, kind, windows = tasks.len(), watermark = %st.watermark.to_rfc3339(), "planned");
+
+        let mut report = Report {
+            pipeline: p.name.clone(),
+            table: p.table.clone(),
+            ..Default::default()
+        };
+        let mut results = futures::stream::iter(tasks.iter().copied().map(|task| {
+            let grid = grid;
+            async move {
+                (
+                    task,
+                    self.window(p, parent, &grid, task.window, run_id).await,
+                )
+            }
+        }))
+        .buffered(self.settings.window_concurrency.max(1));
+
+        let mut failure: Option<RunError> = None;
+        while let Some((task, result)) = results.next().await {
+            let w = task.window;
+            match result {
+                Ok(done) => {
+                    if lost.load(Ordering::SeqCst) {
+                        failure = Some(state_err(StateError::Busy {
+                            pipeline: p.name.clone(),
+                            holder: "another run (this run's lock expired)".into(),
+                            expires_at: Utc::now(),
+                        }));
+                        break;
+                    }
+                    st.completed.add(Span::from(w));
+                    if task.advances && w.start == st.watermark {
+                        st.watermark = w.end;
+                    }
+                    if let Some(i) = backfill_idx {
+                        st.backfills[i].done.add(Span::from(w));
+                        st.backfills[i].updated_at = Utc::now();
+                    }
+                    report.windows += 1;
+                    if !task.advances && backfill_idx.is_none() {
+                        report.lookback_windows += 1;
+                    }
+                    report.rows += done.rows;
+                    report.files += done.files;
+                    report.requests += done.requests;
+                    if let Some(r) = st.last_run.as_mut() {
+                        r.windows = report.windows;
+                        r.rows = report.rows;
+                        r.files = report.files;
+                    }
+                    version = Some(
+                        self.state
+                            .commit(&p.name, version, &st)
+                            .await
+                            .map_err(state_err)?,
+                    );
+                    tracing::debug!(pipeline = %p.name, window = %w, rows = done.rows, "window committed");
+                }
+                Err(source) => {
+                    failure = Some(RunError::Window {
+                        pipeline: p.name.clone(),
+                        window: w,
+                        source,
+                    });
+                    break;
+                }
+            }
+        }
+        drop(results);
+
+        if let Some(i) = backfill_idx {
+            let b = &mut st.backfills[i];
+            if failure.is_none()
+                && grid
+                    .windows(b.from, b.to)
+                    .iter()
+                    .all(|w| b.done.covers(Span::from(*w)))
+            {
+                b.finished_at = Some(Utc::now());
+            }
+            // Keep the list short: open backfills and the 20 newest finished ones.
+            let finished: Vec<usize> = st
+                .backfills
+                .iter()
+                .enumerate()
+                .filter(|(_, b)| !b.is_open())
+                .map(|(i, _)| i)
+                .collect();
+            if finished.len() > 20 {
+                let drop_n = finished.len() - 20;
+                let mut k = 0;
+                st.backfills.retain(|b| {
+                    if !b.is_open() && k < drop_n {
+                        k += 1;
+                        return false;
+                    }
+                    true
+                });
+            }
+        }
+        if let Some(r) = st.last_run.as_mut() {
+            r.ended_at = Some(Utc::now());
+            r.outcome = if failure.is_some() {
+                Outcome::Failed
+            } else {
+                Outcome::Success
+            };
+            r.error = failure.as_ref().map(|e| e.to_string());
+        }
+        report.watermark = Some(st.watermark);
+        // Record the outcome even after a failure; a conflict here means another run
+        // took over, which the failure (if any) already explains.
+        let committed = self.state.commit(&p.name, version, &st).await;
+        if let Some(f) = failure {
+            return Err(f);
+        }
+        committed.map_err(state_err)?;
+        Ok(report)
+    }
+
+    /// Extracts, converts and writes one window. Nothing is committed here.
+    async fn window(
+        &self,
+        p: &Pipeline,
+        parent: Option<&Pipeline>,
+        grid: &Grid,
+        w: Window,
+        run_id: &str,
+    ) -> Result<WindowDone, WindowError> {
+        let tz = self.settings.timezone;
+        let meta = RowMeta {
+            run_id: run_id.to_string(),
+            extracted_at_ms: Utc::now().timestamp_millis(),
+            window_start_ms: w.start.timestamp_millis(),
+            window_end_ms: w.end.timestamp_millis(),
+        };
+        let extracted = match parent {
+            Some(parent) => {
+                extract::children_window(&self.client, p, parent, &w, tz, &meta).await?
+            }
+            None => extract::search_window(&self.client, p, &w, tz, &meta).await?,
+        };
+        if extracted.bad_values > 0 {
+            tracing::warn!(pipeline = %p.name, window = %w, values = extracted.bad_values, "values that could not be converted are null; see _errors");
+        }
+        let file = WindowFile {
+            table: p.table.clone(),
+            dt: grid.dt(&w),
+            start: w.start,
+            end: w.end,
+        };
+        let written = sink::write_window(&self.warehouse, &file, &extracted.batch).await?;
+        Ok(WindowDone {
+            rows: extracted.batch.num_rows() as u64,
+            files: u64::from(written.is_some()),
+            requests: extracted.requests,
+        })
+    }
+}

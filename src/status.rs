@@ -1,0 +1,138 @@
+//! `status`: where each pipeline stands, read from committed state only.
+
+use crate::pipeline::Catalog;
+use crate::state::model::{PipelineState, RunRecord, Span};
+use crate::state::store::{StateError, StateStore};
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct BackfillRow {
+    pub from: DateTime<Utc>,
+    pub to: DateTime<Utc>,
+    pub done: Vec<Span>,
+    pub finished: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct StatusRow {
+    pub pipeline: String,
+    pub table: String,
+    pub enabled: bool,
+    /// RFC 3339; null for a pipeline that never ran.
+    pub watermark: Option<DateTime<Utc>>,
+    /// Seconds from the watermark to now.
+    pub lag_secs: Option<i64>,
+    pub gaps: Vec<Span>,
+    pub last_run: Option<RunRecord>,
+    pub backfills: Vec<BackfillRow>,
+}
+
+pub fn row(
+    p: &crate::pipeline::Pipeline,
+    st: Option<&PipelineState>,
+    now: DateTime<Utc>,
+) -> StatusRow {
+    StatusRow {
+        pipeline: p.name.clone(),
+        table: p.table.clone(),
+        enabled: p.enabled,
+        watermark: st.map(|s| s.watermark),
+        lag_secs: st.map(|s| (now - s.watermark).num_seconds()),
+        gaps: st
+            .map(|s| s.completed.gaps(s.watermark))
+            .unwrap_or_default(),
+        last_run: st.and_then(|s| s.last_run.clone()),
+        backfills: st
+            .map(|s| {
+                s.backfills
+                    .iter()
+                    .map(|b| BackfillRow {
+                        from: b.from,
+                        to: b.to,
+                        done: b.done.0.clone(),
+                        finished: !b.is_open(),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default(),
+    }
+}
+
+pub async fn collect(
+    catalog: &Catalog,
+    state: &StateStore,
+    now: DateTime<Utc>,
+) -> Result<Vec<StatusRow>, StateError> {
+    let mut rows = Vec::new();
+    for p in catalog.pipelines.values() {
+        let st = state.load::<PipelineState>(&p.name).await?.map(|v| v.value);
+        rows.push(row(p, st.as_ref(), now));
+    }
+    Ok(rows)
+}
+
+fn human_secs(s: i64) -> String {
+    let (d, h, m) = (s / 86_400, (s % 86_400) / 3600, (s % 3600) / 60);
+    if d > 0 {
+        format!("{d}d{h}h")
+    } else if h > 0 {
+        format!("{h}h{m}m")
+    } else {
+        format!("{m}m")
+    }
+}
+
+pub fn render(rows: &[StatusRow]) -> String {
+    let mut out = String::new();
+    for r in rows {
+        let wm = r.watermark.map_or("never run".into(), |w| w.to_rfc3339());
+        let lag = r.lag_secs.map_or("-".into(), human_secs);
+        out.push_str(&format!(
+            "{}{} (table {}): watermark {wm}, lag {lag}\n",
+            r.pipeline,
+            if r.enabled { "" } else { " [disabled]" },
+            r.table
+        ));
+        if r.gaps.is_empty() {
+            out.push_str("  gaps: none\n");
+        } else {
+            for g in &r.gaps {
+                out.push_str(&format!(
+                    "  gap: {} .. {}\n",
+                    g.start.to_rfc3339(),
+                    g.end.to_rfc3339()
+                ));
+            }
+        }
+        if let Some(run) = &r.last_run {
+            out.push_str(&format!(
+                "  last {}: {} started {} ended {} — {} windows, {} rows, {} files{}\n",
+                run.kind,
+                serde_json::to_value(&run.outcome)
+                    .ok()
+                    .and_then(|v| v.as_str().map(String::from))
+                    .unwrap_or_default(),
+                run.started_at.format("%Y-%m-%dT%H:%M:%SZ"),
+                run.ended_at
+                    .map_or("-".into(), |t| t.format("%Y-%m-%dT%H:%M:%SZ").to_string()),
+                run.windows,
+                run.rows,
+                run.files,
+                run.error
+                    .as_ref()
+                    .map(|e| format!("\n  error: {e}"))
+                    .unwrap_or_default()
+            ));
+        }
+        for b in r.backfills.iter().filter(|b| !b.finished) {
+            out.push_str(&format!(
+                "  open backfill {} .. {}: {} span(s) done\n",
+                b.from.to_rfc3339(),
+                b.to.to_rfc3339(),
+                b.done.len()
+            ));
+        }
+    }
+    out
+}
