@@ -5,3 +5,5 @@ mod support;
 mod api_client;
 mod sim;
 mod storage;
+mod e2e;
+mod cli;

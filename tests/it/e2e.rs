@@ -1,0 +1,1 @@
+//! End-to-end runs against the simulator, local files and S3. OWNER: e2e helper.
