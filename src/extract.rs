@@ -76,6 +76,7 @@ pub struct Extracted {
 
 /// What a page's `data` holds, read liberally: the list may be called `list`,
 /// `pageData`, `records` or `rows`; numbers may be strings.
+#[derive(Debug)]
 struct Page {
     records: Vec<Value>,
     total: Option<u64>,
