@@ -61,7 +61,7 @@ pub enum Command {
     /// Validate settings, pipelines and schemas, prove storage access, then prove the credentials with one cheap API call.
     Check,
     /// The built-in Sobot API simulator.
-    Sim(sim::SimArgs),
+    Sim(Box<sim::SimArgs>),
     /// Start the simulator in-process and sync three simulated days into the warehouse.
     Demo,
 }
@@ -92,7 +92,7 @@ impl From<ConfigError> for CliError {
 
 pub async fn main(cli: Cli) -> ExitCode {
     let result = match cli.command {
-        Command::Sim(args) => sim::serve(&args)
+        Command::Sim(args) => sim::serve(args.as_ref())
             .await
             .map_err(|e| CliError::Config(format!("simulator: {e}"))),
         Command::Demo => crate::demo::run(cli.config.as_deref()).await,

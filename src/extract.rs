@@ -505,10 +505,10 @@ pub async fn children_window(
                     obj.insert(k.clone(), v.clone());
                 }
             }
-            if let Some(k) = convert::record_key(&p.schema, &obj) {
-                if !seen.insert(k) {
-                    continue;
-                }
+            if let Some(k) = convert::record_key(&p.schema, &obj)
+                && !seen.insert(k)
+            {
+                continue;
             }
             fetched += 1;
             builder.push(&obj);

@@ -170,7 +170,10 @@ impl Pipeline {
                 f.endpoint
             )));
         }
-        if f.window_secs < 60 || f.window_secs % 60 != 0 || 86_400 % f.window_secs != 0 {
+        if f.window_secs < 60
+            || !f.window_secs.is_multiple_of(60)
+            || !86_400u64.is_multiple_of(f.window_secs)
+        {
             return Err(err(format!(
                 "window_secs = {}: must be a whole number of minutes that divides a day (60, 300, 900, 1800, 3600, 7200, 21600, 86400 ...)",
                 f.window_secs

@@ -171,12 +171,12 @@ impl Engine {
                 loop {
                     tokio::time::sleep(every).await;
                     let mut guard = lock.lock().await;
-                    if let Some(l) = guard.as_mut() {
-                        if let Err(e) = l.renew().await {
-                            tracing::error!(pipeline = %name, "lost the pipeline lock: {e}");
-                            lost.store(true, Ordering::SeqCst);
-                            return;
-                        }
+                    if let Some(l) = guard.as_mut()
+                        && let Err(e) = l.renew().await
+                    {
+                        tracing::error!(pipeline = %name, "lost the pipeline lock: {e}");
+                        lost.store(true, Ordering::SeqCst);
+                        return;
                     }
                 }
             })
@@ -184,10 +184,10 @@ impl Engine {
         let result = self.run_locked(p, mode, run_id, &lost).await;
         renewer.abort();
         let held: Option<Lock> = lock.lock().await.take();
-        if let Some(l) = held {
-            if let Err(e) = l.release().await {
-                tracing::warn!(pipeline = %p.name, "could not release the lock (it expires by itself): {e}");
-            }
+        if let Some(l) = held
+            && let Err(e) = l.release().await
+        {
+            tracing::warn!(pipeline = %p.name, "could not release the lock (it expires by itself): {e}");
         }
         result
     }
@@ -340,14 +340,11 @@ impl Engine {
             table: p.table.clone(),
             ..Default::default()
         };
-        let mut results = futures::stream::iter(tasks.iter().copied().map(|task| {
-            let grid = grid;
-            async move {
-                (
-                    task,
-                    self.window(p, parent, &grid, task.window, run_id).await,
-                )
-            }
+        let mut results = futures::stream::iter(tasks.iter().copied().map(|task| async move {
+            (
+                task,
+                self.window(p, parent, &grid, task.window, run_id).await,
+            )
         }))
         .buffered(self.settings.window_concurrency.max(1));
 
