@@ -1,0 +1,39 @@
+"""Reads every table of a demo warehouse with DuckDB, as a user would, and fails on any
+error, an empty table, a duplicated key or a row whose dt is not its time column's date."""
+import sys
+
+import duckdb
+
+KEYS = {
+    "talks": ("call_id", "start_time"),
+    "parties": ("party_id", "call_start_time"),
+    "agent_histories": ("id", "start_time"),
+}
+TZ = "Asia/Singapore"
+
+def main() -> int:
+    root, tables = sys.argv[1], sys.argv[2:]
+    con = duckdb.connect()
+    con.execute(f"SET TimeZone = '{TZ}'")
+    failed = False
+    for table in tables:
+        key, time_col = KEYS[table]
+        src = f"read_parquet('{root}/{table}/**/*.parquet', hive_partitioning = true)"
+        try:
+            rows, keys, bad_dt, nulls = con.execute(
+                f"""SELECT count(*), count(DISTINCT {key}),
+                           count(*) FILTER (WHERE CAST({time_col} AS DATE) <> dt),
+                           count(*) FILTER (WHERE {key} IS NULL)
+                    FROM {src}"""
+            ).fetchone()
+        except Exception as e:  # noqa: BLE001 - any read error fails CI
+            print(f"FAIL {table}: {e}")
+            failed = True
+            continue
+        status = "ok" if rows > 0 and rows == keys and bad_dt == 0 and nulls == 0 else "FAIL"
+        failed |= status != "ok"
+        print(f"{status:4} {table}: {rows} rows, {keys} distinct {key}, {bad_dt} rows with a wrong dt, {nulls} null keys")
+    return 1 if failed else 0
+
+if __name__ == "__main__":
+    sys.exit(main())
