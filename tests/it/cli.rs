@@ -128,6 +128,9 @@ async fn bad_settings_exit_2_naming_the_setting() {
     let config = env.path().join("settings.toml");
     std::fs::write(&config, "max_rps = 5\nmax_rsp = 3\n").expect("write settings file");
     let config = config.display().to_string();
+    let garbled = env.path().join("garbled.toml");
+    std::fs::write(&garbled, "max_rps = [5\n").expect("write settings file");
+    let garbled = garbled.display().to_string();
 
     type Edit<'a> = (
         &'a str,
@@ -201,6 +204,30 @@ async fn bad_settings_exit_2_naming_the_setting() {
             vec![],
             vec!["run", "calls", "--now", now.as_str()],
             vec!["calls", "talks"],
+        ),
+        (
+            "--config file missing",
+            vec![],
+            vec!["check", "--config", "no-such-settings.toml"],
+            vec!["--config", "no-such-settings.toml"],
+        ),
+        (
+            "--config not TOML",
+            vec![],
+            vec!["check", "--config", garbled.as_str()],
+            vec!["--config", "garbled.toml", "TOML"],
+        ),
+        (
+            "base URL not a URL",
+            vec![("SOBOT_BASE_URL", Some("sg.sobot.io:443"))],
+            run.to_vec(),
+            vec!["SOBOT_BASE_URL"],
+        ),
+        (
+            "start not a time",
+            vec![("SOBOT_SYNC_START", Some("last tuesday"))],
+            run.to_vec(),
+            vec!["SOBOT_SYNC_START"],
         ),
     ];
     for (case, changes, args, needles) in cases {
@@ -378,6 +405,30 @@ async fn run_then_status_is_exact() {
     let again = env.status().await;
     for p in ["talks", "parties", "agent_histories"] {
         assert_eq!(watermark(&again, p), t(WATERMARK), "{p}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn corrupt_state_is_reported_without_a_panic() {
+    let env = CliEnv::start(t(NOW), "2024-01-02T20:00:00+08:00").await;
+    env.sync().await.expect_code(0);
+    let dir = env.warehouse().join("_state/talks/state");
+    let mut versions: Vec<_> = std::fs::read_dir(&dir)
+        .expect("talks has committed state")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.extension().is_some_and(|e| e == "json"))
+        .collect();
+    versions.sort();
+    let newest = versions.pop().expect("a state version");
+    std::fs::write(&newest, b"{\"format\": 1, \"pipel").expect("corrupt the state");
+    for args in [vec!["status", "--json"], vec!["run", "talks", "--now", NOW]] {
+        let o = env.run(&args).await;
+        o.expect_code(1);
+        assert!(
+            o.stderr.contains("talks") && o.stderr.contains("unreadable"),
+            "{args:?}: the message does not say which state is broken\n{}",
+            o.all()
+        );
     }
 }
 
@@ -565,6 +616,7 @@ async fn two_runs_at_once_one_is_busy() {
     let (a, b) = tokio::join!(finish(a), finish(b));
     assert_no_panic(&a);
     assert_no_panic(&b);
+    eprintln!("exit codes {:?} and {:?}", a.code, b.code);
     match (a.code, b.code) {
         (Some(0), Some(0)) => eprintln!("the two runs did not overlap"),
         (Some(0), Some(1)) | (Some(1), Some(0)) => {
@@ -639,16 +691,21 @@ async fn backfill_loads_its_range_and_refuses_the_future() {
     );
 
     let now = env.now_arg();
-    for (case, from, to) in [
-        ("--to later than now - lag", "2024-02-04", "2024-02-06"),
-        ("--from after --to", "2024-02-03", "2024-02-01"),
+    for (case, from, to, flag) in [
+        (
+            "--to later than now - lag",
+            "2024-02-04",
+            "2024-02-06",
+            "--to",
+        ),
+        ("--from after --to", "2024-02-03", "2024-02-01", "--from"),
     ] {
         let o = env
             .run(&[
                 "backfill", "talks", "--from", from, "--to", to, "--now", &now,
             ])
             .await;
-        assert_config_error(&o, case, &["talks", "--"]);
+        assert_config_error(&o, case, &["talks", flag]);
     }
 }
 
