@@ -644,21 +644,66 @@ async fn two_runs_at_once_one_is_busy() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn backfill_loads_its_range_and_refuses_the_future() {
     let start = "2024-02-04";
-    let env = CliEnv::start(t("2024-02-05T00:00:00+08:00"), start).await;
-    let o = env
-        .run(&[
-            "backfill",
-            "talks",
-            "--from",
-            "2024-02-01",
-            "--to",
-            "2024-02-03",
-        ])
-        .await;
-    // Without --now the real clock decides what "too recent" is; 2024 is long past.
-    o.expect_code(0);
+    let mut env = CliEnv::start(t("2024-02-05T00:00:00+08:00"), start).await;
+    let args = [
+        "backfill",
+        "talks",
+        "--from",
+        "2024-02-01",
+        "--to",
+        "2024-02-03",
+    ];
     let ds = env.sim.dataset();
     let want = truth::truth(&ds, &TALKS, t("2024-02-01"), t("2024-02-03"), env.now);
+
+    // A backfill killed half-way leaves whole files, and resumes where it stopped.
+    env.set("SOBOT_SYNC_LOCK_TTL_SECS", "1");
+    env.sim.set_faults(Faults {
+        slow_every: Some(1),
+        slow_ms: 30,
+        ..Faults::default()
+    });
+    let mut child = env.spawn(&args);
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    child.kill().await.expect("SIGKILL the backfill");
+    let killed = child
+        .wait()
+        .await
+        .expect("reap the backfill")
+        .code()
+        .is_none();
+    let partial = truth::read_table(&env.warehouse(), &TALKS, Singapore);
+    assert!(partial.duplicate_keys().is_empty());
+    let have = partial.by_key();
+    assert!(
+        have.iter().all(|(k, v)| want.get(k) == Some(v)),
+        "a killed backfill wrote rows that are not the truth"
+    );
+    let mut resumed = false;
+    if killed {
+        let rows = env.status().await;
+        let open = &pipeline(&rows, "talks")["backfills"];
+        assert_eq!(open[0]["finished"], false, "{open}");
+        resumed = open[0]["done"].as_array().is_some_and(|d| !d.is_empty());
+        eprintln!("backfill killed with {} of {} rows", have.len(), want.len());
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
+    env.unset("SOBOT_SYNC_LOCK_TTL_SECS");
+    env.sim.set_faults(Faults::default());
+
+    // Without --now the real clock decides what "too recent" is; 2024 is long past.
+    let o = env.run(&args).await;
+    o.expect_code(0);
+    if resumed {
+        // 48 hourly windows in all; the committed ones are not extracted again.
+        let windows: u64 = o
+            .stdout
+            .split_once("talks: ")
+            .and_then(|(_, r)| r.split_once(' '))
+            .and_then(|(n, _)| n.parse().ok())
+            .unwrap_or_else(|| panic!("no window count in the report\n{}", o.all()));
+        assert!(windows < 48, "the backfill started over\n{}", o.all());
+    }
     truth::assert_exact(
         &truth::read_table(&env.warehouse(), &TALKS, Singapore),
         &want,
@@ -674,16 +719,7 @@ async fn backfill_loads_its_range_and_refuses_the_future() {
     assert_eq!(backfills[0]["finished"], true, "{backfills}");
 
     // Again: idempotent.
-    env.run(&[
-        "backfill",
-        "talks",
-        "--from",
-        "2024-02-01",
-        "--to",
-        "2024-02-03",
-    ])
-    .await
-    .expect_code(0);
+    env.run(&args).await.expect_code(0);
     truth::assert_exact(
         &truth::read_table(&env.warehouse(), &TALKS, Singapore),
         &want,
