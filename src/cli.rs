@@ -187,14 +187,22 @@ fn print_report(r: &Report) {
 /// Runs pipelines incrementally; parents before their children, independent ones at once.
 pub async fn run_pipelines(engine: &Engine, names: &[String]) -> Result<Vec<Report>, CliError> {
     let selected = engine.catalog.select(names).map_err(CliError::Config)?;
+    let run_id = Engine::new_run_id();
+    let wanted: Vec<&str> = selected.iter().map(|p| p.name.as_str()).collect();
+    // Every lock up front: a second run started at the same time is refused whole.
+    let claim = engine.claim(&wanted, &run_id).await.map_err(run_error)?;
     // Parents first so that children see the parent's fresh windows in the same run.
     let (parents, children): (Vec<_>, Vec<_>) =
         selected.into_iter().partition(|p| p.parent.is_none());
     let mut reports = Vec::new();
     let mut errors = Vec::new();
     for stage in [parents, children] {
-        let results =
-            futures::future::join_all(stage.iter().map(|p| engine.run(p, Mode::Incremental))).await;
+        let results = futures::future::join_all(
+            stage
+                .iter()
+                .map(|p| engine.run_claimed(p, Mode::Incremental, &run_id, &claim)),
+        )
+        .await;
         for r in results {
             match r {
                 Ok(rep) => {
@@ -209,6 +217,7 @@ pub async fn run_pipelines(engine: &Engine, names: &[String]) -> Result<Vec<Repo
             }
         }
     }
+    claim.release().await;
     if errors.is_empty() {
         Ok(reports)
     } else if errors.iter().all(|(c, _)| *c) {

@@ -384,8 +384,11 @@ impl Catalog {
     ) -> Result<Self, PipelineError> {
         let mut pipelines = BTreeMap::new();
         let mut tables: BTreeMap<String, String> = BTreeMap::new();
+        // Which file defined each pipeline, so cross-file errors name the file to edit.
+        let mut origins: BTreeMap<String, String> = BTreeMap::new();
         for (origin, text) in files {
             let p = Pipeline::parse(text, origin, tz, schemas)?;
+            origins.insert(p.name.clone(), origin.clone());
             if let Some(other) = tables.insert(p.table.clone(), p.name.clone()) {
                 return Err(PipelineError {
                     origin: origin.clone(),
@@ -411,17 +414,21 @@ impl Catalog {
         }
         for p in pipelines.values() {
             if let Some(parent) = &p.parent {
+                let origin = origins
+                    .get(&p.name)
+                    .cloned()
+                    .unwrap_or_else(|| p.name.clone());
                 match pipelines.get(parent) {
                     Some(pp) if pp.kind == Kind::Search => {}
                     Some(_) => {
                         return Err(PipelineError {
-                            origin: p.name.clone(),
+                            origin,
                             reason: format!("parent {parent:?} must be a search pipeline"),
                         });
                     }
                     None => {
                         return Err(PipelineError {
-                            origin: p.name.clone(),
+                            origin,
                             reason: format!("parent {parent:?} is not a defined pipeline"),
                         });
                     }

@@ -113,6 +113,28 @@ struct Task {
     advances: bool,
 }
 
+/// Pipeline locks held together by one run, renewed in the background.
+pub struct Claim {
+    locks: Arc<tokio::sync::Mutex<Vec<Lock>>>,
+    /// Set when a renewal failed: another run may have taken over, so stop committing.
+    lost: Arc<AtomicBool>,
+    renewer: tokio::task::JoinHandle<()>,
+}
+
+impl Claim {
+    /// Stops renewing and gives every lock up, so the next run need not wait for expiry.
+    pub async fn release(self) {
+        self.renewer.abort();
+        let held: Vec<Lock> = std::mem::take(&mut *self.locks.lock().await);
+        for l in held {
+            let name = l.pipeline().to_string();
+            if let Err(e) = l.release().await {
+                tracing::warn!(pipeline = %name, "could not release the lock (it expires by itself): {e}");
+            }
+        }
+    }
+}
+
 impl Engine {
     pub fn grid(&self, p: &Pipeline) -> Grid {
         Grid::new(self.settings.timezone, p.window_secs)
@@ -129,7 +151,8 @@ impl Engine {
         )
     }
 
-    fn new_run_id() -> String {
+    /// A run id unique per invocation: one per process run, shared by its pipelines.
+    pub fn new_run_id() -> String {
         format!(
             "{}-{}",
             Utc::now().format("%Y%m%dT%H%M%SZ"),
@@ -147,49 +170,77 @@ impl Engine {
         mode: Mode,
         run_id: &str,
     ) -> Result<Report, RunError> {
-        let state_err = |source| RunError::State {
-            pipeline: p.name.clone(),
-            source,
-        };
-        let lock = self
-            .state
-            .acquire_lock(
-                &p.name,
-                &format!("{run_id}/{}", p.name),
-                self.settings.lock_ttl,
-            )
-            .await
-            .map_err(state_err)?;
+        let claim = self.claim(&[p.name.as_str()], run_id).await?;
+        let result = self.run_claimed(p, mode, run_id, &claim).await;
+        claim.release().await;
+        result
+    }
+
+    /// Takes the locks of every named pipeline, in name order, all or none, and keeps
+    /// them renewed until [`Claim::release`]. Two processes started on the same pipelines
+    /// at the same moment therefore meet on the first name: one gets everything and the
+    /// other is refused as busy, instead of each taking some pipelines and both failing.
+    pub async fn claim(&self, names: &[&str], run_id: &str) -> Result<Claim, RunError> {
+        let mut names = names.to_vec();
+        names.sort_unstable();
+        names.dedup();
+        let mut held = Vec::with_capacity(names.len());
+        for name in names {
+            let taken = self
+                .state
+                .acquire_lock(name, &format!("{run_id}/{name}"), self.settings.lock_ttl)
+                .await;
+            match taken {
+                Ok(lock) => held.push(lock),
+                Err(source) => {
+                    for lock in held {
+                        if let Err(e) = lock.release().await {
+                            tracing::warn!("could not release a lock (it expires by itself): {e}");
+                        }
+                    }
+                    return Err(RunError::State {
+                        pipeline: name.to_string(),
+                        source,
+                    });
+                }
+            }
+        }
+        let locks = Arc::new(tokio::sync::Mutex::new(held));
         let lost = Arc::new(AtomicBool::new(false));
-        let lock = Arc::new(tokio::sync::Mutex::new(Some(lock)));
         let renewer = {
-            let lock = lock.clone();
+            let locks = locks.clone();
             let lost = lost.clone();
             let every = self.settings.lock_ttl / 3;
-            let name = p.name.clone();
             tokio::spawn(async move {
                 loop {
                     tokio::time::sleep(every).await;
-                    let mut guard = lock.lock().await;
-                    if let Some(l) = guard.as_mut()
-                        && let Err(e) = l.renew().await
-                    {
-                        tracing::error!(pipeline = %name, "lost the pipeline lock: {e}");
-                        lost.store(true, Ordering::SeqCst);
-                        return;
+                    let mut guard = locks.lock().await;
+                    for l in guard.iter_mut() {
+                        if let Err(e) = l.renew().await {
+                            tracing::error!(pipeline = %l.pipeline(), "lost the pipeline lock: {e}");
+                            lost.store(true, Ordering::SeqCst);
+                            return;
+                        }
                     }
                 }
             })
         };
-        let result = self.run_locked(p, mode, run_id, &lost).await;
-        renewer.abort();
-        let held: Option<Lock> = lock.lock().await.take();
-        if let Some(l) = held
-            && let Err(e) = l.release().await
-        {
-            tracing::warn!(pipeline = %p.name, "could not release the lock (it expires by itself): {e}");
-        }
-        result
+        Ok(Claim {
+            locks,
+            lost,
+            renewer,
+        })
+    }
+
+    /// Runs a pipeline whose lock `claim` holds.
+    pub async fn run_claimed(
+        &self,
+        p: &Pipeline,
+        mode: Mode,
+        run_id: &str,
+        claim: &Claim,
+    ) -> Result<Report, RunError> {
+        self.run_locked(p, mode, run_id, &claim.lost).await
     }
 
     async fn run_locked(

@@ -1,3 +1,5 @@
 //! Shared fixtures: an in-process S3 server, simulator helpers, temporary warehouses.
 
+pub mod cli_proc;
+pub mod cli_truth;
 pub mod s3;
