@@ -95,6 +95,14 @@ const KNOWN: &[Known] = &[
         secret: false,
     },
     Known {
+        env: "SOBOT_RETRY_MIN_BACKOFF_MS",
+        secret: false,
+    },
+    Known {
+        env: "SOBOT_RETRY_MAX_BACKOFF_MS",
+        secret: false,
+    },
+    Known {
         env: "SOBOT_SYNC_LOCK_TTL_SECS",
         secret: false,
     },
@@ -155,6 +163,9 @@ pub struct Settings {
     pub start: Option<DateTime<Utc>>,
     pub request_timeout: Duration,
     pub max_retries: usize,
+    /// First retry delay (doubles with jitter per attempt) and the cap on one delay.
+    pub min_backoff: Duration,
+    pub max_backoff: Duration,
     pub lock_ttl: Duration,
     /// Windows of one pipeline extracted at once (their commits stay in order).
     pub window_concurrency: usize,
@@ -306,6 +317,8 @@ impl Settings {
                     )
                 })?,
             },
+            min_backoff: Duration::from_millis(positive("SOBOT_RETRY_MIN_BACKOFF_MS", 200)?),
+            max_backoff: Duration::from_millis(positive("SOBOT_RETRY_MAX_BACKOFF_MS", 30_000)?),
             lock_ttl: Duration::from_secs(positive("SOBOT_SYNC_LOCK_TTL_SECS", 600)?),
             window_concurrency: positive("SOBOT_SYNC_WINDOW_CONCURRENCY", 2)? as usize,
             s3: S3Options {
@@ -342,8 +355,8 @@ impl Settings {
             timezone: self.timezone.name().to_string(),
             request_timeout: self.request_timeout,
             max_retries: self.max_retries,
-            min_backoff: Duration::from_millis(200),
-            max_backoff: Duration::from_secs(30),
+            min_backoff: self.min_backoff,
+            max_backoff: self.max_backoff.max(self.min_backoff),
         })
     }
 
