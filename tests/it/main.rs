@@ -3,7 +3,7 @@
 mod support;
 
 mod api_client;
+mod cli;
+mod e2e;
 mod sim;
 mod storage;
-mod e2e;
-mod cli;

@@ -3,7 +3,7 @@
 //! it, rows sorted by time and inside their window.
 
 use arrow::array::{Array, AsArray, RecordBatch};
-use arrow::datatypes::{Int64Type, TimestampMillisecondType};
+use arrow::datatypes::{DataType, Int64Type, TimestampMillisecondType};
 use arrow::util::display::{ArrayFormatter, FormatOptions};
 use chrono::{DateTime, NaiveDate, Utc};
 use chrono_tz::Tz;
@@ -67,16 +67,6 @@ pub fn col_ms(batch: &RecordBatch, name: &str) -> Vec<Option<i64>> {
         .column_by_name(name)
         .unwrap_or_else(|| panic!("column {name}"));
     let a = c.as_primitive::<TimestampMillisecondType>();
-    (0..a.len())
-        .map(|i| a.is_valid(i).then(|| a.value(i)))
-        .collect()
-}
-
-pub fn col_i64(batch: &RecordBatch, name: &str) -> Vec<Option<i64>> {
-    let c = batch
-        .column_by_name(name)
-        .unwrap_or_else(|| panic!("column {name}"));
-    let a = c.as_primitive::<Int64Type>();
     (0..a.len())
         .map(|i| a.is_valid(i).then(|| a.value(i)))
         .collect()
@@ -221,19 +211,33 @@ impl Table {
         let mut out = BTreeMap::new();
         for f in &self.files {
             let schema = f.batch.schema();
-            let mut cols = Vec::new();
+            let mut owned = Vec::new();
             for (i, field) in schema.fields().iter().enumerate() {
                 if RUN_COLUMNS.contains(&field.name().as_str()) {
                     continue;
                 }
-                let fmt = ArrayFormatter::try_new(f.batch.column(i).as_ref(), &opts)
-                    .expect("formattable column");
-                cols.push((field.name().clone(), fmt));
+                // Zoned timestamps need arrow's chrono-tz feature to print: print millis.
+                let col = match field.data_type() {
+                    DataType::Timestamp(..) => {
+                        arrow::compute::cast(f.batch.column(i), &DataType::Int64)
+                            .expect("timestamp as millis")
+                    }
+                    _ => f.batch.column(i).clone(),
+                };
+                owned.push((field.name().clone(), col));
             }
+            let cols: Vec<_> = owned
+                .iter()
+                .map(|(name, col)| {
+                    let fmt =
+                        ArrayFormatter::try_new(col.as_ref(), &opts).expect("formattable column");
+                    (name, fmt)
+                })
+                .collect();
             let rows = (0..f.batch.num_rows())
                 .map(|r| {
                     cols.iter()
-                        .map(|(name, fmt)| format!("{name}={}", fmt.value(r)))
+                        .map(|(name, fmt)| format!("{name}={}", unbind(&fmt.value(r).to_string())))
                         .collect::<Vec<_>>()
                         .join("|")
                 })
@@ -242,6 +246,21 @@ impl Table {
         }
         out
     }
+}
+
+/// The simulator names its bound address in record URLs; two simulators with equal
+/// configs differ only there, so snapshots replace `http://127.0.0.1:PORT` with `http://sim`.
+fn unbind(text: &str) -> String {
+    const LOOPBACK: &str = "http://127.0.0.1:";
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find(LOOPBACK) {
+        out.push_str(&rest[..at]);
+        out.push_str("http://sim");
+        rest = rest[at + LOOPBACK.len()..].trim_start_matches(|c: char| c.is_ascii_digit());
+    }
+    out.push_str(rest);
+    out
 }
 
 /// `<table>/dt=YYYY-MM-DD/<start>_<end>.parquet` -> (dt, start, end).
