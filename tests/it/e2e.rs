@@ -422,6 +422,13 @@ async fn backfill_fills_the_gap_and_resumes() {
         .expect("incremental run");
     assert_eq!(watermark(&engine, "talks").await, wm);
 
+    // A backfill reaching past now - lag is refused as configuration, before any work.
+    let err = engine
+        .run(&talks, Mode::Backfill { from: wm, to: now })
+        .await
+        .expect_err("a backfill into the lag");
+    assert!(err.is_config(), "{err}");
+
     // A backfill before the incremental start, leaving a gap up to it.
     let (b1_from, b1_to) = (
         t("2024-03-01T00:00:00+08:00"),
@@ -748,4 +755,31 @@ async fn two_engines_at_once_local() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_engines_at_once_s3() {
     two_engines_at_once(Warehouse::s3().await).await;
+}
+
+/// The engine's zone need not be the simulator's: the `timezoneid` header makes the API
+/// answer (and read) local strings in SOBOT_TIMEZONE, and `dt` follows that zone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn engine_zone_differs_from_the_simulators() {
+    let start = t("2024-03-01T00:00:00Z");
+    let end = t("2024-03-02T00:00:00Z");
+    let now = end + Duration::hours(1);
+    let mut rig = Rig::new(sim_ahead(now), Warehouse::local().await, start).await;
+    rig.set("SOBOT_TIMEZONE", "UTC");
+    let engine = rig.engine(now);
+    let p = pipeline(&engine, "agent_histories");
+    engine.run(&p, Mode::Incremental).await.expect("run in UTC");
+    assert_eq!(watermark(&engine, "agent_histories").await, end);
+    let table = table::read(&engine, "agent_histories").await;
+    truth::assert_exact(
+        &table,
+        &truth::agent_histories(&rig.sim.dataset(), start, end),
+        &engine.grid(&p),
+    );
+    assert!(
+        table
+            .files
+            .iter()
+            .all(|f| f.path.contains("/dt=2024-03-01/"))
+    );
 }
