@@ -157,11 +157,47 @@ pub async fn write_window(
             source,
         })?;
     tracing::debug!(path = %shown, rows = batch.num_rows(), bytes = size, "window written");
+    remove_stale_staging(loc, &rel);
     Ok(Some(Written {
         path: rel,
         rows: batch.num_rows(),
         bytes: size,
     }))
+}
+
+/// On a local warehouse, removes `<file>#<digits>` staging files that a process killed
+/// mid-write left next to this window's file. Readers never see them (they do not end in
+/// `.parquet`, and listings skip them), but they would pile up. Best effort: the
+/// pipeline lock means no live writer of this window is using them.
+fn remove_stale_staging(loc: &Location, rel: &str) {
+    let Some(root) = loc.local_dir() else {
+        return;
+    };
+    let full = root.join(rel);
+    let (Some(dir), Some(name)) = (full.parent(), full.file_name().and_then(|n| n.to_str())) else {
+        return;
+    };
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    let stale_prefix = format!("{name}#");
+    for entry in entries.flatten() {
+        let file_name = entry.file_name();
+        let Some(other) = file_name.to_str() else {
+            continue;
+        };
+        let is_staging = other
+            .strip_prefix(&stale_prefix)
+            .is_some_and(|suffix| !suffix.is_empty() && suffix.bytes().all(|b| b.is_ascii_digit()));
+        if is_staging {
+            match std::fs::remove_file(entry.path()) {
+                Ok(()) => tracing::debug!(file = other, "removed a stale staging file"),
+                Err(e) => {
+                    tracing::warn!(file = other, "could not remove a stale staging file: {e}")
+                }
+            }
+        }
+    }
 }
 
 /// Relative paths (`talks/dt=2024-03-01/…parquet`) of every Parquet file of `table`,
@@ -202,6 +238,46 @@ mod tests {
         assert_eq!(
             file.relative_path(),
             "talks/dt=2024-03-01/20240229T160000Z_20240229T173005Z.parquet"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_rewrite_removes_staging_files_left_by_a_killed_writer() {
+        use arrow::array::Int64Array;
+        use arrow::datatypes::{DataType, Field, Schema};
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("file://{}", dir.path().display());
+        let loc = Location::parse(&url, &Default::default()).unwrap();
+        let file = WindowFile {
+            table: "t".into(),
+            dt: NaiveDate::from_ymd_opt(2024, 3, 1).unwrap(),
+            start: Utc.with_ymd_and_hms(2024, 3, 1, 0, 0, 0).unwrap(),
+            end: Utc.with_ymd_and_hms(2024, 3, 1, 1, 0, 0).unwrap(),
+        };
+        let folder = dir.path().join("t/dt=2024-03-01");
+        std::fs::create_dir_all(&folder).unwrap();
+        let name = "20240301T000000Z_20240301T010000Z.parquet";
+        std::fs::write(folder.join(format!("{name}#3")), b"half a file").unwrap();
+        std::fs::write(folder.join("other.parquet#1"), b"another window's").unwrap();
+        std::fs::write(folder.join(format!("{name}#notes")), b"not ours").unwrap();
+        let schema =
+            std::sync::Arc::new(Schema::new(vec![Field::new("x", DataType::Int64, false)]));
+        let batch =
+            RecordBatch::try_new(schema, vec![std::sync::Arc::new(Int64Array::from(vec![1]))])
+                .unwrap();
+        write_window(&loc, &file, &batch).await.unwrap();
+        let mut names: Vec<String> = std::fs::read_dir(&folder)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        names.sort();
+        assert_eq!(
+            names,
+            vec![
+                name.to_string(),
+                format!("{name}#notes"),
+                "other.parquet#1".to_string()
+            ]
         );
     }
 }
