@@ -21,11 +21,11 @@ use sobot_sync::sim::{self, SimConfig, SimHandle};
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 use std::time::{Duration, Instant};
+use support::BenchError;
 use support::child::{self, ChildRun};
 use support::plan::RangePlan;
 use support::replay::{Replay, Shape};
 use support::report::{self, Measurement};
-use support::BenchError;
 
 const TOKEN: &str = "bench-static-token";
 const TIMEZONE: Tz = chrono_tz::Asia::Singapore;
@@ -74,11 +74,16 @@ impl Options {
             None => 200.0,
         };
         let repeat = match var("SOBOT_BENCH_REPEAT") {
-            Some(v) => v.trim().parse::<u32>().ok().filter(|r| *r > 0).ok_or_else(|| {
-                BenchError::Setup(format!(
-                    "SOBOT_BENCH_REPEAT {v:?}: expected a positive whole number"
-                ))
-            })?,
+            Some(v) => v
+                .trim()
+                .parse::<u32>()
+                .ok()
+                .filter(|r| *r > 0)
+                .ok_or_else(|| {
+                    BenchError::Setup(format!(
+                        "SOBOT_BENCH_REPEAT {v:?}: expected a positive whole number"
+                    ))
+                })?,
             None => 1,
         };
         Ok(Self {

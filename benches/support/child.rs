@@ -51,8 +51,8 @@ pub fn run(mut cmd: Command, what: &str, scratch: &Path) -> Result<ChildRun, Ben
         }
     };
     let wall = started.elapsed();
-    let stdout = std::fs::read_to_string(&out_path)
-        .map_err(BenchError::io(format!("read {out_path:?}")))?;
+    let stdout =
+        std::fs::read_to_string(&out_path).map_err(BenchError::io(format!("read {out_path:?}")))?;
     if !status.success() {
         let stderr = std::fs::read_to_string(&err_path).unwrap_or_default();
         let lines: Vec<&str> = stderr.lines().collect();

@@ -58,10 +58,7 @@ impl RangePlan {
     /// Search pages a complete pass needs: one even for an empty window, since the
     /// total is only known from the first page.
     pub fn search_requests(&self, page_size: u32) -> u64 {
-        self.windows
-            .iter()
-            .map(|w| pages(w.talks, page_size))
-            .sum()
+        self.windows.iter().map(|w| pages(w.talks, page_size)).sum()
     }
 
     pub fn child_requests(&self) -> u64 {

@@ -110,12 +110,11 @@ impl Replay {
             );
             body.insert("pageNum".into(), page.into());
             body.insert("pageSize".into(), p.page_size.into());
-            let bytes = serde_json::to_vec(&Value::Object(body)).map_err(|e| {
-                BenchError::Replay {
+            let bytes =
+                serde_json::to_vec(&Value::Object(body)).map_err(|e| BenchError::Replay {
                     endpoint: p.endpoint.clone(),
                     detail: format!("encode body: {e}"),
-                }
-            })?;
+                })?;
             let request = self
                 .http
                 .post(&url)

@@ -81,8 +81,12 @@ pub fn verdicts(rows: &[Measurement]) -> Vec<(bool, String)> {
             ),
         ));
     }
-    let mut names: Vec<&str> = rows.iter().map(|m| m.pipeline.as_str()).collect();
-    names.dedup();
+    let mut names: Vec<&str> = Vec::new();
+    for m in rows {
+        if !names.contains(&m.pipeline.as_str()) {
+            names.push(&m.pipeline);
+        }
+    }
     for name in names {
         let of: Vec<&Measurement> = rows.iter().filter(|m| m.pipeline == name).collect();
         let (Some(short), Some(long)) = (
