@@ -391,66 +391,91 @@ impl Engine {
             table: p.table.clone(),
             ..Default::default()
         };
+        let window_concurrency = self.settings.window_concurrency.max(1);
         let mut results = futures::stream::iter(tasks.iter().copied().map(|task| async move {
             (
                 task,
                 self.window(p, parent, &grid, task.window, run_id).await,
             )
         }))
-        .buffered(self.settings.window_concurrency.max(1));
+        .buffered(window_concurrency);
 
-        let mut failure: Option<RunError> = None;
-        while let Some((task, result)) = results.next().await {
-            let w = task.window;
-            match result {
-                Ok(done) => {
-                    if lost.load(Ordering::SeqCst) {
-                        failure = Some(state_err(StateError::Busy {
-                            pipeline: p.name.clone(),
-                            holder: "another run (this run's lock expired)".into(),
-                            expires_at: Utc::now(),
-                        }));
+        // Commits run in a future of their own beside the one driving the windows: a
+        // `buffered` stream only makes progress while it is polled, so committing in the
+        // same loop would stop every window in flight for each commit (a listing, a
+        // conditional create, an fsync). Finished windows queue here, in order.
+        let (done_tx, mut done_rx) = tokio::sync::mpsc::channel(window_concurrency);
+        let failure = {
+            let producer = async move {
+                while let Some(item) = results.next().await {
+                    if done_tx.send(item).await.is_err() {
                         break;
                     }
-                    st.completed.add(Span::from(w));
-                    if task.advances && w.start == st.watermark {
-                        st.watermark = w.end;
-                    }
-                    if let Some(i) = backfill_idx {
-                        st.backfills[i].done.add(Span::from(w));
-                        st.backfills[i].updated_at = Utc::now();
-                    }
-                    report.windows += 1;
-                    if !task.advances && backfill_idx.is_none() {
-                        report.lookback_windows += 1;
-                    }
-                    report.rows += done.rows;
-                    report.files += done.files;
-                    report.requests += done.requests;
-                    if let Some(r) = st.last_run.as_mut() {
-                        r.windows = report.windows;
-                        r.rows = report.rows;
-                        r.files = report.files;
-                    }
-                    version = Some(
-                        self.state
-                            .commit(&p.name, version, &st)
-                            .await
-                            .map_err(state_err)?,
-                    );
-                    tracing::debug!(pipeline = %p.name, window = %w, rows = done.rows, "window committed");
                 }
-                Err(source) => {
-                    failure = Some(RunError::Window {
-                        pipeline: p.name.clone(),
-                        window: w,
-                        source,
-                    });
-                    break;
+                drop(done_tx);
+            };
+            let consumer = async {
+                let mut failure: Option<RunError> = None;
+                while let Some((task, result)) = done_rx.recv().await {
+                    let w = task.window;
+                    match result {
+                        Ok(done) => {
+                            if lost.load(Ordering::SeqCst) {
+                                failure = Some(state_err(StateError::Busy {
+                                    pipeline: p.name.clone(),
+                                    holder: "another run (this run's lock expired)".into(),
+                                    expires_at: Utc::now(),
+                                }));
+                                break;
+                            }
+                            st.completed.add(Span::from(w));
+                            if task.advances && w.start == st.watermark {
+                                st.watermark = w.end;
+                            }
+                            if let Some(i) = backfill_idx {
+                                st.backfills[i].done.add(Span::from(w));
+                                st.backfills[i].updated_at = Utc::now();
+                            }
+                            report.windows += 1;
+                            if !task.advances && backfill_idx.is_none() {
+                                report.lookback_windows += 1;
+                            }
+                            report.rows += done.rows;
+                            report.files += done.files;
+                            report.requests += done.requests;
+                            if let Some(r) = st.last_run.as_mut() {
+                                r.windows = report.windows;
+                                r.rows = report.rows;
+                                r.files = report.files;
+                            }
+                            version = Some(
+                                self.state
+                                    .commit(&p.name, version, &st)
+                                    .await
+                                    .map_err(state_err)?,
+                            );
+                            tracing::debug!(pipeline = %p.name, window = %w, rows = done.rows, "window committed");
+                        }
+                        Err(source) => {
+                            failure = Some(RunError::Window {
+                                pipeline: p.name.clone(),
+                                window: w,
+                                source,
+                            });
+                            break;
+                        }
+                    }
                 }
+                Ok::<_, RunError>(failure)
+            };
+            futures::pin_mut!(producer, consumer);
+            // The consumer stopping first (a failed window, a lost lock) drops the
+            // producer and with it the windows still in flight.
+            match futures::future::select(consumer, producer).await {
+                futures::future::Either::Left((outcome, _)) => outcome?,
+                futures::future::Either::Right(((), consumer)) => consumer.await?,
             }
-        }
-        drop(results);
+        };
 
         if let Some(i) = backfill_idx {
             let b = &mut st.backfills[i];
