@@ -4,7 +4,6 @@
 use arrow::array::{Array, ArrayRef, AsArray};
 use arrow::datatypes::{DataType, Int64Type, TimeUnit, TimestampMillisecondType};
 use chrono::{DateTime, NaiveDate, Utc};
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use serde_json::Value;
 use sobot_sync::sim::Dataset;
 use std::collections::BTreeMap;
@@ -181,41 +180,35 @@ pub fn read_table(warehouse: &Path, spec: &Spec, tz: chrono_tz::Tz) -> Table {
     files.sort();
     let mut rows = Vec::new();
     for file in &files {
-        let shown = file.display();
+        let shown = file.display().to_string();
         let bytes = bytes::Bytes::from(
             std::fs::read(file).unwrap_or_else(|e| panic!("{shown}: cannot read: {e}")),
         );
-        let reader = ParquetRecordBatchReaderBuilder::try_new(bytes)
-            .unwrap_or_else(|e| panic!("{shown}: not a whole Parquet file: {e}"))
-            .build()
-            .unwrap_or_else(|e| panic!("{shown}: {e}"));
         let dt = partition_date(file);
-        for batch in reader {
-            let batch = batch.unwrap_or_else(|e| panic!("{shown}: unreadable data: {e}"));
-            let column = |name: &str| -> ArrayRef {
-                batch
-                    .column_by_name(name)
-                    .unwrap_or_else(|| panic!("{shown}: no column {name}"))
-                    .clone()
-            };
-            let key = column(spec.key.column);
-            let time = column(spec.time_column);
-            let values: Vec<ArrayRef> = spec.values.iter().map(|c| column(c.column)).collect();
-            for row in 0..batch.num_rows() {
-                let k = cell(&key, row, spec.key.kind, spec.key.column);
-                let t = time.as_primitive::<TimestampMillisecondType>().value(row);
-                let local = DateTime::<Utc>::from_timestamp_millis(t)
-                    .expect("time column in range")
-                    .with_timezone(&tz)
-                    .date_naive();
-                assert_eq!(local, dt, "{shown}: row {k} is in the wrong dt partition");
-                let parts = spec
-                    .values
-                    .iter()
-                    .zip(&values)
-                    .map(|(c, a)| cell(a, row, c.kind, c.column));
-                rows.push((k, fingerprint(parts, spec)));
-            }
+        let batch = super::parquet_file::decode(bytes, &shown);
+        let column = |name: &str| -> ArrayRef {
+            batch
+                .column_by_name(name)
+                .unwrap_or_else(|| panic!("{shown}: no column {name}"))
+                .clone()
+        };
+        let key = column(spec.key.column);
+        let time = column(spec.time_column);
+        let values: Vec<ArrayRef> = spec.values.iter().map(|c| column(c.column)).collect();
+        for row in 0..batch.num_rows() {
+            let k = cell(&key, row, spec.key.kind, spec.key.column);
+            let t = time.as_primitive::<TimestampMillisecondType>().value(row);
+            let local = DateTime::<Utc>::from_timestamp_millis(t)
+                .expect("time column in range")
+                .with_timezone(&tz)
+                .date_naive();
+            assert_eq!(local, dt, "{shown}: row {k} is in the wrong dt partition");
+            let parts = spec
+                .values
+                .iter()
+                .zip(&values)
+                .map(|(c, a)| cell(a, row, c.kind, c.column));
+            rows.push((k, fingerprint(parts, spec)));
         }
     }
     Table { rows }

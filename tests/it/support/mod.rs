@@ -2,6 +2,7 @@
 
 pub mod cli_proc;
 pub mod cli_truth;
+pub mod parquet_file;
 pub mod rig;
 pub mod s3;
 pub mod table;

@@ -8,7 +8,6 @@ use arrow::util::display::{ArrayFormatter, FormatOptions};
 use chrono::{DateTime, NaiveDate, Utc};
 use chrono_tz::Tz;
 use object_store::ObjectStoreExt;
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use sobot_sync::runner::Engine;
 use sobot_sync::sink::list_files;
 use std::collections::{BTreeMap, BTreeSet};
@@ -42,18 +41,7 @@ pub async fn read(engine: &Engine, table: &str) -> Table {
             .bytes()
             .await
             .unwrap_or_else(|e| panic!("read {path}: {e}"));
-        let reader = ParquetRecordBatchReaderBuilder::try_new(bytes)
-            .unwrap_or_else(|e| panic!("{path} is Parquet: {e}"))
-            .build()
-            .unwrap_or_else(|e| panic!("{path} reader: {e}"));
-        let batches: Vec<RecordBatch> = reader
-            .collect::<Result<_, _>>()
-            .unwrap_or_else(|e| panic!("{path} decodes: {e}"));
-        let schema = batches
-            .first()
-            .map(|b| b.schema())
-            .unwrap_or_else(|| panic!("{path} holds no rows"));
-        let batch = arrow::compute::concat_batches(&schema, &batches).expect("same schema");
+        let batch = super::parquet_file::decode(bytes, &path);
         files.push(FileRows { path, batch });
     }
     Table {
