@@ -1,0 +1,3 @@
+//! Statistical reports: indicator catalogues, report periods, requests and responses.
+
+pub mod indicators;
