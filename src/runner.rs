@@ -1,14 +1,15 @@
 //! Runs one pipeline: lock -> plan -> (extract -> convert -> write) per window -> commit.
 //!
-//! The state is committed after every window, in window order, with a conditional put:
+//! The state is committed after every file, in window order, with a conditional put:
 //! the watermark only ever moves past a window whose file is written and whose count
-//! matched the API's total. A failure leaves every earlier window committed and the
+//! matched the API's total. A file holds one window, or in a backfill a run of
+//! consecutive windows of one `dt` partition. A failure leaves every earlier window committed and the
 //! watermark at the failed window's start.
 
 use crate::api::ApiClient;
 use crate::clock::SharedClock;
 use crate::convert::RowMeta;
-use crate::extract::{self, ExtractError};
+use crate::extract::{self, ExtractError, Extracted};
 use crate::pipeline::{Catalog, Kind, Pipeline};
 use crate::plan::{self, Grid, Window};
 use crate::settings::Settings;
@@ -16,7 +17,8 @@ use crate::sink::{self, SinkError, WindowFile};
 use crate::state::model::{BackfillState, Outcome, PipelineState, RunRecord, Span};
 use crate::state::store::{Lock, StateError, StateStore};
 use crate::store::Location;
-use chrono::{DateTime, Duration, Utc};
+use arrow::record_batch::RecordBatch;
+use chrono::{DateTime, Duration, NaiveDate, Utc};
 use futures::StreamExt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -100,11 +102,18 @@ pub struct Engine {
     pub clock: SharedClock,
 }
 
+/// A window extracted and waiting, in its group, to be written and committed.
 struct WindowDone {
+    task: Task,
     rows: u64,
-    files: u64,
     requests: u64,
 }
+
+/// A backfill writes consecutive windows of one `dt` partition as one file, up to this
+/// much Arrow data: a day of hourly windows is one file instead of 24, which readers
+/// prefer and which costs far less to encode, while memory stays bounded however long
+/// the range is.
+const GROUP_MAX_BYTES: usize = 32 << 20;
 
 /// A task of a run: a window and whether it moves the watermark.
 #[derive(Debug, Clone, Copy)]
@@ -395,76 +404,123 @@ impl Engine {
         let mut results = futures::stream::iter(tasks.iter().copied().map(|task| async move {
             (
                 task,
-                self.window(p, parent, &grid, task.window, run_id).await,
+                self.extract_window(p, parent, task.window, run_id).await,
             )
         }))
         .buffered(window_concurrency);
+        // Only a backfill groups windows into wider files: an incremental run writes few
+        // windows, and its lookback windows would otherwise rewrite a wider file each run.
+        let grouping = backfill_idx.is_some();
 
-        // Commits run in a future of their own beside the one driving the windows: a
-        // `buffered` stream only makes progress while it is polled, so committing in the
-        // same loop would stop every window in flight for each commit (a listing, a
-        // conditional create, an fsync). Finished windows queue here, in order.
-        let (done_tx, mut done_rx) = tokio::sync::mpsc::channel(window_concurrency);
+        // Writing and committing run in a future of their own beside the one driving the
+        // extraction: a `buffered` stream only makes progress while it is polled, so
+        // writing in the same loop would stop every window in flight for each file (an
+        // encode, a put) and each commit (a listing, a conditional create). Finished
+        // groups queue here, in order; the small bound keeps memory bounded.
+        let (done_tx, mut done_rx) = tokio::sync::mpsc::channel::<Unit>(1);
         let failure = {
             let producer = async move {
-                while let Some(item) = results.next().await {
-                    if done_tx.send(item).await.is_err() {
-                        break;
+                let mut open: Option<Group> = None;
+                while let Some((task, result)) = results.next().await {
+                    let ex = match result {
+                        Ok(ex) => ex,
+                        Err(e) => {
+                            // The windows before the failed one are good: write them first.
+                            if let Some(g) = open.take()
+                                && done_tx.send(Unit::Group(g)).await.is_err()
+                            {
+                                return;
+                            }
+                            let _ = done_tx.send(Unit::Failed(task, e)).await;
+                            return;
+                        }
+                    };
+                    let dt = grid.dt(&task.window);
+                    match open.as_mut() {
+                        Some(g) if grouping && g.takes(dt, &task) => g.push(task, ex),
+                        _ => {
+                            if let Some(g) = open.replace(Group::new(dt, task, ex))
+                                && done_tx.send(Unit::Group(g)).await.is_err()
+                            {
+                                return;
+                            }
+                        }
                     }
                 }
-                drop(done_tx);
+                if let Some(g) = open.take() {
+                    let _ = done_tx.send(Unit::Group(g)).await;
+                }
             };
             let consumer = async {
                 let mut failure: Option<RunError> = None;
-                while let Some((task, result)) = done_rx.recv().await {
-                    let w = task.window;
-                    match result {
-                        Ok(done) => {
-                            if lost.load(Ordering::SeqCst) {
-                                failure = Some(state_err(StateError::Busy {
-                                    pipeline: p.name.clone(),
-                                    holder: "another run (this run's lock expired)".into(),
-                                    expires_at: Utc::now(),
-                                }));
-                                break;
-                            }
-                            st.completed.add(Span::from(w));
-                            if task.advances && w.start == st.watermark {
-                                st.watermark = w.end;
-                            }
-                            if let Some(i) = backfill_idx {
-                                st.backfills[i].done.add(Span::from(w));
-                                st.backfills[i].updated_at = Utc::now();
-                            }
-                            report.windows += 1;
-                            if !task.advances && backfill_idx.is_none() {
-                                report.lookback_windows += 1;
-                            }
-                            report.rows += done.rows;
-                            report.files += done.files;
-                            report.requests += done.requests;
-                            if let Some(r) = st.last_run.as_mut() {
-                                r.windows = report.windows;
-                                r.rows = report.rows;
-                                r.files = report.files;
-                            }
-                            version = Some(
-                                self.state
-                                    .commit(&p.name, version, &st)
-                                    .await
-                                    .map_err(state_err)?,
-                            );
-                            tracing::debug!(pipeline = %p.name, window = %w, rows = done.rows, "window committed");
-                        }
-                        Err(source) => {
+                while let Some(unit) = done_rx.recv().await {
+                    let g = match unit {
+                        Unit::Group(g) => g,
+                        Unit::Failed(task, source) => {
                             failure = Some(RunError::Window {
                                 pipeline: p.name.clone(),
-                                window: w,
+                                window: task.window,
                                 source,
                             });
                             break;
                         }
+                    };
+                    let first = g.done[0].task.window;
+                    let file = WindowFile {
+                        table: p.table.clone(),
+                        dt: g.dt,
+                        start: g.start,
+                        end: g.end,
+                    };
+                    let written = match self.write_group(&file, g.batches).await {
+                        Ok(w) => w,
+                        Err(source) => {
+                            failure = Some(RunError::Window {
+                                pipeline: p.name.clone(),
+                                window: first,
+                                source,
+                            });
+                            break;
+                        }
+                    };
+                    if lost.load(Ordering::SeqCst) {
+                        failure = Some(state_err(StateError::Busy {
+                            pipeline: p.name.clone(),
+                            holder: "another run (this run's lock expired)".into(),
+                            expires_at: Utc::now(),
+                        }));
+                        break;
                     }
+                    for done in &g.done {
+                        let (task, w) = (done.task, done.task.window);
+                        st.completed.add(Span::from(w));
+                        if task.advances && w.start == st.watermark {
+                            st.watermark = w.end;
+                        }
+                        if let Some(i) = backfill_idx {
+                            st.backfills[i].done.add(Span::from(w));
+                            st.backfills[i].updated_at = Utc::now();
+                        }
+                        report.windows += 1;
+                        if !task.advances && backfill_idx.is_none() {
+                            report.lookback_windows += 1;
+                        }
+                        report.rows += done.rows;
+                        report.requests += done.requests;
+                    }
+                    report.files += u64::from(written.is_some());
+                    if let Some(r) = st.last_run.as_mut() {
+                        r.windows = report.windows;
+                        r.rows = report.rows;
+                        r.files = report.files;
+                    }
+                    version = Some(
+                        self.state
+                            .commit(&p.name, version, &st)
+                            .await
+                            .map_err(state_err)?,
+                    );
+                    tracing::debug!(pipeline = %p.name, from = %file.start.to_rfc3339(), to = %file.end.to_rfc3339(), windows = g.done.len(), "windows committed");
                 }
                 Ok::<_, RunError>(failure)
             };
@@ -527,15 +583,36 @@ impl Engine {
         Ok(report)
     }
 
-    /// Extracts, converts and writes one window. Nothing is committed here.
-    async fn window(
+    /// Writes a group's rows as one file. The windows are consecutive and each batch is
+    /// sorted by time, so their concatenation is sorted too.
+    async fn write_group(
+        &self,
+        file: &WindowFile,
+        batches: Vec<RecordBatch>,
+    ) -> Result<Option<sink::Written>, WindowError> {
+        let batch = match batches.as_slice() {
+            [one] => one.clone(),
+            many => {
+                let Some(schema) = many.first().map(|b| b.schema()) else {
+                    return Ok(None);
+                };
+                arrow::compute::concat_batches(&schema, many).map_err(|e| SinkError::Encode {
+                    path: self.warehouse.display(&file.relative_path()),
+                    source: e.into(),
+                })?
+            }
+        };
+        Ok(sink::write_window(&self.warehouse, file, &batch).await?)
+    }
+
+    /// Extracts and converts one window. Nothing is written or committed here.
+    async fn extract_window(
         &self,
         p: &Pipeline,
         parent: Option<&Pipeline>,
-        grid: &Grid,
         w: Window,
         run_id: &str,
-    ) -> Result<WindowDone, WindowError> {
+    ) -> Result<Extracted, WindowError> {
         let tz = self.settings.timezone;
         let meta = RowMeta {
             run_id: run_id.to_string(),
@@ -552,17 +629,54 @@ impl Engine {
         if extracted.bad_values > 0 {
             tracing::warn!(pipeline = %p.name, window = %w, values = extracted.bad_values, "values that could not be converted are null; see _errors");
         }
-        let file = WindowFile {
-            table: p.table.clone(),
-            dt: grid.dt(&w),
-            start: w.start,
-            end: w.end,
-        };
-        let written = sink::write_window(&self.warehouse, &file, &extracted.batch).await?;
-        Ok(WindowDone {
-            rows: extracted.batch.num_rows() as u64,
-            files: u64::from(written.is_some()),
-            requests: extracted.requests,
-        })
+        Ok(extracted)
     }
+}
+
+/// Consecutive extracted windows of one `dt` partition, written as one file.
+struct Group {
+    dt: NaiveDate,
+    start: DateTime<Utc>,
+    end: DateTime<Utc>,
+    batches: Vec<RecordBatch>,
+    bytes: usize,
+    done: Vec<WindowDone>,
+}
+
+impl Group {
+    fn new(dt: NaiveDate, task: Task, ex: Extracted) -> Self {
+        let mut g = Group {
+            dt,
+            start: task.window.start,
+            end: task.window.start,
+            batches: Vec::new(),
+            bytes: 0,
+            done: Vec::new(),
+        };
+        g.push(task, ex);
+        g
+    }
+
+    /// Whether `task` continues this group: same partition, the very next window, and
+    /// room left under the memory cap.
+    fn takes(&self, dt: NaiveDate, task: &Task) -> bool {
+        self.dt == dt && task.window.start == self.end && self.bytes < GROUP_MAX_BYTES
+    }
+
+    fn push(&mut self, task: Task, ex: Extracted) {
+        self.end = task.window.end;
+        self.bytes += ex.batch.get_array_memory_size();
+        self.done.push(WindowDone {
+            task,
+            rows: ex.batch.num_rows() as u64,
+            requests: ex.requests,
+        });
+        self.batches.push(ex.batch);
+    }
+}
+
+/// What the committing side receives, in window order.
+enum Unit {
+    Group(Group),
+    Failed(Task, WindowError),
 }

@@ -5,10 +5,13 @@
 //! put: the local store stages to a temporary name and renames, an S3 PUT is atomic, so a
 //! reader listing `<table>/**/*.parquet` never meets half a file.
 
+pub mod merge;
+
 use crate::store::Location;
 use arrow::record_batch::RecordBatch;
 use chrono::{DateTime, NaiveDate, Utc};
 use futures::TryStreamExt;
+use merge::SpanFile;
 use object_store::{ObjectStoreExt, PutMode, PutOptions, PutPayload};
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
@@ -23,7 +26,7 @@ const ZSTD_LEVEL: i32 = 1;
 
 /// Compact UTC timestamps make file names sortable and free of `:` (awkward on some
 /// filesystems and in URLs).
-const FILE_TIME_FORMAT: &str = "%Y%m%dT%H%M%SZ";
+pub(crate) const FILE_TIME_FORMAT: &str = "%Y%m%dT%H%M%SZ";
 
 /// Which file a window's rows go to.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -77,6 +80,8 @@ pub enum SinkError {
         #[source]
         source: object_store::Error,
     },
+    #[error("cannot read {path} to merge it: {message}")]
+    Read { path: String, message: String },
     #[error("cannot list {path}: {source}")]
     List {
         path: String,
@@ -104,36 +109,132 @@ pub fn encode(batch: &RecordBatch) -> Result<Vec<u8>, parquet::errors::ParquetEr
     writer.into_inner()
 }
 
-/// Writes `batch` (already de-duplicated and sorted by the caller) as the window's file,
-/// replacing any earlier file of the same window. An empty batch removes the window's
-/// file instead (a rerun that finds no rows must not leave old rows behind) and returns
-/// `None`.
+/// Writes `batch` (already de-duplicated and sorted by the caller) as the rows of
+/// `file`'s span, which may cover one window or a run of consecutive windows, and returns
+/// what was stored (`None` when no rows are left in the span's file).
+///
+/// Rows of the span's windows found in earlier files are replaced: a file with exactly
+/// this span is overwritten, files inside the span are deleted, and a file that overlaps
+/// the span without lying inside it (a backfill's wider file, when one window of it is
+/// rerun) is rewritten together with the new rows, keeping its rows of other windows.
+/// The new file is stored before any file it replaces is deleted, so a reader never
+/// misses rows; an interrupted write can leave a replaced file behind for a moment, and
+/// the next write to the partition removes it (see `merge::superseded`).
 pub async fn write_window(
     loc: &Location,
     file: &WindowFile,
     batch: &RecordBatch,
 ) -> Result<Option<Written>, SinkError> {
-    let rel = file.relative_path();
-    let key = loc.path(&rel);
-    let shown = loc.display(&rel);
-
-    if batch.num_rows() == 0 {
-        return match loc.store().delete(&key).await {
-            Ok(()) | Err(object_store::Error::NotFound { .. }) => {
-                tracing::debug!(path = %shown, "empty window: removed any earlier file");
-                Ok(None)
-            }
-            Err(source) => Err(SinkError::Delete {
-                path: shown,
-                source,
-            }),
-        };
+    let mut files = partition_files(loc, &file.table, file.dt).await?;
+    let stale: Vec<SpanFile> = merge::superseded(&files).into_iter().cloned().collect();
+    for f in &stale {
+        tracing::info!(path = %loc.display(&f.rel), "removing a file an interrupted write left inside a wider one");
+        delete(loc, &f.rel).await?;
     }
+    files.retain(|f| !stale.contains(f));
 
+    let overlapping: Vec<SpanFile> = files
+        .into_iter()
+        .filter(|f| f.overlaps(file.start, file.end))
+        .collect();
+    let mut target = file.clone();
+    let mut before = Vec::new();
+    let mut after = Vec::new();
+    for f in overlapping
+        .iter()
+        .filter(|f| !f.within(file.start, file.end))
+    {
+        target.start = target.start.min(f.start);
+        target.end = target.end.max(f.end);
+        for rows in merge::read_file(loc, &f.rel, &batch.schema()).await? {
+            let (b, a) =
+                merge::outside(&rows, file.start, file.end).map_err(|message| SinkError::Read {
+                    path: loc.display(&f.rel),
+                    message,
+                })?;
+            before.push(b);
+            after.push(a);
+        }
+    }
+    let rel = target.relative_path();
+    let combined = if before.is_empty() && after.is_empty() {
+        batch.clone()
+    } else {
+        let parts: Vec<&RecordBatch> = before.iter().chain([batch]).chain(after.iter()).collect();
+        arrow::compute::concat_batches(&batch.schema(), parts).map_err(|e| SinkError::Encode {
+            path: loc.display(&rel),
+            source: e.into(),
+        })?
+    };
+
+    let written = if combined.num_rows() == 0 {
+        None
+    } else {
+        Some(put_file(loc, &rel, combined).await?)
+    };
+    // The span's own name may not be among the listed files (it never existed, or an
+    // earlier empty run removed it); deleting a missing file is fine.
+    let mut replaced: Vec<String> = overlapping.into_iter().map(|f| f.rel).collect();
+    replaced.push(file.relative_path());
+    replaced.sort();
+    replaced.dedup();
+    for old in replaced {
+        if written.as_ref().is_none_or(|w| w.path != old) {
+            delete(loc, &old).await?;
+        }
+    }
+    Ok(written)
+}
+
+/// The span files of one `dt` partition of a table.
+async fn partition_files(
+    loc: &Location,
+    table: &str,
+    dt: NaiveDate,
+) -> Result<Vec<SpanFile>, SinkError> {
+    let folder = format!("{table}/dt={}", dt.format("%Y-%m-%d"));
+    let metas: Vec<_> = loc
+        .store()
+        .list(loc.list_prefix(&folder).as_ref())
+        .try_collect()
+        .await
+        .map_err(|source| SinkError::List {
+            path: loc.display(&folder),
+            source,
+        })?;
+    let mut files: Vec<SpanFile> = metas
+        .iter()
+        .filter_map(|m| {
+            let rel = loc.relative(&m.location)?;
+            let (start, end) = merge::parse_span(m.location.filename()?)?;
+            Some(SpanFile { rel, start, end })
+        })
+        .collect();
+    files.sort_by_key(|f| (f.start, f.end));
+    Ok(files)
+}
+
+async fn delete(loc: &Location, rel: &str) -> Result<(), SinkError> {
+    match loc.store().delete(&loc.path(rel)).await {
+        Ok(()) | Err(object_store::Error::NotFound { .. }) => {
+            tracing::debug!(path = %loc.display(rel), "removed");
+            Ok(())
+        }
+        Err(source) => Err(SinkError::Delete {
+            path: loc.display(rel),
+            source,
+        }),
+    }
+}
+
+/// Encodes and stores one file with a single put.
+async fn put_file(loc: &Location, rel: &str, batch: RecordBatch) -> Result<Written, SinkError> {
+    let key = loc.path(rel);
+    let shown = loc.display(rel);
+    let rows = batch.num_rows();
     // Encoding is CPU-bound for tens of milliseconds per window; keep it off the runtime's
     // worker threads so API requests of other pipelines keep flowing.
-    let owned = batch.clone();
-    let bytes = tokio::task::spawn_blocking(move || encode(&owned))
+    let bytes = tokio::task::spawn_blocking(move || encode(&batch))
         .await
         .map_err(|join| SinkError::Encode {
             path: shown.clone(),
@@ -144,7 +245,6 @@ pub async fn write_window(
             source,
         })?;
     let size = bytes.len();
-
     loc.store()
         .put_opts(
             &key,
@@ -156,13 +256,13 @@ pub async fn write_window(
             path: shown.clone(),
             source,
         })?;
-    tracing::debug!(path = %shown, rows = batch.num_rows(), bytes = size, "window written");
-    remove_stale_staging(loc, &rel);
-    Ok(Some(Written {
-        path: rel,
-        rows: batch.num_rows(),
+    tracing::debug!(path = %shown, rows, bytes = size, "file written");
+    remove_stale_staging(loc, rel);
+    Ok(Written {
+        path: rel.to_string(),
+        rows,
         bytes: size,
-    }))
+    })
 }
 
 /// On a local warehouse, removes `<file>#<digits>` staging files that a process killed

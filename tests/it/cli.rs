@@ -91,7 +91,11 @@ fn copy_dir(from: &Path, to: &Path) {
     for entry in std::fs::read_dir(from).expect("read folder") {
         let path = entry.expect("entry").path();
         if let Some(name) = path.file_name() {
-            std::fs::copy(&path, to.join(name)).expect("copy file");
+            if path.is_dir() {
+                copy_dir(&path, &to.join(name));
+            } else {
+                std::fs::copy(&path, to.join(name)).expect("copy file");
+            }
         }
     }
 }

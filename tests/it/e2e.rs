@@ -783,3 +783,82 @@ async fn engine_zone_differs_from_the_simulators() {
             .all(|f| f.path.contains("/dt=2024-03-01/"))
     );
 }
+
+/// A backfill writes one file per day for talks and their parties; backfilling part of
+/// a day again replaces exactly those windows' rows inside the day's file (their
+/// `_run_id` changes, the others' does not) and nothing is duplicated.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backfill_writes_a_file_per_day_and_a_rerun_replaces_inside_it() {
+    let start = t("2024-03-03T00:00:00+08:00");
+    let now = t("2024-03-03T06:00:00+08:00");
+    let rig = Rig::new(sim_ahead(now), Warehouse::local().await, start).await;
+    let ds = rig.sim.dataset();
+    let engine = rig.engine(now);
+    let (from, to) = (t("2024-03-01T00:00:00+08:00"), start);
+    for name in ["talks", "parties"] {
+        let report = engine
+            .run(&pipeline(&engine, name), Mode::Backfill { from, to })
+            .await
+            .unwrap_or_else(|e| panic!("backfill {name}: {e}"));
+        assert_eq!(
+            (report.windows, report.files),
+            (48, 2),
+            "{name}: {report:?}"
+        );
+    }
+    let first_talks = assert_table(&engine, &truth::talks(&ds, from, to)).await;
+    assert_table(&engine, &truth::parties(&ds, from, to)).await;
+    assert_eq!(first_talks.files.len(), 2);
+
+    let (again_from, again_to) = (
+        t("2024-03-02T05:00:00+08:00"),
+        t("2024-03-02T08:00:00+08:00"),
+    );
+    for name in ["talks", "parties"] {
+        let report = engine
+            .run(
+                &pipeline(&engine, name),
+                Mode::Backfill {
+                    from: again_from,
+                    to: again_to,
+                },
+            )
+            .await
+            .unwrap_or_else(|e| panic!("second backfill {name}: {e}"));
+        assert_eq!(report.windows, 3, "{name}");
+    }
+    let talks = assert_table(&engine, &truth::talks(&ds, from, to)).await;
+    assert_table(&engine, &truth::parties(&ds, from, to)).await;
+    let paths = |t: &Table| t.files.iter().map(|f| f.path.clone()).collect::<Vec<_>>();
+    assert_eq!(paths(&talks), paths(&first_talks), "the same two day files");
+
+    // Rows of the rerun windows carry the second run's id, all others the first's.
+    let run_ids = |t: &Table| -> Vec<(i64, String)> {
+        t.files
+            .iter()
+            .flat_map(|f| {
+                let ws = table::col_ms(&f.batch, "_window_start");
+                let ids = table::col_str(&f.batch, "_run_id");
+                ws.into_iter()
+                    .zip(ids)
+                    .map(|(w, id)| (w.expect("window"), id.expect("run id")))
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+    };
+    let before = run_ids(&first_talks);
+    let after = run_ids(&talks);
+    assert_eq!(before.len(), after.len());
+    let inside = |w: i64| w >= again_from.timestamp_millis() && w < again_to.timestamp_millis();
+    let mut rerun_rows = 0;
+    for ((w0, id0), (w1, id1)) in before.iter().zip(&after) {
+        assert_eq!(w0, w1, "rows stay in order");
+        if inside(*w1) {
+            assert_ne!(id0, id1, "a rerun window's row was not replaced");
+            rerun_rows += 1;
+        } else {
+            assert_eq!(id0, id1, "a row outside the rerun windows was rewritten");
+        }
+    }
+    assert!(rerun_rows > 0, "the rerun windows hold rows");
+}

@@ -150,11 +150,13 @@ impl Table {
         );
     }
 
-    /// The layout rules: each file holds one window (its name, `_window_start` and
-    /// `_window_end` agree), lives in the `dt` of every row's time, rows sorted by time
-    /// inside `[_window_start, _window_end)`, no window in two files. Returns the windows.
+    /// The layout rules: each file holds one window or a run of consecutive windows (each
+    /// row's `[_window_start, _window_end)` lies inside the span the file's name gives),
+    /// lives in the `dt` of every row's time, rows sorted by time inside their window,
+    /// no window in two files, no two files overlapping. Returns the windows.
     pub fn assert_layout(&self, time_col: &str, tz: Tz) -> Vec<(DateTime<Utc>, DateTime<Utc>)> {
         let mut windows = Vec::new();
+        let mut spans = Vec::new();
         for f in &self.files {
             let (dt, start, end) = parse_path(&self.name, &f.path);
             let ws = col_ms(&f.batch, "_window_start");
@@ -162,15 +164,23 @@ impl Table {
             let times = col_ms(&f.batch, time_col);
             assert!(f.batch.num_rows() > 0, "{}: empty file", f.path);
             let mut prev = i64::MIN;
+            let mut file_windows = BTreeSet::new();
             for i in 0..f.batch.num_rows() {
-                assert_eq!(ws[i], Some(start.timestamp_millis()), "{} row {i}", f.path);
-                assert_eq!(we[i], Some(end.timestamp_millis()), "{} row {i}", f.path);
+                let (Some(w0), Some(w1)) = (ws[i], we[i]) else {
+                    panic!("{} row {i}: null window columns", f.path);
+                };
+                assert!(
+                    start.timestamp_millis() <= w0 && w0 < w1 && w1 <= end.timestamp_millis(),
+                    "{} row {i}: window outside the file's span",
+                    f.path
+                );
                 let t = times[i].unwrap_or_else(|| panic!("{} row {i}: null {time_col}", f.path));
                 assert!(
-                    start.timestamp_millis() <= t && t < end.timestamp_millis(),
+                    w0 <= t && t < w1,
                     "{} row {i}: {time_col} {t} outside its window",
                     f.path
                 );
+                file_windows.insert((w0, w1));
                 assert!(t >= prev, "{} row {i}: not sorted by {time_col}", f.path);
                 prev = t;
                 let local = DateTime::from_timestamp_millis(t)
@@ -179,7 +189,33 @@ impl Table {
                     .date_naive();
                 assert_eq!(local, dt, "{} row {i}: dt of {time_col}", f.path);
             }
-            windows.push((start, end));
+            if f.batch.num_rows() > 0 && file_windows.len() == 1 {
+                // A one-window file is named by exactly that window.
+                let only = file_windows.first().copied();
+                assert_eq!(
+                    only,
+                    Some((start.timestamp_millis(), end.timestamp_millis())),
+                    "{}: name and window disagree",
+                    f.path
+                );
+            }
+            spans.push((start, end, f.path.clone()));
+            windows.extend(file_windows.into_iter().map(|(a, b)| {
+                (
+                    DateTime::from_timestamp_millis(a).expect("window start"),
+                    DateTime::from_timestamp_millis(b).expect("window end"),
+                )
+            }));
+        }
+        spans.sort();
+        for pair in spans.windows(2) {
+            assert!(
+                pair[0].1 <= pair[1].0,
+                "{}: files {} and {} overlap",
+                self.name,
+                pair[0].2,
+                pair[1].2
+            );
         }
         let distinct: BTreeSet<_> = windows.iter().collect();
         assert_eq!(
