@@ -15,13 +15,18 @@ use crate::api::{ApiClient, ApiError};
 use crate::convert::{self, BatchBuilder, RowMeta};
 use crate::pipeline::{Pipeline, TimeFilter};
 use crate::plan::Window;
+use crate::record::{self, RawRecord, Scalar, scalar};
 use crate::timeutil;
 use arrow::error::ArrowError;
 use arrow::record_batch::RecordBatch;
 use chrono::Duration;
 use chrono_tz::Tz;
 use futures::{StreamExt, TryStreamExt};
-use serde_json::{Map, Value};
+use serde_json::Value;
+use serde_json::value::RawValue;
+
+/// Fields a child record takes from its parent: (child field, raw value).
+type Inherited = Vec<(String, Box<RawValue>)>;
 use std::collections::HashSet;
 
 /// Full-window fetches before a count mismatch fails the window.
@@ -74,75 +79,6 @@ pub struct Extracted {
     pub bad_values: usize,
 }
 
-/// What a page's `data` holds, read liberally: the list may be called `list`,
-/// `pageData`, `records` or `rows`; numbers may be strings.
-#[derive(Debug)]
-struct Page {
-    records: Vec<Value>,
-    total: Option<u64>,
-    page_size: Option<u64>,
-}
-
-fn as_u64(v: &Value) -> Option<u64> {
-    match v {
-        Value::Number(n) => n.as_u64().or_else(|| {
-            n.as_f64()
-                .filter(|f| *f >= 0.0 && f.fract() == 0.0)
-                .map(|f| f as u64)
-        }),
-        Value::String(s) => s.trim().parse().ok(),
-        _ => None,
-    }
-}
-
-fn read_page(data: Value) -> Result<Page, String> {
-    let mut obj = match data {
-        Value::Object(o) => o,
-        Value::Array(a) => {
-            return Ok(Page {
-                records: a,
-                total: None,
-                page_size: None,
-            });
-        }
-        other => return Err(format!("data is {}, not an object", kind_of(&other))),
-    };
-    let total = obj.get("total").and_then(as_u64);
-    let page_size = obj.get("pageSize").and_then(as_u64);
-    let mut records = None;
-    for name in ["list", "pageData", "records", "rows"] {
-        match obj.remove(name) {
-            Some(Value::Array(a)) => {
-                records = Some(a);
-                break;
-            }
-            Some(Value::Null) | None => continue,
-            Some(other) => return Err(format!("{name} is {}, not an array", kind_of(&other))),
-        }
-    }
-    Ok(Page {
-        // No list at all with total 0 is an empty page.
-        records: match records {
-            Some(r) => r,
-            None if total == Some(0) => Vec::new(),
-            None => return Err("no list (list/pageData) in data".into()),
-        },
-        total,
-        page_size,
-    })
-}
-
-fn kind_of(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
-}
-
 /// The request body's time range for a window.
 fn range_fields(p: &Pipeline, w: &Window, tz: Tz) -> (Value, Value) {
     match p.time_filter {
@@ -180,7 +116,7 @@ async fn search_pass(
     p: &Pipeline,
     w: &Window,
     tz: Tz,
-    keep: &mut dyn FnMut(Vec<Map<String, Value>>) -> Result<(), ExtractError>,
+    keep: &mut dyn FnMut(Vec<RawRecord<'_>>) -> Result<(), ExtractError>,
 ) -> Result<Pass, ExtractError> {
     let (start, end) = range_fields(p, w, tz);
     let mut seen: HashSet<String> = HashSet::new();
@@ -198,14 +134,14 @@ async fn search_pass(
         body.insert("pageSize".into(), size.into());
         let page_no = u32::try_from(page_num).unwrap_or(u32::MAX);
         let data = client
-            .post(&p.endpoint, &Value::Object(body))
+            .post_raw(&p.endpoint, &Value::Object(body))
             .await
             .map_err(|source| ExtractError::Api {
                 page: page_no,
                 source,
             })?;
         requests += 1;
-        let page = read_page(data).map_err(|detail| ExtractError::Shape {
+        let page = record::read_page(&data).map_err(|detail| ExtractError::Shape {
             endpoint: p.endpoint.clone(),
             page: page_no,
             detail,
@@ -241,14 +177,7 @@ async fn search_pass(
         let n = page.records.len() as u64;
         let page_start = (page_num - 1) * eff;
         let mut kept = Vec::new();
-        for rec in page.records {
-            let Value::Object(obj) = rec else {
-                return Err(ExtractError::Shape {
-                    endpoint: p.endpoint.clone(),
-                    page: page_no,
-                    detail: format!("a list entry is {}, not an object", kind_of(&rec)),
-                });
-            };
+        for obj in page.records {
             match convert::record_key(&p.schema, &obj) {
                 Some(k) => {
                     if !seen.insert(k) {
@@ -314,7 +243,7 @@ async fn complete_search(
     p: &Pipeline,
     w: &Window,
     tz: Tz,
-    keep: &mut dyn FnMut(Vec<Map<String, Value>>) -> Result<(), ExtractError>,
+    keep: &mut dyn FnMut(Vec<RawRecord<'_>>) -> Result<(), ExtractError>,
     reset: &mut dyn FnMut(),
 ) -> Result<(u64, u64), ExtractError> {
     let mut requests = 0;
@@ -380,7 +309,7 @@ async fn complete_search_collect(
     meta: &RowMeta,
 ) -> Result<(u64, u64), ExtractError> {
     let gathered = std::sync::Mutex::new((Vec::<RecordBatch>::new(), 0usize));
-    let mut keep = |recs: Vec<Map<String, Value>>| -> Result<(), ExtractError> {
+    let mut keep = |recs: Vec<RawRecord<'_>>| -> Result<(), ExtractError> {
         if recs.is_empty() {
             return Ok(());
         }
@@ -421,23 +350,25 @@ pub async fn children_window(
 ) -> Result<Extracted, ExtractError> {
     let parent_field = p.parent_field.clone().unwrap_or_default();
     // (value for the endpoint placeholder, fields the children inherit)
-    let parents = std::sync::Mutex::new(Vec::<(String, Map<String, Value>)>::new());
-    let mut keep = |recs: Vec<Map<String, Value>>| -> Result<(), ExtractError> {
+    let parents = std::sync::Mutex::new(Vec::<(String, Inherited)>::new());
+    let mut keep = |recs: Vec<RawRecord<'_>>| -> Result<(), ExtractError> {
         let mut out = Vec::with_capacity(recs.len());
         for r in recs {
-            let Some(id) = r.get(&parent_field).and_then(|v| match v {
-                Value::String(s) => Some(s.trim().to_string()),
-                Value::Number(n) => Some(n.to_string()),
+            let Some(id) = r.get(&parent_field).and_then(|v| match scalar(v) {
+                Scalar::Str(s) if !s.trim().is_empty() => Some(s.trim().to_string()),
+                Scalar::Num(n) => Some(n.to_string()),
                 _ => None,
             }) else {
                 tracing::warn!(pipeline = %p.name, window = %w, "a parent record has no {parent_field}; it has no children to load");
                 continue;
             };
-            let mut inherited = Map::new();
-            inherited.insert(parent_field.clone(), Value::String(id.clone()));
+            let mut inherited: Inherited = Vec::with_capacity(p.inherit.len() + 1);
+            if let Ok(raw) = RawValue::from_string(Value::String(id.clone()).to_string()) {
+                inherited.push((parent_field.clone(), raw));
+            }
             for (child_field, parent_src) in &p.inherit {
                 if let Some(v) = r.get(parent_src) {
-                    inherited.insert(child_field.clone(), v.clone());
+                    inherited.push((child_field.clone(), v.to_owned()));
                 }
             }
             out.push((id, inherited));
@@ -464,18 +395,13 @@ pub async fn children_window(
         let path = endpoint_of(&id);
         async move {
             let data = client
-                .get(&path, &[])
+                .get_raw(&path, &[])
                 .await
                 .map_err(|source| ExtractError::Child {
                     key: id.clone(),
                     source,
                 })?;
-            let page = read_page(data).map_err(|detail| ExtractError::Shape {
-                endpoint: p.endpoint.clone(),
-                page: 1,
-                detail: format!("children of {id}: {detail}"),
-            })?;
-            Ok::<_, ExtractError>((page.records, inherited))
+            Ok::<_, ExtractError>((id, data, inherited))
         }
     }))
     .buffer_unordered(p.child_concurrency);
@@ -487,23 +413,16 @@ pub async fn children_window(
     let mut bad_values = 0;
     let mut requests = parent_requests;
     let mut fetched = 0u64;
-    while let Some((records, inherited)) = answers.try_next().await? {
+    while let Some((id, data, inherited)) = answers.try_next().await? {
         requests += 1;
-        for rec in records {
-            let Value::Object(mut obj) = rec else {
-                return Err(ExtractError::Shape {
-                    endpoint: p.endpoint.clone(),
-                    page: 1,
-                    detail: format!("a child entry is {}, not an object", kind_of(&rec)),
-                });
-            };
+        let page = record::read_page(&data).map_err(|detail| ExtractError::Shape {
+            endpoint: p.endpoint.clone(),
+            page: 1,
+            detail: format!("children of {id}: {detail}"),
+        })?;
+        for mut obj in page.records {
             for (k, v) in &inherited {
-                let absent = obj
-                    .get(k)
-                    .is_none_or(|x| x.is_null() || x.as_str().is_some_and(|s| s.trim().is_empty()));
-                if absent {
-                    obj.insert(k.clone(), v.clone());
-                }
+                obj.inherit(k, v);
             }
             if let Some(k) = convert::record_key(&p.schema, &obj)
                 && !seen.insert(k)
@@ -551,28 +470,6 @@ fn url_path_segment(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
-
-    #[test]
-    fn pages_are_read_liberally() {
-        let p = read_page(
-            json!({"currPage": 1, "pageSize": "15", "total": "12", "pageData": [{"id": 1}]}),
-        )
-        .unwrap();
-        assert_eq!(p.total, Some(12));
-        assert_eq!(p.page_size, Some(15));
-        assert_eq!(p.records.len(), 1);
-        let p = read_page(json!({"total": 0})).unwrap();
-        assert!(p.records.is_empty());
-        assert!(read_page(json!({"total": 3})).is_err());
-        assert!(read_page(json!("nope")).is_err());
-        assert!(
-            read_page(json!({"list": 5, "total": 1}))
-                .unwrap_err()
-                .contains("list")
-        );
-    }
-
     #[test]
     fn path_segments_are_encoded() {
         assert_eq!(url_path_segment("6bf3cbb1"), "6bf3cbb1");

@@ -13,6 +13,7 @@ pub mod demo;
 pub mod extract;
 pub mod pipeline;
 pub mod plan;
+pub mod record;
 pub mod report;
 pub mod runner;
 pub mod schema;

@@ -153,7 +153,11 @@ impl TokenSource {
                     .call(Method::POST, TOKEN_ENDPOINT, &[], Some(&body))
                     .map_err(Failure::permanent)?;
                 match transport.attempt(&call, None).await {
-                    Ok(data) => read_token(&data, SystemTime::now()).map_err(|reason| {
+                    Ok(raw) => read_token(
+                        &serde_json::from_str(raw.get()).unwrap_or(Value::Null),
+                        SystemTime::now(),
+                    )
+                    .map_err(|reason| {
                         Failure::permanent(ApiError::Auth {
                             endpoint: TOKEN_ENDPOINT.into(),
                             reason,

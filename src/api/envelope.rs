@@ -7,6 +7,8 @@
 use super::ApiError;
 use super::retry::{Class, Failure};
 use serde_json::Value;
+use serde_json::value::RawValue;
+use std::collections::HashMap;
 
 /// Longest server message copied into an error, so a chatty server cannot flood logs.
 const MAX_MESSAGE_CHARS: usize = 200;
@@ -33,9 +35,19 @@ pub(crate) fn classify_code(code: i64) -> CodeClass {
     }
 }
 
+/// The envelope's top-level fields, each left unparsed until needed: `data` is handed
+/// on as raw text, so a page is parsed once, straight into what the caller builds.
+type Fields<'a> = HashMap<String, &'a RawValue>;
+
+fn field(envelope: &Fields<'_>, name: &str) -> Option<Value> {
+    envelope
+        .get(name)
+        .and_then(|raw| serde_json::from_str(raw.get()).ok())
+}
+
 /// Reads `code` liberally: the API sends it as a number or as a numeric string.
-fn code_of(envelope: &Value) -> Option<i64> {
-    match envelope.get("code")? {
+fn code_of(envelope: &Fields<'_>) -> Option<i64> {
+    match field(envelope, "code")? {
         Value::Number(n) => n
             .as_i64()
             .or_else(|| n.as_f64().filter(|f| f.fract() == 0.0).map(|f| f as i64)),
@@ -45,11 +57,17 @@ fn code_of(envelope: &Value) -> Option<i64> {
 }
 
 /// The human part of an error envelope: `message`, else `reason`, else `status`.
-fn message_of(envelope: &Value) -> String {
-    let text = ["message", "reason", "status"]
+fn message_of(envelope: &Fields<'_>) -> String {
+    let texts: Vec<String> = ["message", "reason", "status"]
         .iter()
-        .filter_map(|k| envelope.get(*k).and_then(Value::as_str))
-        .map(str::trim)
+        .filter_map(|k| match field(envelope, k) {
+            Some(Value::String(s)) => Some(s.trim().to_owned()),
+            _ => None,
+        })
+        .collect();
+    let text = texts
+        .iter()
+        .map(String::as_str)
         .find(|s| !s.is_empty())
         .unwrap_or("no message");
     let mut out: String = text.chars().take(MAX_MESSAGE_CHARS).collect();
@@ -59,45 +77,45 @@ fn message_of(envelope: &Value) -> String {
     out
 }
 
-/// Turns a 2xx body into the envelope's `data`, or a classified failure.
+/// Turns a 2xx body into the envelope's `data` (as raw JSON text), or a classified
+/// failure.
 ///
-/// The body is parsed into a `Value` first and fields are picked out by hand, so a
-/// field of an unexpected type never produces a serde message quoting body content
-/// (which, at the token endpoint, could be a token).
-pub(crate) fn open(endpoint: &str, body: &[u8]) -> Result<Value, Failure> {
-    let envelope: Value = serde_json::from_slice(body).map_err(|e| {
-        // Syntax errors name a line and column, never the input text.
+/// Only the top level is parsed here, and fields are picked out by hand, so a field of an
+/// unexpected type never produces a serde message quoting body content (which, at the
+/// token endpoint, could be a token).
+pub(crate) fn open(endpoint: &str, body: &[u8]) -> Result<Box<RawValue>, Failure> {
+    let decode = |detail: String| {
         Failure::transient(ApiError::Decode {
             endpoint: endpoint.to_owned(),
-            detail: format!("malformed JSON ({} bytes): {e}", body.len()),
+            detail,
         })
-    })?;
-    if !envelope.is_object() {
-        return Err(Failure::transient(ApiError::Decode {
-            endpoint: endpoint.to_owned(),
-            detail: "the body is not a JSON object".into(),
-        }));
+    };
+    let first = body.iter().find(|b| !b.is_ascii_whitespace());
+    if first != Some(&b'{') {
+        return Err(decode("the body is not a JSON object".into()));
     }
+    let envelope: Fields<'_> = serde_json::from_slice(body).map_err(|e| {
+        // Syntax errors name a line and column, never the input text; any other kind
+        // of error is described without serde's message.
+        if e.is_syntax() || e.is_eof() {
+            decode(format!("malformed JSON ({} bytes): {e}", body.len()))
+        } else {
+            decode(format!("malformed envelope ({} bytes)", body.len()))
+        }
+    })?;
     let Some(code) = code_of(&envelope) else {
-        return Err(Failure::transient(ApiError::Decode {
-            endpoint: endpoint.to_owned(),
-            detail: "the envelope has no numeric `code`".into(),
-        }));
+        return Err(decode("the envelope has no numeric `code`".into()));
     };
     let class = classify_code(code);
     if class == CodeClass::Success {
-        return match envelope {
-            Value::Object(mut map) => match map.remove("data") {
-                Some(Value::Null) | None => Err(Failure::permanent(ApiError::Decode {
-                    endpoint: endpoint.to_owned(),
-                    detail: "the envelope says code 200 but carries no `data`".into(),
-                })),
-                Some(data) => Ok(data),
-            },
-            // Checked above; kept total rather than panicking.
-            _ => Err(Failure::transient(ApiError::Decode {
+        return match envelope.get("data") {
+            Some(raw) if raw.get().trim() != "null" => {
+                Ok(RawValue::from_string(raw.get().to_owned())
+                    .map_err(|_| decode("data is not valid JSON".into()))?)
+            }
+            _ => Err(Failure::permanent(ApiError::Decode {
                 endpoint: endpoint.to_owned(),
-                detail: "the body is not a JSON object".into(),
+                detail: "the envelope says code 200 but carries no `data`".into(),
             })),
         };
     }
@@ -134,9 +152,13 @@ mod tests {
     #[test]
     fn data_is_returned_for_numeric_and_string_codes() {
         let data = open("/x", br#"{"code":200,"data":{"total":3}}"#).ok();
-        assert_eq!(data, Some(serde_json::json!({"total": 3})));
+        assert_eq!(
+            data.map(|d| d.get().to_owned()),
+            Some(r#"{"total":3}"#.to_owned())
+        );
         let data = open("/x", br#"{"code":"200","message":"","data":[1]}"#).ok();
-        assert_eq!(data, Some(serde_json::json!([1])));
+        assert_eq!(data.map(|d| d.get().to_owned()), Some("[1]".to_owned()));
+        assert!(open("/x", br#"[{"code":200}]"#).is_err());
     }
 
     #[test]

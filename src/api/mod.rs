@@ -20,6 +20,7 @@ use reqwest::Method;
 use reqwest::header::HeaderValue;
 use retry::{Class, Failure, RetryPolicy};
 use serde_json::Value;
+use serde_json::value::RawValue;
 use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -236,11 +237,28 @@ impl ApiClient {
 
     /// POSTs a JSON body to `path` and returns the envelope's `data`.
     pub async fn post(&self, path: &str, body: &Value) -> Result<Value, ApiError> {
-        self.request(Method::POST, path, &[], Some(body)).await
+        let raw = self.post_raw(path, body).await?;
+        parse_data(path, &raw)
     }
 
     /// GETs `path` with query parameters and returns the envelope's `data`.
     pub async fn get(&self, path: &str, query: &[(String, String)]) -> Result<Value, ApiError> {
+        let raw = self.get_raw(path, query).await?;
+        parse_data(path, &raw)
+    }
+
+    /// Like `post`, with `data` as unparsed JSON text: extraction reads pages straight
+    /// into column builders instead of building a `Value` tree first.
+    pub async fn post_raw(&self, path: &str, body: &Value) -> Result<Box<RawValue>, ApiError> {
+        self.request(Method::POST, path, &[], Some(body)).await
+    }
+
+    /// Like `get`, with `data` as unparsed JSON text.
+    pub async fn get_raw(
+        &self,
+        path: &str,
+        query: &[(String, String)],
+    ) -> Result<Box<RawValue>, ApiError> {
         self.request(Method::GET, path, query, None).await
     }
 
@@ -263,7 +281,7 @@ impl ApiClient {
         path: &str,
         query: &[(String, String)],
         body: Option<&Value>,
-    ) -> Result<Value, ApiError> {
+    ) -> Result<Box<RawValue>, ApiError> {
         let inner = &*self.inner;
         let call = inner.transport.call(method, path, query, body)?;
         // One refresh-and-repeat per logical request, across its retries.
@@ -288,7 +306,7 @@ impl Inner {
         &self,
         call: &transport::Call,
         refreshed: &AtomicBool,
-    ) -> Result<Value, Failure> {
+    ) -> Result<Box<RawValue>, Failure> {
         let endpoint = call.endpoint.as_str();
         let tokens = match &self.auth {
             Auth::Static(token) => {
@@ -327,6 +345,14 @@ impl Inner {
             other => other,
         }
     }
+}
+
+/// `data` text (already checked to be valid JSON) as a `Value`.
+fn parse_data(path: &str, raw: &RawValue) -> Result<Value, ApiError> {
+    serde_json::from_str(raw.get()).map_err(|e| ApiError::Decode {
+        endpoint: path.split('?').next().unwrap_or(path).to_owned(),
+        detail: format!("data could not be read: {e}"),
+    })
 }
 
 const REFUSED_AFTER_REFRESH: &str = "the API refused a freshly obtained access token; the app \
