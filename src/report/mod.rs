@@ -1,3 +1,4 @@
 //! Statistical reports: indicator catalogues, report periods, requests and responses.
 
 pub mod indicators;
+pub mod period;
