@@ -2,3 +2,4 @@
 
 pub mod indicators;
 pub mod period;
+pub mod spec;
