@@ -2,4 +2,5 @@
 
 pub mod indicators;
 pub mod period;
+pub mod request;
 pub mod spec;
