@@ -3,4 +3,5 @@
 pub mod indicators;
 pub mod period;
 pub mod request;
+pub mod response;
 pub mod spec;
