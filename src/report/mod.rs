@@ -2,6 +2,7 @@
 
 pub mod indicators;
 pub mod period;
+pub mod reconcile;
 pub mod request;
 pub mod response;
 pub mod spec;
