@@ -5,4 +5,5 @@ pub mod period;
 pub mod reconcile;
 pub mod request;
 pub mod response;
+pub mod settle;
 pub mod spec;
