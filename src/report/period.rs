@@ -7,7 +7,7 @@
 //! period is a slot of the local calendar: `16:30-17:00`, `2024-02-21`, the week of
 //! Monday 2024-02-19, February 2024. Each slot is named by two local *labels* (its first
 //! local minute and the first local minute of the next slot); its instants are those labels
-//! resolved by [`timeutil::resolve_local`], the rule used everywhere in the crate (a
+//! resolved by [`crate::timeutil::resolve_local`], the rule used everywhere in the crate (a
 //! repeated local time means its earliest instant, a skipped one the first instant after
 //! the gap). Consequences on DST days, all tested:
 //!
