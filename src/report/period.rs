@@ -932,6 +932,19 @@ mod tests {
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(400))]
 
+        /// Whatever the API sends, reading it returns a value or an error, never a panic.
+        #[test]
+        fn garbage_never_panics(
+            raw in "[0-9 :~T/\\-]{0,40}|\\PC{0,30}|( ?[0-9]{4}-[0-9]{1,2}(-[0-9]{1,3})?( [0-9]{1,2} ?: ?[0-9]{1,2}(:[0-9]{2})?)?[ ~-]{0,3}){1,3}",
+            dt in 0..DateType::ALL.len(),
+            zone in 0..ZONES.len(),
+        ) {
+            let g = PeriodGrid::new(DateType::ALL[dt], WeekStart::Sunday, ZONES[zone]);
+            if let Err(e) = g.parse_result_date(&raw) {
+                prop_assert_eq!(e.raw, raw);
+            }
+        }
+
         #[test]
         fn format_then_parse_is_the_same_period(
             zone in 0..ZONES.len(),
