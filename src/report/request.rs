@@ -144,6 +144,11 @@ pub fn local_range(
 
 /// The JSON body of page `curr_page` (from 1) of the report `spec` over `[from, to)` in
 /// the zone `tz` (which must also go in the `timezoneid` header).
+///
+/// `weekType` goes with every week report: the API document lists it only for the relay
+/// number report, but the agent and department reports take the same `dateType` 14, and
+/// sending the week's first day explicitly is what makes their `result_date` match the
+/// grid; a server that does not know the field ignores it.
 pub fn page_body(
     spec: &ReportSpec,
     tz: Tz,
