@@ -73,6 +73,21 @@ pub struct Indicator {
     pub direction: Direction,
 }
 
+impl Indicator {
+    /// Whether the report's `amount` of this indicator is the sum of its rows, so that
+    /// reconciliation may add rows up. Ratios and timestamps are not sums; neither are
+    /// the "Duration" averages (`*_average_duration`: ATT, ACT) nor the counts of
+    /// distinct phone numbers (`outbound_customer_numbers`,
+    /// `outbound_answer_gateway_numbers`: a number called in two periods counts once in
+    /// the total). Decided by name because the API document gives these the same type
+    /// as the sums they sit beside.
+    pub fn is_additive(&self) -> bool {
+        matches!(self.kind, IndicatorKind::Counter | IndicatorKind::Duration)
+            && !self.name.contains("_average_")
+            && !self.name.ends_with("_numbers")
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Catalogue {
@@ -154,6 +169,22 @@ mod tests {
         assert_eq!(a.for_direction(Direction::Outbound).count(), 11);
         assert_eq!(a.for_direction(Direction::Status).count(), 49);
         assert_eq!(d.for_direction(Direction::Status).count(), 0);
+    }
+
+    #[test]
+    fn additive_indicators() {
+        let g = Catalogue::embedded(Family::GatewayNumbers);
+        let additive = |c: &Catalogue, n: &str| c.get(n).map(Indicator::is_additive);
+        assert_eq!(additive(&g, "inbound_calls"), Some(true));
+        assert_eq!(additive(&g, "inbound_calls_duration"), Some(true));
+        assert_eq!(additive(&g, "inbound_calls_average_duration"), Some(false));
+        assert_eq!(additive(&g, "outbound_customer_numbers"), Some(false));
+        assert_eq!(additive(&g, "outbound_answer_gateway_numbers"), Some(false));
+        assert_eq!(additive(&g, "outbound_answer_ratio"), Some(false));
+        let a = Catalogue::embedded(Family::Agents);
+        assert_eq!(additive(&a, "agentFirstLogin_timestamp"), Some(false));
+        assert_eq!(additive(&a, "agent_login_sum_duration"), Some(true));
+        assert_eq!(a.indicators.iter().filter(|i| i.is_additive()).count(), 56);
     }
 
     #[test]
