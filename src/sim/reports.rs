@@ -15,7 +15,9 @@
 //!   "Xs" = talk of at least 30 s.
 //! - agents: the agent's legs (parties); answered = the leg has a bridge time; direct =
 //!   the first leg, transfer = later legs; status durations = each visible interval's
-//!   overlap with the period, floored to seconds; first login / first ready / last
+//!   overlap with the period in whole-second clock ticks (`floor(end/1000) -
+//!   floor(start/1000)` of the clipped interval, so half hours add up to their day
+//!   exactly); first login / first ready / last
 //!   logout = the earliest start of a logged-in / ready interval and the latest start of
 //!   an offline interval within the period (epoch ms, `""` when none).
 //! - departments: the sum of their agents' accumulators.
@@ -454,7 +456,11 @@ impl AgentAcc {
 
     /// Adds the part of `i` inside `[from_ms, to_ms)`.
     fn interval(&mut self, i: &IntervalFact, from_ms: i64, to_ms: i64) {
-        let secs = (i.end_ms.min(to_ms) - i.start_ms.max(from_ms)).max(0) / 1000;
+        // Whole-second clock ticks inside the overlap: period boundaries are whole
+        // seconds, so an interval split across periods adds up to its own length.
+        let secs = (i.end_ms.min(to_ms).div_euclid(1000)
+            - i.start_ms.max(from_ms).div_euclid(1000))
+        .max(0);
         let starts_inside = (from_ms..to_ms).contains(&i.start_ms);
         let reason = usize::from(i.no_ready).checked_sub(11).filter(|r| *r < 8);
         if i.login != 0 {
@@ -1117,7 +1123,7 @@ mod tests {
         let mut expect = 0;
         ds.each_interval(from, to, i64::MAX, &Faults::default(), false, |i| {
             if i.agent == 0 && i.login != 0 {
-                expect += (i.end_ms.min(to) - i.start_ms.max(from)) / 1000;
+                expect += i.end_ms.min(to) / 1000 - i.start_ms.max(from) / 1000;
             }
         });
         assert_eq!(accs[0].login, expect);

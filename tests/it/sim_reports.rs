@@ -353,7 +353,8 @@ async fn agent_status_half_hours_equal_history_overlaps() {
                 h["startTimeMs"].as_i64().unwrap_or(0),
                 h["endTimeMs"].as_i64().unwrap_or(0),
             );
-            let overlap = (e.min(p1) - s.max(p0)).max(0) / 1000;
+            // Whole-second ticks of the overlap, as the simulator documents.
+            let overlap = (e.min(p1) / 1000 - s.max(p0) / 1000).max(0);
             if h["loginStatus"] != 0 {
                 login += overlap;
                 if h["workStatus"] == 7 {
@@ -378,7 +379,13 @@ async fn agent_status_half_hours_equal_history_overlaps() {
         num(&data["amount"]["agent_login_sum_duration"]),
         login_total
     );
-    assert_eq!(sim.stats().count("agent-table"), 1);
+    // Coarser periods over the same range add up to the same seconds.
+    let mut hours = body.clone();
+    hours["dateType"] = json!(12);
+    let hourly = client.report(AGENT, &hours).await;
+    assert_eq!(hourly["total"], 4 * 12);
+    assert_eq!(hourly["amount"], data["amount"]);
+    assert_eq!(sim.stats().count("agent-table"), 2);
     sim.shutdown().await;
 }
 
@@ -809,5 +816,78 @@ async fn faults_hit_the_new_endpoints_like_the_old_ones() {
     assert_eq!(stats.count("gateway-number-table"), 4);
     assert_eq!(stats.count("depart-table"), 1);
     assert_eq!(stats.count("agents-metrics"), 1);
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn other_dimensions_and_the_timezone_header() {
+    let sim = start(config("2024-01-10T00:00:00Z")).await;
+    let client = Client::new(&sim);
+    let fields = "inbound_calls,outbound_calls";
+    let by_time_key = client
+        .report(
+            GATEWAY,
+            &gateway_body(fields, 13, "2024-01-03", "2024-01-05"),
+        )
+        .await;
+    let rows = |d: &Value| d["metric"].as_array().cloned().unwrap_or_default();
+
+    // 4: relay number, then time: the same rows in the other order.
+    let mut body = gateway_body(fields, 13, "2024-01-03", "2024-01-05");
+    body["dimensions"] = json!(4);
+    let by_key_time = client.report(GATEWAY, &body).await;
+    let mut expected = rows(&by_time_key);
+    expected.sort_by_key(|r| (text(&r["gateway_number"]), text(&r["result_date"])));
+    let strip = |v: Vec<Value>| -> Vec<(String, String, i64)> {
+        v.iter()
+            .map(|r| {
+                (
+                    text(&r["gateway_number"]),
+                    text(&r["result_date"]),
+                    num(&r["inbound_calls"]),
+                )
+            })
+            .collect()
+    };
+    assert_eq!(strip(rows(&by_key_time)), strip(expected));
+    assert_eq!(by_key_time["amount"], by_time_key["amount"]);
+
+    // 2: one row per relay number over the whole range; 1: one row per day.
+    body["dimensions"] = json!(2);
+    let by_key = client.report(GATEWAY, &body).await;
+    assert_eq!(by_key["total"], 3);
+    let inbound: i64 = rows(&by_key).iter().map(|r| num(&r["inbound_calls"])).sum();
+    assert_eq!(inbound, num(&by_key_time["amount"]["inbound_calls"]));
+    assert!(rows(&by_key).iter().all(|r| r.get("result_date").is_none()));
+    body["dimensions"] = json!(1);
+    let by_time = client.report(GATEWAY, &body).await;
+    assert_eq!(by_time["total"], 3);
+    assert!(
+        rows(&by_time)
+            .iter()
+            .all(|r| r.get("gateway_number").is_none())
+    );
+    assert_eq!(by_time["amount"], by_time_key["amount"]);
+
+    // The range is read in the request's zone.
+    let body = gateway_body(fields, 13, "2024-01-03", "2024-01-03");
+    let a = client
+        .send(
+            client
+                .http
+                .post(format!("{}{GATEWAY}", client.base))
+                .header("timezoneid", "UTC")
+                .json(&body),
+        )
+        .await
+        .json();
+    assert_eq!(a["code"], 200, "{a}");
+    let talks = sim
+        .dataset()
+        .talks(utc("2024-01-03T00:00:00Z"), utc("2024-01-04T00:00:00Z"));
+    assert_eq!(
+        num(&a["data"]["amount"]["inbound_calls"]) + num(&a["data"]["amount"]["outbound_calls"]),
+        talks.len() as i64
+    );
     sim.shutdown().await;
 }
