@@ -29,6 +29,9 @@ pub struct SimConfig {
     pub now: Option<DateTime<Utc>>,
     /// Server cap on `pageSize`; larger requests are served this many records per page.
     pub max_page_size: usize,
+    /// Serve Get All Indicator Display Schemes (`check_plan`) with `data` as one plan
+    /// object, as the API document's example shows, instead of a list of plans.
+    pub check_plan_single_object: bool,
     pub faults: Faults,
 }
 
@@ -49,6 +52,7 @@ impl Default for SimConfig {
                 .unwrap_or_default(),
             now: None,
             max_page_size: 200,
+            check_plan_single_object: false,
             faults: Faults::default(),
         }
     }

@@ -9,7 +9,7 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use serde::Deserialize;
 
 use super::config::{Faults, fires};
@@ -68,6 +68,59 @@ pub(crate) async fn set_now(State(shared): State<Arc<Shared>>, body: Bytes) -> R
         Ok(b) => {
             shared.set_now(b.now);
             Json(serde_json::json!({ "now": b.now })).into_response()
+        }
+        Err(m) => failure(StatusCode::BAD_REQUEST, 400, &m),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RestateBody {
+    /// Local day in the simulator's zone, `yyyy-MM-dd`.
+    date: NaiveDate,
+    /// Extra talk pairs to count that day (default 1; 0 withdraws the restatement).
+    #[serde(default = "one")]
+    pairs: u32,
+}
+
+fn one() -> u32 {
+    1
+}
+
+/// `PUT /_sim/restate` with `{"date": "2024-03-02", "pairs": 1}`: from now on the reports
+/// of that local day (and its weeks and months) count `pairs` extra answered talk pairs.
+/// Answers the restatements in force.
+pub(crate) async fn restate(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
+    match parse_body::<RestateBody>(&body) {
+        Ok(b) => {
+            shared.dataset.restate(b.date, b.pairs);
+            restatements(State(shared)).await
+        }
+        Err(m) => failure(StatusCode::BAD_REQUEST, 400, &m),
+    }
+}
+
+/// `GET /_sim/restate`: `{"2024-03-02": 1, ...}`, the restated days and their pairs.
+pub(crate) async fn restatements(State(shared): State<Arc<Shared>>) -> Response {
+    Json(shared.dataset.restatements()).into_response()
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CheckPlanBody {
+    single_object: bool,
+}
+
+/// `PUT /_sim/check-plan` with `{"single_object": true}`: `check_plan` answers one plan
+/// object, as the API document shows, instead of the list of plans.
+pub(crate) async fn set_check_plan(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
+    match parse_body::<CheckPlanBody>(&body) {
+        Ok(b) => {
+            shared
+                .dataset
+                .report_state()
+                .set_check_plan_single(b.single_object);
+            Json(serde_json::json!({ "single_object": b.single_object })).into_response()
         }
         Err(m) => failure(StatusCode::BAD_REQUEST, 400, &m),
     }

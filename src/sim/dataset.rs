@@ -9,6 +9,7 @@ use serde_json::Value;
 
 use super::cache::HourCache;
 use super::config::SimConfig;
+use super::facts::ReportState;
 use super::generate::{Call, Generator, Hour, decode_call_id};
 use super::localtime::format_minute;
 use super::model::{AgentHistory, AgentHistoryJson};
@@ -25,6 +26,9 @@ pub struct Dataset {
 struct Inner {
     generator: Generator,
     cache: HourCache,
+    /// Restatements and report-serving switches: kept with the data, since clones held
+    /// by tests must see the same restated figures as the server.
+    reports: ReportState,
 }
 
 impl std::fmt::Debug for Dataset {
@@ -36,12 +40,39 @@ impl std::fmt::Debug for Dataset {
 impl Dataset {
     /// `record_base` prefixes record URLs (`http://HOST:PORT/callservice/v6/cc-audios/recordings/`).
     pub(crate) fn new(config: &SimConfig, record_base: String) -> Self {
+        let generator = Generator::new(config, record_base);
+        let reports = ReportState::new(config, generator.agents());
         Self {
             inner: Arc::new(Inner {
-                generator: Generator::new(config, record_base),
+                generator,
                 cache: HourCache::new(CACHED_HOURS),
+                reports,
             }),
         }
+    }
+
+    pub(crate) fn report_state(&self) -> &ReportState {
+        &self.inner.reports
+    }
+
+    /// Restates local day `date` (in the simulator's configured zone) with `pairs`
+    /// extra answered talk pairs (0 withdraws it); returns the pairs applied, at most 100.
+    ///
+    /// A restatement is what the real service does when it recomputes a day's report
+    /// tables: every report covering the day (the day, its half hours and hours, and the
+    /// weeks and months holding it) counts, per pair, one answered inbound talk, one
+    /// answered outbound talk (same agent, relay number and customer; from 12:00 local,
+    /// 5 minutes apart per pair) and that agent's 90 s talking interval, consistently
+    /// in rows and `amount`, and so does the View Agent Indicator's counts. The talk,
+    /// party and agent-history searches and `talks`/`agent_histories` here do not change:
+    /// restatements are report-side only. Clones of this data set share restatements.
+    pub fn restate(&self, date: chrono::NaiveDate, pairs: u32) -> u32 {
+        self.inner.reports.restate(date, pairs)
+    }
+
+    /// The restatements in force: local day -> extra talk pairs.
+    pub fn restatements(&self) -> std::collections::BTreeMap<chrono::NaiveDate, u32> {
+        self.inner.reports.restatements()
     }
 
     pub(crate) fn generator(&self) -> &Generator {

@@ -30,6 +30,16 @@ fn endpoint_name(path: &str) -> &'static str {
         "agent-histories"
     } else if path.contains("/recordings/") {
         "recordings"
+    } else if path.contains("/gateway-number-table/") {
+        "gateway-number-table"
+    } else if path.contains("/agent-table/") {
+        "agent-table"
+    } else if path.contains("/depart-table/") {
+        "depart-table"
+    } else if path.ends_with("/check_plan") {
+        "check_plan"
+    } else if path.ends_with("/agents-metrics") {
+        "agents-metrics"
     } else {
         "other"
     }
@@ -156,6 +166,18 @@ mod tests {
         assert_eq!(
             endpoint_name("/callservice/tm/tm-reports/agent-histories/_search"),
             "agent-histories"
+        );
+        assert_eq!(
+            endpoint_name("/callservice/tm/tm-reports/agent-table/_search"),
+            "agent-table"
+        );
+        assert_eq!(
+            endpoint_name("/callservice/tm/tm-reports/gateway_number/check_plan"),
+            "check_plan"
+        );
+        assert_eq!(
+            endpoint_name("/callservice/v6/webmsg/monitoring/agents-metrics"),
+            "agents-metrics"
         );
     }
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::middleware::from_fn_with_state;
 use axum::routing::{get, post};
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
@@ -15,7 +15,7 @@ use super::config::{Faults, SimConfig};
 use super::dataset::Dataset;
 use super::state::Shared;
 use super::stats::SimStats;
-use super::{control, gate, handlers};
+use super::{control, gate, handlers, metrics, plans, reports};
 
 /// How long `shutdown` waits for open connections before dropping them.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
@@ -58,6 +58,26 @@ fn router(shared: Arc<Shared>) -> Router {
             "/callservice/v6/cc-audios/recordings/{call_id}",
             get(handlers::recording),
         )
+        .route(
+            "/callservice/tm/tm-reports/gateway-number-table/_search",
+            post(reports::gateway_numbers),
+        )
+        .route(
+            "/callservice/tm/tm-reports/agent-table/_search",
+            post(reports::agents),
+        )
+        .route(
+            "/callservice/tm/tm-reports/depart-table/_search",
+            post(reports::departments),
+        )
+        .route(
+            "/callservice/tm/tm-reports/gateway_number/check_plan",
+            get(plans::check_plan),
+        )
+        .route(
+            "/callservice/v6/webmsg/monitoring/agents-metrics",
+            get(metrics::agents_metrics),
+        )
         .route_layer(from_fn_with_state(Arc::clone(&shared), gate::gate));
     Router::new()
         .route("/tokens/company", post(control::token))
@@ -67,6 +87,14 @@ fn router(shared: Arc<Shared>) -> Router {
             get(control::faults).put(control::set_faults),
         )
         .route("/_sim/now", axum::routing::put(control::set_now))
+        .route(
+            "/_sim/restate",
+            get(control::restatements).put(control::restate),
+        )
+        .route(
+            "/_sim/check-plan",
+            axum::routing::put(control::set_check_plan),
+        )
         .merge(data)
         .with_state(shared)
 }
@@ -134,6 +162,22 @@ impl SimHandle {
 
     pub fn dataset(&self) -> Dataset {
         self.shared.dataset.clone()
+    }
+
+    /// Restates local day `date` (the simulator's zone): from the next request on, the
+    /// reports of that day, and of the weeks and months holding it, count `pairs` extra
+    /// answered talk pairs (see `Dataset::restate`). 0 withdraws the restatement.
+    /// Returns the pairs applied (at most 100).
+    pub fn restate(&self, date: NaiveDate, pairs: u32) -> u32 {
+        self.shared.dataset.restate(date, pairs)
+    }
+
+    /// Serves `check_plan` with `data` as one plan object (`true`) or a list (`false`).
+    pub fn set_check_plan_single_object(&self, single: bool) {
+        self.shared
+            .dataset
+            .report_state()
+            .set_check_plan_single(single);
     }
 
     /// Stops accepting connections and waits (briefly) for open ones to finish.

@@ -20,6 +20,17 @@ pub struct SimStats {
     pub max_in_flight: u64,
 }
 
+impl SimStats {
+    /// Requests to `endpoint` (e.g. `"agent-table"`, `"maincdrs"`) with any status.
+    pub fn count(&self, endpoint: &str) -> u64 {
+        self.by_endpoint_status
+            .iter()
+            .filter(|(k, _)| k.rsplit_once(' ').is_some_and(|(e, _)| e == endpoint))
+            .map(|(_, n)| *n)
+            .sum()
+    }
+}
+
 const SECOND: Duration = Duration::from_secs(1);
 
 #[derive(Debug, Default)]
@@ -133,6 +144,8 @@ mod tests {
         assert_eq!(snap.max_in_flight, 5);
         assert_eq!(snap.max_requests_in_one_second, 5);
         assert_eq!(snap.by_endpoint_status.get("maincdrs 200"), Some(&2));
+        assert_eq!(snap.count("maincdrs"), 2);
+        assert_eq!(snap.count("cdrs"), 0);
         assert_eq!(s.in_flight.load(Ordering::Relaxed), 0);
     }
 }

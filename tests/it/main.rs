@@ -6,4 +6,5 @@ mod api_client;
 mod cli;
 mod e2e;
 mod sim;
+mod sim_reports;
 mod storage;

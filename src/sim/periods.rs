@@ -1,0 +1,273 @@
+//! Report periods (`dateType`): half hours, hours, days, weeks and months of local wall
+//! time, produced one at a time so a long range never materialises.
+//!
+//! Boundaries are local wall-clock times resolved with the crate's DST rules (an
+//! ambiguous time means its earliest instant, a time in a gap the end of the gap); a
+//! period that resolves to nothing (inside a gap) is skipped. The query range clips the
+//! first and last period's instants, while labels keep the full period (a week row of a
+//! Wednesday-to-Friday query is still labelled Monday to Sunday).
+
+use chrono::{Datelike, Duration, Months, NaiveDate, NaiveDateTime, NaiveTime, Timelike};
+use chrono_tz::Tz;
+
+use crate::timeutil::resolve_local;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DateType {
+    HalfHour,
+    Hour,
+    Day,
+    /// `sunday_first`: weekType 1 (Sunday to Saturday); otherwise Monday to Sunday.
+    Week {
+        sunday_first: bool,
+    },
+    Month,
+}
+
+impl DateType {
+    /// From the request's `dateType` (11-15) and `weekType`.
+    pub fn from_code(date_type: i64, week_type: Option<i64>) -> Option<Self> {
+        Some(match date_type {
+            11 => Self::HalfHour,
+            12 => Self::Hour,
+            13 => Self::Day,
+            14 => Self::Week {
+                sunday_first: week_type == Some(1),
+            },
+            15 => Self::Month,
+            _ => return None,
+        })
+    }
+
+    /// The period boundary at or before `t`.
+    fn floor(self, t: NaiveDateTime) -> NaiveDateTime {
+        let date = t.date();
+        match self {
+            Self::HalfHour => {
+                let m = t.minute() - t.minute() % 30;
+                date.and_time(NaiveTime::from_hms_opt(t.hour(), m, 0).unwrap_or(NaiveTime::MIN))
+            }
+            Self::Hour => {
+                date.and_time(NaiveTime::from_hms_opt(t.hour(), 0, 0).unwrap_or(NaiveTime::MIN))
+            }
+            Self::Day => date.and_time(NaiveTime::MIN),
+            Self::Week { sunday_first } => {
+                let back = if sunday_first {
+                    date.weekday().num_days_from_sunday()
+                } else {
+                    date.weekday().num_days_from_monday()
+                };
+                (date - Duration::days(i64::from(back))).and_time(NaiveTime::MIN)
+            }
+            Self::Month => date.with_day(1).unwrap_or(date).and_time(NaiveTime::MIN),
+        }
+    }
+
+    /// The boundary after `b` (a boundary).
+    fn next(self, b: NaiveDateTime) -> NaiveDateTime {
+        match self {
+            Self::HalfHour => b + Duration::minutes(30),
+            Self::Hour => b + Duration::hours(1),
+            Self::Day => b + Duration::days(1),
+            Self::Week { .. } => b + Duration::days(7),
+            Self::Month => b
+                .checked_add_months(Months::new(1))
+                .unwrap_or(b + Duration::days(31)),
+        }
+    }
+}
+
+/// One period of a query: its instants (clipped to the range) and its local labels.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Period {
+    /// Position among the query's periods, from 0.
+    pub index: usize,
+    /// `[start_ms, end_ms)`: the instants this period's figures cover.
+    pub start_ms: i64,
+    pub end_ms: i64,
+    /// Local start and end of the whole period (the next boundary).
+    pub local_start: NaiveDateTime,
+    pub local_end: NaiveDateTime,
+}
+
+/// The periods of `[start, end)` (local times in `tz`) for `date_type`, lazily.
+pub fn periods(
+    tz: Tz,
+    date_type: DateType,
+    start: NaiveDateTime,
+    end: NaiveDateTime,
+) -> impl Iterator<Item = Period> {
+    let range_start = resolve_local(tz, start).timestamp_millis();
+    let range_end = resolve_local(tz, end).timestamp_millis();
+    let mut boundary = date_type.floor(start);
+    let mut index = 0usize;
+    std::iter::from_fn(move || {
+        loop {
+            if boundary >= end || range_start >= range_end {
+                return None;
+            }
+            let next = date_type.next(boundary);
+            let s = resolve_local(tz, boundary)
+                .timestamp_millis()
+                .max(range_start);
+            let e = resolve_local(tz, next).timestamp_millis().min(range_end);
+            let local_start = boundary;
+            boundary = next;
+            if e > s {
+                let p = Period {
+                    index,
+                    start_ms: s,
+                    end_ms: e,
+                    local_start,
+                    local_end: next,
+                };
+                index += 1;
+                return Some(p);
+            }
+        }
+    })
+}
+
+/// `result_date` of a period, in the API document's forms: `2024-02-21` (day),
+/// `2024-02-19 2024-02-25` (week: first and last day), `2024-02` (month), and
+/// `2022-03-17 16:30 2022-03-17 17:00` (half hour, hour), or with `spaced` the document's
+/// other form ` 2022-03-17 16 : 30 2022-03-17 17 : 00 `.
+pub fn result_date(date_type: DateType, p: &Period, spaced: bool) -> String {
+    match date_type {
+        DateType::HalfHour | DateType::Hour => {
+            let f = |t: NaiveDateTime| {
+                if spaced {
+                    t.format("%Y-%m-%d %H : %M").to_string()
+                } else {
+                    t.format("%Y-%m-%d %H:%M").to_string()
+                }
+            };
+            if spaced {
+                format!(" {} {} ", f(p.local_start), f(p.local_end))
+            } else {
+                format!("{} {}", f(p.local_start), f(p.local_end))
+            }
+        }
+        DateType::Day => p.local_start.format("%Y-%m-%d").to_string(),
+        DateType::Week { .. } => format!(
+            "{} {}",
+            p.local_start.format("%Y-%m-%d"),
+            (p.local_start.date() + Duration::days(6)).format("%Y-%m-%d")
+        ),
+        DateType::Month => p.local_start.format("%Y-%m").to_string(),
+    }
+}
+
+/// A local `startDate`/`startTime` (or `endDate`/`endTime`) pair: `2024-03-01` and
+/// `08:00` (also `08 : 00`); `24:00` means the next midnight. A missing start time is
+/// `00:00` and a missing end time `24:00`, so dates alone mean whole days.
+pub fn local_bound(date: &str, time: Option<&str>, end: bool) -> Result<NaiveDateTime, String> {
+    let d = NaiveDate::parse_from_str(date.trim(), "%Y-%m-%d")
+        .map_err(|_| format!("{date:?} is not a yyyy-MM-dd date"))?;
+    let compact: String = time
+        .unwrap_or(if end { "24:00" } else { "00:00" })
+        .chars()
+        .filter(|c| !c.is_whitespace())
+        .collect();
+    let compact = if compact.is_empty() {
+        if end { "24:00" } else { "00:00" }.to_string()
+    } else {
+        compact
+    };
+    if compact == "24:00" {
+        return Ok((d + Duration::days(1)).and_time(NaiveTime::MIN));
+    }
+    let t = NaiveTime::parse_from_str(&compact, "%H:%M")
+        .map_err(|_| format!("{:?} is not an HH:mm time", time.unwrap_or_default()))?;
+    Ok(d.and_time(t))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono_tz::Asia::Singapore;
+
+    fn local(s: &str) -> NaiveDateTime {
+        NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M").unwrap_or_default()
+    }
+
+    #[test]
+    fn half_hours_clip_to_the_range_and_label_whole_periods() {
+        let ps: Vec<Period> = periods(
+            Singapore,
+            DateType::HalfHour,
+            local("2024-03-01 08:10"),
+            local("2024-03-01 09:30"),
+        )
+        .collect();
+        assert_eq!(ps.len(), 3);
+        assert_eq!(ps[0].end_ms - ps[0].start_ms, 20 * 60_000);
+        assert_eq!(
+            result_date(DateType::HalfHour, &ps[0], false),
+            "2024-03-01 08:00 2024-03-01 08:30"
+        );
+        assert_eq!(
+            result_date(DateType::HalfHour, &ps[2], true),
+            " 2024-03-01 09 : 00 2024-03-01 09 : 30 "
+        );
+    }
+
+    #[test]
+    fn weeks_and_months() {
+        let start = local("2024-02-21 00:00");
+        let end = local("2024-03-05 00:00");
+        let mon: Vec<String> = periods(
+            Singapore,
+            DateType::Week {
+                sunday_first: false,
+            },
+            start,
+            end,
+        )
+        .map(|p| {
+            result_date(
+                DateType::Week {
+                    sunday_first: false,
+                },
+                &p,
+                false,
+            )
+        })
+        .collect();
+        assert_eq!(
+            mon,
+            [
+                "2024-02-19 2024-02-25",
+                "2024-02-26 2024-03-03",
+                "2024-03-04 2024-03-10"
+            ]
+        );
+        let sun: Vec<String> =
+            periods(Singapore, DateType::Week { sunday_first: true }, start, end)
+                .map(|p| result_date(DateType::Week { sunday_first: true }, &p, false))
+                .collect();
+        assert_eq!(sun[0], "2024-02-18 2024-02-24");
+        let months: Vec<String> = periods(Singapore, DateType::Month, start, end)
+            .map(|p| result_date(DateType::Month, &p, false))
+            .collect();
+        assert_eq!(months, ["2024-02", "2024-03"]);
+    }
+
+    #[test]
+    fn bounds_accept_spaces_and_24_00() {
+        assert_eq!(
+            local_bound("2024-03-01", Some("08 : 30"), false),
+            Ok(local("2024-03-01 08:30"))
+        );
+        assert_eq!(
+            local_bound("2024-03-01", Some("24:00"), true),
+            Ok(local("2024-03-02 00:00"))
+        );
+        assert_eq!(
+            local_bound("2024-03-01", None, true),
+            Ok(local("2024-03-02 00:00"))
+        );
+        assert!(local_bound("01/03/2024", None, false).is_err());
+        assert!(local_bound("2024-03-01", Some("25:00"), false).is_err());
+    }
+}
