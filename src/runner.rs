@@ -110,10 +110,10 @@ struct WindowDone {
 }
 
 /// A backfill writes consecutive windows of one `dt` partition as one file, up to this
-/// much Arrow data: a day of hourly windows is one file instead of 24, which readers
-/// prefer and which costs far less to encode, while memory stays bounded however long
-/// the range is.
-const GROUP_MAX_BYTES: usize = 32 << 20;
+/// much encoded data held in memory: a day of hourly windows is one file instead of 24,
+/// which readers prefer and which costs far less to encode, while memory stays bounded
+/// however long the range is.
+const GROUP_MAX_BYTES: usize = 16 << 20;
 
 /// A task of a run: a window and whether it moves the watermark.
 #[derive(Debug, Clone, Copy)]
@@ -412,51 +412,100 @@ impl Engine {
         // windows, and its lookback windows would otherwise rewrite a wider file each run.
         let grouping = backfill_idx.is_some();
 
-        // Writing and committing run in a future of their own beside the one driving the
-        // extraction: a `buffered` stream only makes progress while it is polled, so
-        // writing in the same loop would stop every window in flight for each file (an
-        // encode, a put) and each commit (a listing, a conditional create). Finished
-        // groups queue here, in order; the small bound keeps memory bounded.
-        let (done_tx, mut done_rx) = tokio::sync::mpsc::channel::<Unit>(1);
+        // Encoding, writing and committing run in a future of their own beside the one
+        // driving the extraction: a `buffered` stream only makes progress while it is
+        // polled, so encoding or writing in the same loop would stop every window in
+        // flight for each file (an encode, a put) and each commit (a listing, a
+        // conditional create). Extracted windows queue here, in order.
+        let (done_tx, mut done_rx) = tokio::sync::mpsc::channel::<Unit>(window_concurrency);
         let failure = {
             let producer = async move {
-                let mut open: Option<Group> = None;
                 while let Some((task, result)) = results.next().await {
-                    let ex = match result {
-                        Ok(ex) => ex,
-                        Err(e) => {
-                            // The windows before the failed one are good: write them first.
-                            if let Some(g) = open.take()
-                                && done_tx.send(Unit::Group(g)).await.is_err()
-                            {
-                                return;
-                            }
-                            let _ = done_tx.send(Unit::Failed(task, e)).await;
-                            return;
-                        }
+                    let unit = match result {
+                        Ok(ex) => Unit::Window(task, ex),
+                        Err(e) => Unit::Failed(task, e),
                     };
-                    let dt = grid.dt(&task.window);
-                    match open.as_mut() {
-                        Some(g) if grouping && g.takes(dt, &task) => g.push(task, ex),
-                        _ => {
-                            if let Some(g) = open.replace(Group::new(dt, task, ex))
-                                && done_tx.send(Unit::Group(g)).await.is_err()
-                            {
-                                return;
-                            }
-                        }
+                    let stop = matches!(unit, Unit::Failed(..));
+                    if done_tx.send(unit).await.is_err() || stop {
+                        return;
                     }
-                }
-                if let Some(g) = open.take() {
-                    let _ = done_tx.send(Unit::Group(g)).await;
                 }
             };
             let consumer = async {
+                let mut open: Option<Group> = None;
                 let mut failure: Option<RunError> = None;
-                while let Some(unit) = done_rx.recv().await {
-                    let g = match unit {
-                        Unit::Group(g) => g,
-                        Unit::Failed(task, source) => {
+                loop {
+                    let next = done_rx.recv().await;
+                    // A group is complete when the next window cannot join it, when a
+                    // window failed (the ones before it are good), or at the end.
+                    let joins = match (&next, &open) {
+                        (Some(Unit::Window(task, _)), Some(g)) => {
+                            grouping && g.takes(grid.dt(&task.window), task)
+                        }
+                        _ => false,
+                    };
+                    if !joins && let Some(g) = open.take() {
+                        let first = g.done[0].task.window;
+                        let file = WindowFile {
+                            table: p.table.clone(),
+                            dt: g.dt,
+                            start: g.start,
+                            end: g.end,
+                        };
+                        let done = g.done;
+                        let written = match self.finish_group(&file, g.encoder).await {
+                            Ok(w) => w,
+                            Err(source) => {
+                                failure = Some(RunError::Window {
+                                    pipeline: p.name.clone(),
+                                    window: first,
+                                    source,
+                                });
+                                break;
+                            }
+                        };
+                        if lost.load(Ordering::SeqCst) {
+                            failure = Some(state_err(StateError::Busy {
+                                pipeline: p.name.clone(),
+                                holder: "another run (this run's lock expired)".into(),
+                                expires_at: Utc::now(),
+                            }));
+                            break;
+                        }
+                        for done in &done {
+                            let (task, w) = (done.task, done.task.window);
+                            st.completed.add(Span::from(w));
+                            if task.advances && w.start == st.watermark {
+                                st.watermark = w.end;
+                            }
+                            if let Some(i) = backfill_idx {
+                                st.backfills[i].done.add(Span::from(w));
+                                st.backfills[i].updated_at = Utc::now();
+                            }
+                            report.windows += 1;
+                            if !task.advances && backfill_idx.is_none() {
+                                report.lookback_windows += 1;
+                            }
+                            report.rows += done.rows;
+                            report.requests += done.requests;
+                        }
+                        report.files += u64::from(written.is_some());
+                        if let Some(r) = st.last_run.as_mut() {
+                            r.windows = report.windows;
+                            r.rows = report.rows;
+                            r.files = report.files;
+                        }
+                        version = Some(
+                            self.state
+                                .commit(&p.name, version, &st)
+                                .await
+                                .map_err(state_err)?,
+                        );
+                        tracing::debug!(pipeline = %p.name, from = %file.start.to_rfc3339(), to = %file.end.to_rfc3339(), windows = done.len(), "windows committed");
+                    }
+                    match next {
+                        None => break,
+                        Some(Unit::Failed(task, source)) => {
                             failure = Some(RunError::Window {
                                 pipeline: p.name.clone(),
                                 window: task.window,
@@ -464,63 +513,35 @@ impl Engine {
                             });
                             break;
                         }
-                    };
-                    let first = g.done[0].task.window;
-                    let file = WindowFile {
-                        table: p.table.clone(),
-                        dt: g.dt,
-                        start: g.start,
-                        end: g.end,
-                    };
-                    let written = match self.write_group(&file, g.batches).await {
-                        Ok(w) => w,
-                        Err(source) => {
-                            failure = Some(RunError::Window {
-                                pipeline: p.name.clone(),
-                                window: first,
-                                source,
-                            });
-                            break;
+                        Some(Unit::Window(task, ex)) => {
+                            let dt = grid.dt(&task.window);
+                            let group = match open.take() {
+                                Some(g) => g,
+                                None => match Group::new(dt, task.window.start, &ex.batch) {
+                                    Ok(g) => g,
+                                    Err(source) => {
+                                        failure = Some(RunError::Window {
+                                            pipeline: p.name.clone(),
+                                            window: task.window,
+                                            source,
+                                        });
+                                        break;
+                                    }
+                                },
+                            };
+                            match group.push(task, ex).await {
+                                Ok(g) => open = Some(g),
+                                Err(source) => {
+                                    failure = Some(RunError::Window {
+                                        pipeline: p.name.clone(),
+                                        window: task.window,
+                                        source,
+                                    });
+                                    break;
+                                }
+                            }
                         }
-                    };
-                    if lost.load(Ordering::SeqCst) {
-                        failure = Some(state_err(StateError::Busy {
-                            pipeline: p.name.clone(),
-                            holder: "another run (this run's lock expired)".into(),
-                            expires_at: Utc::now(),
-                        }));
-                        break;
                     }
-                    for done in &g.done {
-                        let (task, w) = (done.task, done.task.window);
-                        st.completed.add(Span::from(w));
-                        if task.advances && w.start == st.watermark {
-                            st.watermark = w.end;
-                        }
-                        if let Some(i) = backfill_idx {
-                            st.backfills[i].done.add(Span::from(w));
-                            st.backfills[i].updated_at = Utc::now();
-                        }
-                        report.windows += 1;
-                        if !task.advances && backfill_idx.is_none() {
-                            report.lookback_windows += 1;
-                        }
-                        report.rows += done.rows;
-                        report.requests += done.requests;
-                    }
-                    report.files += u64::from(written.is_some());
-                    if let Some(r) = st.last_run.as_mut() {
-                        r.windows = report.windows;
-                        r.rows = report.rows;
-                        r.files = report.files;
-                    }
-                    version = Some(
-                        self.state
-                            .commit(&p.name, version, &st)
-                            .await
-                            .map_err(state_err)?,
-                    );
-                    tracing::debug!(pipeline = %p.name, from = %file.start.to_rfc3339(), to = %file.end.to_rfc3339(), windows = g.done.len(), "windows committed");
                 }
                 Ok::<_, RunError>(failure)
             };
@@ -583,26 +604,15 @@ impl Engine {
         Ok(report)
     }
 
-    /// Writes a group's rows as one file. The windows are consecutive and each batch is
-    /// sorted by time, so their concatenation is sorted too.
-    async fn write_group(
+    /// Finishes a group's file and stores it.
+    async fn finish_group(
         &self,
         file: &WindowFile,
-        batches: Vec<RecordBatch>,
+        encoder: sink::FileEncoder,
     ) -> Result<Option<sink::Written>, WindowError> {
-        let batch = match batches.as_slice() {
-            [one] => one.clone(),
-            many => {
-                let Some(schema) = many.first().map(|b| b.schema()) else {
-                    return Ok(None);
-                };
-                arrow::compute::concat_batches(&schema, many).map_err(|e| SinkError::Encode {
-                    path: self.warehouse.display(&file.relative_path()),
-                    source: e.into(),
-                })?
-            }
-        };
-        Ok(sink::write_window(&self.warehouse, file, &batch).await?)
+        let shown = self.warehouse.display(&file.relative_path());
+        let encoded = blocking(&shown, move || encoder.finish()).await?;
+        Ok(sink::write_encoded(&self.warehouse, file, encoded).await?)
     }
 
     /// Extracts and converts one window. Nothing is written or committed here.
@@ -633,50 +643,74 @@ impl Engine {
     }
 }
 
-/// Consecutive extracted windows of one `dt` partition, written as one file.
+/// Consecutive extracted windows of one `dt` partition, encoded into one file as they
+/// arrive.
 struct Group {
     dt: NaiveDate,
     start: DateTime<Utc>,
     end: DateTime<Utc>,
-    batches: Vec<RecordBatch>,
-    bytes: usize,
+    encoder: sink::FileEncoder,
     done: Vec<WindowDone>,
 }
 
 impl Group {
-    fn new(dt: NaiveDate, task: Task, ex: Extracted) -> Self {
-        let mut g = Group {
+    fn new(dt: NaiveDate, start: DateTime<Utc>, first: &RecordBatch) -> Result<Self, WindowError> {
+        let encoder =
+            sink::FileEncoder::new(first.schema()).map_err(|source| SinkError::Encode {
+                path: format!("a file of {dt}"),
+                source,
+            })?;
+        Ok(Group {
             dt,
-            start: task.window.start,
-            end: task.window.start,
-            batches: Vec::new(),
-            bytes: 0,
+            start,
+            end: start,
+            encoder,
             done: Vec::new(),
-        };
-        g.push(task, ex);
-        g
+        })
     }
 
     /// Whether `task` continues this group: same partition, the very next window, and
     /// room left under the memory cap.
     fn takes(&self, dt: NaiveDate, task: &Task) -> bool {
-        self.dt == dt && task.window.start == self.end && self.bytes < GROUP_MAX_BYTES
+        self.dt == dt
+            && task.window.start == self.end
+            && self.encoder.buffered_bytes() < GROUP_MAX_BYTES
     }
 
-    fn push(&mut self, task: Task, ex: Extracted) {
+    /// Encodes a window's rows into the group's file, off the runtime's worker threads.
+    async fn push(mut self, task: Task, ex: Extracted) -> Result<Self, WindowError> {
         self.end = task.window.end;
-        self.bytes += ex.batch.get_array_memory_size();
         self.done.push(WindowDone {
             task,
             rows: ex.batch.num_rows() as u64,
             requests: ex.requests,
         });
-        self.batches.push(ex.batch);
+        let label = format!("the file of {} from {}", self.dt, self.start.to_rfc3339());
+        blocking(&label, move || {
+            self.encoder.write(&ex.batch)?;
+            Ok(self)
+        })
+        .await
     }
+}
+
+/// Runs CPU-bound Parquet work on the blocking pool; `what` names the file in errors.
+async fn blocking<T: Send + 'static>(
+    what: &str,
+    f: impl FnOnce() -> Result<T, parquet::errors::ParquetError> + Send + 'static,
+) -> Result<T, WindowError> {
+    let encode_err = |source| SinkError::Encode {
+        path: what.to_string(),
+        source,
+    };
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|join| encode_err(parquet::errors::ParquetError::External(Box::new(join))))?
+        .map_err(|e| encode_err(e).into())
 }
 
 /// What the committing side receives, in window order.
 enum Unit {
-    Group(Group),
+    Window(Task, Extracted),
     Failed(Task, WindowError),
 }

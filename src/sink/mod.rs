@@ -8,12 +8,15 @@
 pub mod merge;
 
 use crate::store::Location;
+use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
+use arrow::record_batch::RecordBatchReader;
 use chrono::{DateTime, NaiveDate, Utc};
 use futures::TryStreamExt;
 use merge::SpanFile;
 use object_store::{ObjectStoreExt, PutMode, PutOptions, PutPayload};
 use parquet::arrow::ArrowWriter;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::{EnabledStatistics, WriterProperties, WriterVersion};
 
@@ -125,18 +128,175 @@ pub async fn write_window(
     file: &WindowFile,
     batch: &RecordBatch,
 ) -> Result<Option<Written>, SinkError> {
+    let overlapping = overlapping_files(loc, file).await?;
+    if needs_merge(file, &overlapping) {
+        return merge_and_put(loc, file, overlapping, batch.clone()).await;
+    }
+    let encoded = if batch.num_rows() == 0 {
+        None
+    } else {
+        let owned = batch.clone();
+        let shown = loc.display(&file.relative_path());
+        // Encoding is CPU-bound; keep it off the runtime's worker threads.
+        let bytes = tokio::task::spawn_blocking(move || encode(&owned))
+            .await
+            .map_err(|join| SinkError::Encode {
+                path: shown.clone(),
+                source: parquet::errors::ParquetError::External(Box::new(join)),
+            })?
+            .map_err(|source| SinkError::Encode {
+                path: shown,
+                source,
+            })?;
+        Some(Encoded {
+            bytes,
+            rows: batch.num_rows(),
+        })
+    };
+    put_and_replace(loc, file, overlapping, encoded).await
+}
+
+/// A file already encoded by a [`FileEncoder`].
+#[derive(Debug)]
+pub struct Encoded {
+    pub bytes: Vec<u8>,
+    pub rows: usize,
+}
+
+/// Encodes a file batch by batch, so a file of many windows never exists as one Arrow
+/// batch in memory: only its encoded, compressed pages do.
+pub struct FileEncoder {
+    writer: ArrowWriter<Vec<u8>>,
+    rows: usize,
+}
+
+impl FileEncoder {
+    pub fn new(schema: SchemaRef) -> Result<Self, parquet::errors::ParquetError> {
+        Ok(Self {
+            writer: ArrowWriter::try_new(Vec::new(), schema, Some(writer_properties()?))?,
+            rows: 0,
+        })
+    }
+
+    /// Appends rows; batches must come in the file's sort order.
+    pub fn write(&mut self, batch: &RecordBatch) -> Result<(), parquet::errors::ParquetError> {
+        self.rows += batch.num_rows();
+        self.writer.write(batch)
+    }
+
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    /// Memory held by the pages encoded so far.
+    pub fn buffered_bytes(&self) -> usize {
+        self.writer.memory_size()
+    }
+
+    pub fn finish(self) -> Result<Encoded, parquet::errors::ParquetError> {
+        let rows = self.rows;
+        Ok(Encoded {
+            bytes: self.writer.into_inner()?,
+            rows,
+        })
+    }
+}
+
+/// Stores an encoded file as the rows of `file`'s span, with the same replacement rules
+/// as [`write_window`]. `encoded` with no rows removes the span's rows.
+pub async fn write_encoded(
+    loc: &Location,
+    file: &WindowFile,
+    encoded: Encoded,
+) -> Result<Option<Written>, SinkError> {
+    let overlapping = overlapping_files(loc, file).await?;
+    if needs_merge(file, &overlapping) {
+        // Rare: a wider file holds some of this span (a rerun inside a backfill's file).
+        // Merging needs the rows themselves, so read them back.
+        let rel = file.relative_path();
+        let read_err = |message: String| SinkError::Read {
+            path: loc.display(&rel),
+            message,
+        };
+        let reader = ParquetRecordBatchReaderBuilder::try_new(bytes::Bytes::from(encoded.bytes))
+            .and_then(|b| b.build())
+            .map_err(|e| read_err(e.to_string()))?;
+        let schema = reader.schema();
+        let batches = reader
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| read_err(e.to_string()))?;
+        let batch = arrow::compute::concat_batches(&schema, &batches)
+            .map_err(|e| read_err(e.to_string()))?;
+        return merge_and_put(loc, file, overlapping, batch).await;
+    }
+    let encoded = (encoded.rows > 0).then_some(encoded);
+    put_and_replace(loc, file, overlapping, encoded).await
+}
+
+/// The partition's files overlapping `file`'s span, after removing files an interrupted
+/// write left inside wider ones.
+async fn overlapping_files(loc: &Location, file: &WindowFile) -> Result<Vec<SpanFile>, SinkError> {
     let mut files = partition_files(loc, &file.table, file.dt).await?;
     let stale: Vec<SpanFile> = merge::superseded(&files).into_iter().cloned().collect();
     for f in &stale {
         tracing::info!(path = %loc.display(&f.rel), "removing a file an interrupted write left inside a wider one");
         delete(loc, &f.rel).await?;
     }
-    files.retain(|f| !stale.contains(f));
+    files.retain(|f| !stale.contains(f) && f.overlaps(file.start, file.end));
+    Ok(files)
+}
 
-    let overlapping: Vec<SpanFile> = files
-        .into_iter()
-        .filter(|f| f.overlaps(file.start, file.end))
-        .collect();
+fn needs_merge(file: &WindowFile, overlapping: &[SpanFile]) -> bool {
+    overlapping.iter().any(|f| !f.within(file.start, file.end))
+}
+
+/// The common case: nothing outside the span to keep. Stores the new file (if it has
+/// rows) under the span's name, then deletes the files it replaces.
+async fn put_and_replace(
+    loc: &Location,
+    file: &WindowFile,
+    overlapping: Vec<SpanFile>,
+    encoded: Option<Encoded>,
+) -> Result<Option<Written>, SinkError> {
+    let rel = file.relative_path();
+    let written = match encoded {
+        Some(e) => Some(put_bytes(loc, &rel, e).await?),
+        None => None,
+    };
+    replace(loc, &rel, written.as_ref(), overlapping).await?;
+    Ok(written)
+}
+
+/// Deletes the files a write replaced: every overlapping file and the span's own name,
+/// except the file just written.
+async fn replace(
+    loc: &Location,
+    own: &str,
+    written: Option<&Written>,
+    overlapping: Vec<SpanFile>,
+) -> Result<(), SinkError> {
+    // The span's own name may not be among the listed files (it never existed, or an
+    // earlier empty run removed it); deleting a missing file is fine.
+    let mut replaced: Vec<String> = overlapping.into_iter().map(|f| f.rel).collect();
+    replaced.push(own.to_string());
+    replaced.sort();
+    replaced.dedup();
+    for old in replaced {
+        if written.is_none_or(|w| w.path != old) {
+            delete(loc, &old).await?;
+        }
+    }
+    Ok(())
+}
+
+/// Rewrites the wider files overlapping `file`'s span together with `batch`: their rows
+/// outside the span are kept around the new rows, all in one file covering the union.
+async fn merge_and_put(
+    loc: &Location,
+    file: &WindowFile,
+    overlapping: Vec<SpanFile>,
+    batch: RecordBatch,
+) -> Result<Option<Written>, SinkError> {
     let mut target = file.clone();
     let mut before = Vec::new();
     let mut after = Vec::new();
@@ -157,32 +317,18 @@ pub async fn write_window(
         }
     }
     let rel = target.relative_path();
-    let combined = if before.is_empty() && after.is_empty() {
-        batch.clone()
-    } else {
-        let parts: Vec<&RecordBatch> = before.iter().chain([batch]).chain(after.iter()).collect();
+    let parts: Vec<&RecordBatch> = before.iter().chain([&batch]).chain(after.iter()).collect();
+    let combined =
         arrow::compute::concat_batches(&batch.schema(), parts).map_err(|e| SinkError::Encode {
             path: loc.display(&rel),
             source: e.into(),
-        })?
-    };
-
+        })?;
     let written = if combined.num_rows() == 0 {
         None
     } else {
         Some(put_file(loc, &rel, combined).await?)
     };
-    // The span's own name may not be among the listed files (it never existed, or an
-    // earlier empty run removed it); deleting a missing file is fine.
-    let mut replaced: Vec<String> = overlapping.into_iter().map(|f| f.rel).collect();
-    replaced.push(file.relative_path());
-    replaced.sort();
-    replaced.dedup();
-    for old in replaced {
-        if written.as_ref().is_none_or(|w| w.path != old) {
-            delete(loc, &old).await?;
-        }
-    }
+    replace(loc, &file.relative_path(), written.as_ref(), overlapping).await?;
     Ok(written)
 }
 
@@ -229,7 +375,6 @@ async fn delete(loc: &Location, rel: &str) -> Result<(), SinkError> {
 
 /// Encodes and stores one file with a single put.
 async fn put_file(loc: &Location, rel: &str, batch: RecordBatch) -> Result<Written, SinkError> {
-    let key = loc.path(rel);
     let shown = loc.display(rel);
     let rows = batch.num_rows();
     // Encoding is CPU-bound for tens of milliseconds per window; keep it off the runtime's
@@ -244,11 +389,18 @@ async fn put_file(loc: &Location, rel: &str, batch: RecordBatch) -> Result<Writt
             path: shown.clone(),
             source,
         })?;
-    let size = bytes.len();
+    put_bytes(loc, rel, Encoded { bytes, rows }).await
+}
+
+/// Stores encoded bytes with a single put: whole or not at all.
+async fn put_bytes(loc: &Location, rel: &str, encoded: Encoded) -> Result<Written, SinkError> {
+    let key = loc.path(rel);
+    let shown = loc.display(rel);
+    let size = encoded.bytes.len();
     loc.store()
         .put_opts(
             &key,
-            PutPayload::from(bytes),
+            PutPayload::from(encoded.bytes),
             PutOptions::from(PutMode::Overwrite),
         )
         .await
@@ -256,11 +408,11 @@ async fn put_file(loc: &Location, rel: &str, batch: RecordBatch) -> Result<Writt
             path: shown.clone(),
             source,
         })?;
-    tracing::debug!(path = %shown, rows, bytes = size, "file written");
+    tracing::debug!(path = %shown, rows = encoded.rows, bytes = size, "file written");
     remove_stale_staging(loc, rel);
     Ok(Written {
         path: rel.to_string(),
-        rows,
+        rows: encoded.rows,
         bytes: size,
     })
 }
