@@ -141,7 +141,7 @@ async fn search_pass(
                 source,
             })?;
         requests += 1;
-        let page = record::read_page(&data).map_err(|detail| ExtractError::Shape {
+        let page = record::read_page(data.get()).map_err(|detail| ExtractError::Shape {
             endpoint: p.endpoint.clone(),
             page: page_no,
             detail,
@@ -415,7 +415,7 @@ pub async fn children_window(
     let mut fetched = 0u64;
     while let Some((id, data, inherited)) = answers.try_next().await? {
         requests += 1;
-        let page = record::read_page(&data).map_err(|detail| ExtractError::Shape {
+        let page = record::read_page(data.get()).map_err(|detail| ExtractError::Shape {
             endpoint: p.endpoint.clone(),
             page: 1,
             detail: format!("children of {id}: {detail}"),

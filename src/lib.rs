@@ -11,6 +11,7 @@ pub mod clock;
 pub mod convert;
 pub mod demo;
 pub mod extract;
+pub mod mem;
 pub mod pipeline;
 pub mod plan;
 pub mod record;

@@ -7,10 +7,9 @@
 //! read only as far as its column's type needs.
 
 use serde::Deserialize;
-use serde::de::{Deserializer, MapAccess, Visitor};
+use serde::de::{Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::value::RawValue;
 use std::borrow::Cow;
-use std::collections::HashMap;
 use std::fmt;
 
 /// One record: its fields in the order the API sent them.
@@ -53,11 +52,11 @@ fn is_blank(v: &RawValue) -> bool {
 /// A field name: borrowed from the response unless it had escapes.
 struct Key<'a>(Cow<'a, str>);
 
-impl<'de> Deserialize<'de> for Key<'de> {
+impl<'de: 'a, 'a> Deserialize<'de> for Key<'a> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = Key<'de>;
+        struct V<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> Visitor<'de> for V<'a> {
+            type Value = Key<'a>;
             fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
                 f.write_str("a field name")
             }
@@ -68,27 +67,33 @@ impl<'de> Deserialize<'de> for Key<'de> {
                 Ok(Key(Cow::Owned(v.to_owned())))
             }
         }
-        d.deserialize_str(V)
+        d.deserialize_str(V(std::marker::PhantomData))
     }
 }
 
-impl<'de> Deserialize<'de> for RawRecord<'de> {
+impl<'a> RawRecord<'a> {
+    fn visit<'de: 'a, M: MapAccess<'de>>(mut m: M) -> Result<Self, M::Error> {
+        let mut fields = Vec::with_capacity(m.size_hint().unwrap_or(48));
+        while let Some((k, v)) = m.next_entry::<Key<'a>, &'a RawValue>()? {
+            fields.push((k.0, v));
+        }
+        Ok(RawRecord { fields })
+    }
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for RawRecord<'a> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = RawRecord<'de>;
+        struct V<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> Visitor<'de> for V<'a> {
+            type Value = RawRecord<'a>;
             fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
                 f.write_str("an object")
             }
-            fn visit_map<M: MapAccess<'de>>(self, mut m: M) -> Result<Self::Value, M::Error> {
-                let mut fields = Vec::with_capacity(m.size_hint().unwrap_or(48));
-                while let Some((k, v)) = m.next_entry::<Key<'de>, &'de RawValue>()? {
-                    fields.push((k.0, v));
-                }
-                Ok(RawRecord { fields })
+            fn visit_map<M: MapAccess<'de>>(self, m: M) -> Result<Self::Value, M::Error> {
+                RawRecord::visit(m)
             }
         }
-        d.deserialize_map(V)
+        d.deserialize_map(V(std::marker::PhantomData))
     }
 }
 
@@ -165,32 +170,154 @@ pub struct Page<'a> {
     pub page_size: Option<u64>,
 }
 
-/// The names a page's list goes by.
-const LIST_NAMES: [&str; 4] = ["list", "pageData", "records", "rows"];
+/// A list entry: a record, or what else it was (an error, reported by kind).
+enum Entry<'a> {
+    Record(RawRecord<'a>),
+    Other(&'static str),
+}
 
-pub fn read_page(data: &RawValue) -> Result<Page<'_>, String> {
-    let text = data.get().trim_start();
+impl<'de: 'a, 'a> Deserialize<'de> for Entry<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> Visitor<'de> for V<'a> {
+            type Value = Entry<'a>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a list entry")
+            }
+            fn visit_map<M: MapAccess<'de>>(self, m: M) -> Result<Self::Value, M::Error> {
+                RawRecord::visit(m).map(Entry::Record)
+            }
+            fn visit_seq<S: SeqAccess<'de>>(self, mut s: S) -> Result<Self::Value, S::Error> {
+                while s.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(Entry::Other("an array"))
+            }
+            fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
+                Ok(Entry::Other("a string"))
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
+                Ok(Entry::Other("a boolean"))
+            }
+            fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
+                Ok(Entry::Other("a number"))
+            }
+            fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
+                Ok(Entry::Other("a number"))
+            }
+            fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
+                Ok(Entry::Other("a number"))
+            }
+            fn visit_unit<E>(self) -> Result<Self::Value, E> {
+                Ok(Entry::Other("null"))
+            }
+        }
+        d.deserialize_any(V(std::marker::PhantomData))
+    }
+}
+
+/// A value where a list is expected: the entries, `null`, or the kind of what came.
+enum List<'a> {
+    Entries(Vec<Entry<'a>>),
+    Null,
+    Other(&'static str),
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for List<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> Visitor<'de> for V<'a> {
+            type Value = List<'a>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a list")
+            }
+            fn visit_seq<S: SeqAccess<'de>>(self, mut s: S) -> Result<Self::Value, S::Error> {
+                let mut out = Vec::with_capacity(s.size_hint().unwrap_or(64));
+                while let Some(e) = s.next_element::<Entry<'a>>()? {
+                    out.push(e);
+                }
+                Ok(List::Entries(out))
+            }
+            fn visit_unit<E>(self) -> Result<Self::Value, E> {
+                Ok(List::Null)
+            }
+            fn visit_map<M: MapAccess<'de>>(self, mut m: M) -> Result<Self::Value, M::Error> {
+                while m.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+                Ok(List::Other("an object"))
+            }
+            fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
+                Ok(List::Other("a string"))
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
+                Ok(List::Other("a boolean"))
+            }
+            fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
+                Ok(List::Other("a number"))
+            }
+            fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
+                Ok(List::Other("a number"))
+            }
+            fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
+                Ok(List::Other("a number"))
+            }
+        }
+        d.deserialize_any(V(std::marker::PhantomData))
+    }
+}
+
+/// A page's `data` object: the list under any of its names, and the counters. One
+/// pass over the text reads it all; other fields are skipped.
+#[derive(Deserialize)]
+struct PageObject<'a> {
+    #[serde(borrow, default)]
+    list: Option<List<'a>>,
+    #[serde(borrow, default, rename = "pageData")]
+    page_data: Option<List<'a>>,
+    #[serde(borrow, default)]
+    records: Option<List<'a>>,
+    #[serde(borrow, default)]
+    rows: Option<List<'a>>,
+    #[serde(borrow, default)]
+    total: Option<&'a RawValue>,
+    #[serde(borrow, default, rename = "pageSize")]
+    page_size: Option<&'a RawValue>,
+}
+
+/// Reads a page from `data`'s JSON text.
+pub fn read_page(data: &str) -> Result<Page<'_>, String> {
+    let text = data.trim_start();
     if text.starts_with('[') {
+        let list: List<'_> =
+            serde_json::from_str(data).map_err(|e| format!("data cannot be read: {e}"))?;
         return Ok(Page {
-            records: read_list(data, "data")?,
+            records: entries("data", list)?,
             total: None,
             page_size: None,
         });
     }
     if !text.starts_with('{') {
-        return Err(format!("data is {}, not an object", kind_of(data)));
+        let kind = match text.as_bytes().first() {
+            Some(b'"') => "a string",
+            Some(b't' | b'f') => "a boolean",
+            Some(b'n') | None => "null",
+            _ => "a number",
+        };
+        return Err(format!("data is {kind}, not an object"));
     }
-    let obj: HashMap<String, &RawValue> =
-        serde_json::from_str(data.get()).map_err(|e| format!("data cannot be read: {e}"))?;
-    let total = obj.get("total").and_then(|v| as_u64(v));
-    let page_size = obj.get("pageSize").and_then(|v| as_u64(v));
+    let obj: PageObject<'_> =
+        serde_json::from_str(data).map_err(|e| format!("data cannot be read: {e}"))?;
+    let total = obj.total.and_then(as_u64);
+    let page_size = obj.page_size.and_then(as_u64);
+    let lists = [
+        ("list", obj.list),
+        ("pageData", obj.page_data),
+        ("records", obj.records),
+        ("rows", obj.rows),
+    ];
     let mut records = None;
-    for name in LIST_NAMES {
-        match obj.get(name) {
-            Some(v) if scalar(v) == Scalar::Null => continue,
-            None => continue,
-            Some(v) => {
-                records = Some(read_list(v, name)?);
+    for (name, list) in lists {
+        match list {
+            None | Some(List::Null) => continue,
+            Some(list) => {
+                records = Some(entries(name, list)?);
                 break;
             }
         }
@@ -207,23 +334,18 @@ pub fn read_page(data: &RawValue) -> Result<Page<'_>, String> {
     })
 }
 
-/// A list of records; an entry that is not an object is an error naming its kind.
-fn read_list<'a>(raw: &'a RawValue, name: &str) -> Result<Vec<RawRecord<'a>>, String> {
-    if !raw.get().trim_start().starts_with('[') {
-        return Err(format!("{name} is {}, not an array", kind_of(raw)));
+fn entries<'a>(name: &str, list: List<'a>) -> Result<Vec<RawRecord<'a>>, String> {
+    match list {
+        List::Entries(es) => es
+            .into_iter()
+            .map(|e| match e {
+                Entry::Record(r) => Ok(r),
+                Entry::Other(kind) => Err(format!("a {name} entry is {kind}, not an object")),
+            })
+            .collect(),
+        List::Null => Ok(Vec::new()),
+        List::Other(kind) => Err(format!("{name} is {kind}, not an array")),
     }
-    let entries: Vec<&RawValue> =
-        serde_json::from_str(raw.get()).map_err(|e| format!("{name} cannot be read: {e}"))?;
-    entries
-        .into_iter()
-        .map(|e| {
-            if !e.get().trim_start().starts_with('{') {
-                return Err(format!("a {name} entry is {}, not an object", kind_of(e)));
-            }
-            serde_json::from_str::<RawRecord<'_>>(e.get())
-                .map_err(|err| format!("a {name} entry cannot be read: {err}"))
-        })
-        .collect()
 }
 
 /// Parses one record from JSON text (tests, and records kept as text).
@@ -245,23 +367,33 @@ mod tests {
     #[test]
     fn pages_are_read_liberally() {
         let d = raw(r#"{"currPage": 1, "pageSize": "15", "total": "12", "pageData": [{"id": 1}]}"#);
-        let p = read_page(&d).unwrap();
+        let p = read_page(d.get()).unwrap();
         assert_eq!(
             (p.total, p.page_size, p.records.len()),
             (Some(12), Some(15), 1)
         );
         let d = raw(r#"{"total": 0}"#);
-        assert!(read_page(&d).unwrap().records.is_empty());
+        assert!(read_page(d.get()).unwrap().records.is_empty());
         let d = raw(r#"{"total": 3, "list": null}"#);
-        assert!(read_page(&d).is_err());
+        assert!(read_page(d.get()).is_err());
         let d = raw(r#""nope""#);
-        assert!(read_page(&d).unwrap_err().contains("a string"));
+        assert!(read_page(d.get()).unwrap_err().contains("a string"));
         let d = raw(r#"{"list": 5, "total": 1}"#);
-        assert!(read_page(&d).unwrap_err().contains("list is a number"));
+        assert!(read_page(d.get()).unwrap_err().contains("list is a number"));
         let d = raw(r#"{"list": [1], "total": 1}"#);
-        assert!(read_page(&d).unwrap_err().contains("entry is a number"));
+        assert!(
+            read_page(d.get())
+                .unwrap_err()
+                .contains("entry is a number")
+        );
+        let d = raw(r#"{"list": {"a": 1}, "total": 1}"#);
+        assert!(
+            read_page(d.get())
+                .unwrap_err()
+                .contains("list is an object")
+        );
         let d = raw(r#"[{"a": "x"}]"#);
-        assert_eq!(read_page(&d).unwrap().records.len(), 1);
+        assert_eq!(read_page(d.get()).unwrap().records.len(), 1);
     }
 
     #[test]

@@ -612,7 +612,9 @@ impl Engine {
     ) -> Result<Option<sink::Written>, WindowError> {
         let shown = self.warehouse.display(&file.relative_path());
         let encoded = blocking(&shown, move || encoder.finish()).await?;
-        Ok(sink::write_encoded(&self.warehouse, file, encoded).await?)
+        let written = sink::write_encoded(&self.warehouse, file, encoded).await?;
+        crate::mem::release_free_memory();
+        Ok(written)
     }
 
     /// Extracts and converts one window. Nothing is written or committed here.

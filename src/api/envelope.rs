@@ -35,6 +35,29 @@ pub(crate) fn classify_code(code: i64) -> CodeClass {
     }
 }
 
+/// The envelope's `data` as JSON text, kept inside the body it came in: extraction
+/// parses it once, straight into records, instead of first into a `Value` tree.
+#[derive(Clone)]
+pub struct Data {
+    body: String,
+    start: usize,
+    end: usize,
+}
+
+impl Data {
+    /// The JSON text of `data` (already known to be well-formed).
+    pub fn get(&self) -> &str {
+        self.body.get(self.start..self.end).unwrap_or("null")
+    }
+}
+
+impl std::fmt::Debug for Data {
+    // Bodies may carry tokens (the token endpoint) or customer data: never print them.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Data({} bytes)", self.end - self.start)
+    }
+}
+
 /// The envelope's top-level fields, each left unparsed until needed: `data` is handed
 /// on as raw text, so a page is parsed once, straight into what the caller builds.
 type Fields<'a> = HashMap<String, &'a RawValue>;
@@ -83,7 +106,7 @@ fn message_of(envelope: &Fields<'_>) -> String {
 /// Only the top level is parsed here, and fields are picked out by hand, so a field of an
 /// unexpected type never produces a serde message quoting body content (which, at the
 /// token endpoint, could be a token).
-pub(crate) fn open(endpoint: &str, body: &[u8]) -> Result<Box<RawValue>, Failure> {
+pub(crate) fn open(endpoint: &str, body: &[u8]) -> Result<Data, Failure> {
     let decode = |detail: String| {
         Failure::transient(ApiError::Decode {
             endpoint: endpoint.to_owned(),
@@ -94,7 +117,13 @@ pub(crate) fn open(endpoint: &str, body: &[u8]) -> Result<Box<RawValue>, Failure
     if first != Some(&b'{') {
         return Err(decode("the body is not a JSON object".into()));
     }
-    let envelope: Fields<'_> = serde_json::from_slice(body).map_err(|e| {
+    let text = std::str::from_utf8(body).map_err(|e| {
+        decode(format!(
+            "the body is not UTF-8 (at byte {})",
+            e.valid_up_to()
+        ))
+    })?;
+    let envelope: Fields<'_> = serde_json::from_str(text).map_err(|e| {
         // Syntax errors name a line and column, never the input text; any other kind
         // of error is described without serde's message.
         if e.is_syntax() || e.is_eof() {
@@ -110,8 +139,13 @@ pub(crate) fn open(endpoint: &str, body: &[u8]) -> Result<Box<RawValue>, Failure
     if class == CodeClass::Success {
         return match envelope.get("data") {
             Some(raw) if raw.get().trim() != "null" => {
-                Ok(RawValue::from_string(raw.get().to_owned())
-                    .map_err(|_| decode("data is not valid JSON".into()))?)
+                // `raw` borrows from `text`: its position there is its range.
+                let start = raw.get().as_ptr() as usize - text.as_ptr() as usize;
+                Ok(Data {
+                    body: text.to_owned(),
+                    start,
+                    end: start + raw.get().len(),
+                })
             }
             _ => Err(Failure::permanent(ApiError::Decode {
                 endpoint: endpoint.to_owned(),

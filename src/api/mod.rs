@@ -16,11 +16,11 @@ mod transport;
 
 use crate::secret::Secret;
 use auth::{Token, TokenSource};
+pub use envelope::Data;
 use reqwest::Method;
 use reqwest::header::HeaderValue;
 use retry::{Class, Failure, RetryPolicy};
 use serde_json::Value;
-use serde_json::value::RawValue;
 use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -249,16 +249,12 @@ impl ApiClient {
 
     /// Like `post`, with `data` as unparsed JSON text: extraction reads pages straight
     /// into column builders instead of building a `Value` tree first.
-    pub async fn post_raw(&self, path: &str, body: &Value) -> Result<Box<RawValue>, ApiError> {
+    pub async fn post_raw(&self, path: &str, body: &Value) -> Result<Data, ApiError> {
         self.request(Method::POST, path, &[], Some(body)).await
     }
 
     /// Like `get`, with `data` as unparsed JSON text.
-    pub async fn get_raw(
-        &self,
-        path: &str,
-        query: &[(String, String)],
-    ) -> Result<Box<RawValue>, ApiError> {
+    pub async fn get_raw(&self, path: &str, query: &[(String, String)]) -> Result<Data, ApiError> {
         self.request(Method::GET, path, query, None).await
     }
 
@@ -281,7 +277,7 @@ impl ApiClient {
         path: &str,
         query: &[(String, String)],
         body: Option<&Value>,
-    ) -> Result<Box<RawValue>, ApiError> {
+    ) -> Result<Data, ApiError> {
         let inner = &*self.inner;
         let call = inner.transport.call(method, path, query, body)?;
         // One refresh-and-repeat per logical request, across its retries.
@@ -306,7 +302,7 @@ impl Inner {
         &self,
         call: &transport::Call,
         refreshed: &AtomicBool,
-    ) -> Result<Box<RawValue>, Failure> {
+    ) -> Result<Data, Failure> {
         let endpoint = call.endpoint.as_str();
         let tokens = match &self.auth {
             Auth::Static(token) => {
@@ -348,7 +344,7 @@ impl Inner {
 }
 
 /// `data` text (already checked to be valid JSON) as a `Value`.
-fn parse_data(path: &str, raw: &RawValue) -> Result<Value, ApiError> {
+fn parse_data(path: &str, raw: &Data) -> Result<Value, ApiError> {
     serde_json::from_str(raw.get()).map_err(|e| ApiError::Decode {
         endpoint: path.split('?').next().unwrap_or(path).to_owned(),
         detail: format!("data could not be read: {e}"),

@@ -118,7 +118,7 @@ impl Transport {
         &self,
         call: &Call,
         token: Option<&Secret>,
-    ) -> Result<Box<serde_json::value::RawValue>, Failure> {
+    ) -> Result<envelope::Data, Failure> {
         let endpoint = call.endpoint.as_str();
         let _slot = self.limits.admit().await.ok_or_else(|| {
             Failure::permanent(ApiError::Transport {
