@@ -310,6 +310,10 @@ pub struct BatchBuilder<'s> {
     chosen: Vec<usize>,
     /// The `_extra` object of the row being built (reused across rows).
     extra_buf: String,
+    /// Field name -> column of the previous record, by position: records of one
+    /// endpoint list their fields in the same order, so a comparison replaces a hash
+    /// lookup for almost every field.
+    by_position: Vec<(String, Option<usize>)>,
     /// Values that could not be converted, in this batch (for logging).
     pub bad_values: usize,
 }
@@ -329,6 +333,7 @@ impl<'s> BatchBuilder<'s> {
             rows: 0,
             chosen: vec![UNSET; schema.columns.len()],
             extra_buf: String::new(),
+            by_position: Vec::new(),
             bad_values: 0,
         }
     }
@@ -341,8 +346,20 @@ impl<'s> BatchBuilder<'s> {
         self.chosen.fill(UNSET);
         self.extra_buf.clear();
         for (i, (field, value)) in record.fields.iter().enumerate() {
-            match self.schema.by_field.get(field.as_ref()) {
-                Some(&col) => {
+            let column = match self.by_position.get(i) {
+                Some((name, col)) if name == field => *col,
+                _ => {
+                    let col = self.schema.by_field.get(field.as_ref()).copied();
+                    let entry = (field.to_string(), col);
+                    match self.by_position.get_mut(i) {
+                        Some(slot) => *slot = entry,
+                        None => self.by_position.push(entry),
+                    }
+                    col
+                }
+            };
+            match column {
+                Some(col) => {
                     // The field and an alias both present: the field itself wins.
                     if self.chosen[col] == UNSET || self.schema.columns[col].field == *field {
                         self.chosen[col] = i;
