@@ -8,6 +8,13 @@ KEYS = {
     "talks": ("call_id", "start_time"),
     "parties": ("party_id", "call_start_time"),
     "agent_histories": ("id", "start_time"),
+    # Report tables: key (period_start, id), dt of period_start (CONTRACT section 4).
+    "report_gateway_numbers": (("period_start", "gateway_number"), "period_start"),
+    "report_agents_inbound": (("period_start", "service_id"), "period_start"),
+    "report_agents_outbound": (("period_start", "service_id"), "period_start"),
+    "report_agents_status": (("period_start", "service_id"), "period_start"),
+    "report_departments_inbound": (("period_start", "depart_id"), "period_start"),
+    "report_departments_outbound": (("period_start", "depart_id"), "period_start"),
 }
 TZ = "Asia/Singapore"
 
@@ -18,12 +25,15 @@ def main() -> int:
     failed = False
     for table in tables:
         key, time_col = KEYS[table]
+        cols = (key,) if isinstance(key, str) else key
+        key = f"({', '.join(cols)})" if len(cols) > 1 else cols[0]
+        null_key = " OR ".join(f"{c} IS NULL" for c in cols)
         src = f"read_parquet('{root}/{table}/**/*.parquet', hive_partitioning = true)"
         try:
             rows, keys, bad_dt, nulls = con.execute(
                 f"""SELECT count(*), count(DISTINCT {key}),
                            count(*) FILTER (WHERE CAST({time_col} AS DATE) <> dt),
-                           count(*) FILTER (WHERE {key} IS NULL)
+                           count(*) FILTER (WHERE {null_key})
                     FROM {src}"""
             ).fetchone()
         except Exception as e:  # noqa: BLE001 - any read error fails CI

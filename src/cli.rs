@@ -60,6 +60,20 @@ pub enum Command {
     },
     /// Validate settings, pipelines and schemas, prove storage access, then prove the credentials with one cheap API call.
     Check,
+    /// Compare the relay number report with the talks, per final day; exit 1 on a difference beyond the tolerance.
+    Reconcile {
+        /// First day (RFC 3339 or a date; default: the first day both tables loaded).
+        #[arg(long, value_name = "DATE")]
+        from: Option<String>,
+        /// End, exclusive (default: the last final day both tables loaded).
+        #[arg(long, value_name = "DATE")]
+        to: Option<String>,
+        /// 5 (absolute), 0.5% (relative) or 5,0.5% (either); default SOBOT_SYNC_RECONCILE_TOLERANCE, else exact.
+        #[arg(long, value_name = "T")]
+        tolerance: Option<String>,
+        #[arg(long, value_name = "TIME")]
+        now: Option<String>,
+    },
     /// The built-in Sobot API simulator.
     Sim(Box<sim::SimArgs>),
     /// Start the simulator in-process and sync three simulated days into the warehouse.
@@ -97,6 +111,20 @@ pub async fn main(cli: Cli) -> ExitCode {
             .map_err(|e| CliError::Config(format!("simulator: {e}"))),
         Command::Demo => crate::demo::run(cli.config.as_deref()).await,
         Command::Check => check(cli.config.as_deref()).await,
+        Command::Reconcile {
+            from,
+            to,
+            tolerance,
+            now,
+        } => {
+            let args = crate::report::reconcile_cmd::Args {
+                from,
+                to,
+                tolerance,
+                now,
+            };
+            crate::report::reconcile_cmd::run(cli.config.as_deref(), &args).await
+        }
         Command::Status { json, now } => {
             status_cmd(cli.config.as_deref(), json, now.as_deref()).await
         }
@@ -182,6 +210,9 @@ fn print_report(r: &Report) {
         r.requests,
         r.watermark.map_or("-".into(), |w| w.to_rfc3339())
     );
+    if let Some(counts) = &r.report {
+        println!("  {counts}");
+    }
 }
 
 /// Runs pipelines incrementally; parents before their children, independent ones at once.

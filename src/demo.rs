@@ -86,7 +86,7 @@ pub async fn run(config: Option<&Path>) -> Result<(), CliError> {
 
     println!();
     println!(
-        "{:<18} {:>12} {:>12} {:>12} {:>10}",
+        "{:<28} {:>12} {:>12} {:>12} {:>10}",
         "table", "rows (run)", "files (run)", "rows (all)", "files"
     );
     for r in &reports {
@@ -94,7 +94,7 @@ pub async fn run(config: Option<&Path>) -> Result<(), CliError> {
             .await
             .map_err(CliError::Failed)?;
         println!(
-            "{:<18} {:>12} {:>12} {:>12} {:>10}",
+            "{:<28} {:>12} {:>12} {:>12} {:>10}",
             r.table, r.rows, r.files, rows, files
         );
     }

@@ -19,6 +19,9 @@ pub enum Kind {
     Search,
     /// One request per record of a parent `search` pipeline's window (parties per talk).
     Children,
+    /// A statistical report, one window per local day (or week / month period), read by
+    /// `report::definition` and run by `report::run`.
+    Report,
 }
 
 /// How a window's range is sent to a search endpoint.
@@ -93,6 +96,8 @@ pub struct Pipeline {
     pub parent_field: Option<String>,
     pub child_concurrency: usize,
     pub inherit: BTreeMap<String, String>,
+    /// For `report`: the validated `[report]` table (`report::definition`).
+    pub report: Option<Box<crate::report::definition::ReportDef>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -104,7 +109,7 @@ pub struct PipelineError {
 
 const RESERVED_FILTERS: &[&str] = &["startTime", "endTime", "pageNum", "pageSize"];
 
-fn check_schedule(s: &str) -> Result<(), String> {
+pub(crate) fn check_schedule(s: &str) -> Result<(), String> {
     let fields: Vec<&str> = s.split_whitespace().collect();
     if !(5..=7).contains(&fields.len()) {
         return Err(format!(
@@ -148,6 +153,10 @@ impl Pipeline {
         tz: Tz,
         schemas: &dyn Fn(&str) -> Result<TableSchema, String>,
     ) -> Result<Self, PipelineError> {
+        // Report pipelines have their own keys ([report]); see report::definition.
+        if crate::report::definition::declares_report(text) {
+            return crate::report::definition::parse(text, origin, tz);
+        }
         let err = |reason: String| PipelineError {
             origin: origin.to_string(),
             reason,
@@ -259,6 +268,9 @@ impl Pipeline {
                 }
                 (Some(parent), Some(field), TimeFilter::EpochMs, 0)
             }
+            Kind::Report => {
+                return Err(err("kind = \"report\" needs a [report] table".into()));
+            }
         };
         let child_concurrency = f.child_concurrency.unwrap_or(8);
         if !(1..=256).contains(&child_concurrency) {
@@ -286,6 +298,7 @@ impl Pipeline {
             parent_field,
             child_concurrency,
             inherit: f.inherit,
+            report: None,
         })
     }
 }
@@ -298,6 +311,31 @@ pub const EMBEDDED_PIPELINES: &[(&str, &str)] = &[
     (
         "agent_histories.toml",
         include_str!("../pipelines/agent_histories.toml"),
+    ),
+    // Report pipelines (kind = "report"; report::definition).
+    (
+        "report_gateway_numbers.toml",
+        include_str!("../pipelines/report_gateway_numbers.toml"),
+    ),
+    (
+        "report_agents_inbound.toml",
+        include_str!("../pipelines/report_agents_inbound.toml"),
+    ),
+    (
+        "report_agents_outbound.toml",
+        include_str!("../pipelines/report_agents_outbound.toml"),
+    ),
+    (
+        "report_agents_status.toml",
+        include_str!("../pipelines/report_agents_status.toml"),
+    ),
+    (
+        "report_departments_inbound.toml",
+        include_str!("../pipelines/report_departments_inbound.toml"),
+    ),
+    (
+        "report_departments_outbound.toml",
+        include_str!("../pipelines/report_departments_outbound.toml"),
     ),
 ];
 

@@ -89,6 +89,9 @@ pub struct Report {
     pub files: u64,
     pub requests: u64,
     pub watermark: Option<DateTime<Utc>>,
+    /// Report pipelines only: re-fetches, restatements and `amount` checks (`report::run`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub report: Option<crate::report::run::ReportCounts>,
 }
 
 /// Everything a run needs, built once per process and shared by every pipeline.
@@ -259,6 +262,9 @@ impl Engine {
         run_id: &str,
         lost: &AtomicBool,
     ) -> Result<Report, RunError> {
+        if p.kind == Kind::Report {
+            return crate::report::run::run_locked(self, p, mode, run_id, lost).await;
+        }
         let state_err = |source| RunError::State {
             pipeline: p.name.clone(),
             source,

@@ -111,6 +111,10 @@ const KNOWN: &[Known] = &[
         secret: false,
     },
     Known {
+        env: "SOBOT_SYNC_RECONCILE_TOLERANCE",
+        secret: false,
+    },
+    Known {
         env: "AWS_ENDPOINT_URL",
         secret: false,
     },
@@ -169,6 +173,9 @@ pub struct Settings {
     pub lock_ttl: Duration,
     /// Windows of one pipeline extracted at once (their commits stay in order).
     pub window_concurrency: usize,
+    /// How far report figures may differ and still agree: `reconcile` and the report
+    /// runner's `amount` check (`report::reconcile::Tolerance`; default exact).
+    pub reconcile_tolerance: crate::report::reconcile::Tolerance,
     pub s3: S3Options,
 }
 
@@ -321,6 +328,12 @@ impl Settings {
             max_backoff: Duration::from_millis(positive("SOBOT_RETRY_MAX_BACKOFF_MS", 30_000)?),
             lock_ttl: Duration::from_secs(positive("SOBOT_SYNC_LOCK_TTL_SECS", 600)?),
             window_concurrency: positive("SOBOT_SYNC_WINDOW_CONCURRENCY", 2)? as usize,
+            reconcile_tolerance: match get("SOBOT_SYNC_RECONCILE_TOLERANCE") {
+                None => crate::report::reconcile::Tolerance::EXACT,
+                Some(v) => v
+                    .parse()
+                    .map_err(|why| err("SOBOT_SYNC_RECONCILE_TOLERANCE", why))?,
+            },
             s3: S3Options {
                 endpoint: get("AWS_ENDPOINT_URL"),
                 access_key_id: get("AWS_ACCESS_KEY_ID"),

@@ -26,6 +26,9 @@ pub struct StatusRow {
     pub gaps: Vec<Span>,
     pub last_run: Option<RunRecord>,
     pub backfills: Vec<BackfillRow>,
+    /// Report pipelines only: up to when periods are final (`report::run::settle_row`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub report: Option<crate::report::run::SettleRow>,
 }
 
 pub fn row(
@@ -56,6 +59,7 @@ pub fn row(
                     .collect()
             })
             .unwrap_or_default(),
+        report: crate::report::run::settle_row(p, st, now),
     }
 }
 
@@ -124,6 +128,9 @@ pub fn render(rows: &[StatusRow]) -> String {
                     .map(|e| format!("\n  error: {e}"))
                     .unwrap_or_default()
             ));
+        }
+        if let Some(settle) = &r.report {
+            out.push_str(&crate::report::run::render_settle(settle));
         }
         for b in r.backfills.iter().filter(|b| !b.finished) {
             out.push_str(&format!(

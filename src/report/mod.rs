@@ -10,11 +10,22 @@
 //! - [`response`]: liberal readers of report pages and indicator display schemes.
 //! - [`reconcile`]: `amount` against rows, the relay number report against talks.
 //! - [`settle`]: which periods are final and which are re-fetched.
+//!
+//! And the parts that do I/O, built on the core:
+//!
+//! - [`definition`]: `kind = "report"` pipeline files; [`table`]: the table schema and
+//!   rows; [`run`]: the report runner; [`warehouse`]: reading tables back;
+//!   [`reconcile_cmd`]: `sobot-sync reconcile`.
 
+pub mod definition;
 pub mod indicators;
 pub mod period;
 pub mod reconcile;
+pub mod reconcile_cmd;
 pub mod request;
 pub mod response;
+pub mod run;
 pub mod settle;
 pub mod spec;
+pub mod table;
+pub mod warehouse;

@@ -385,7 +385,13 @@ async fn run_then_status_is_exact() {
     }
 
     let rows = env.status().await;
-    assert_eq!(rows.len(), 3, "one object per pipeline: {rows:?}");
+    assert_eq!(rows.len(), 9, "one object per pipeline: {rows:?}");
+    // The report pipelines' day windows are not due yet at NOW; tests/it/reports_e2e.rs.
+    let rows: Vec<Value> = rows
+        .into_iter()
+        .filter(|r| r.get("report").is_none())
+        .collect();
+    assert_eq!(rows.len(), 3, "one object per data pipeline: {rows:?}");
     for r in &rows {
         let name = r["pipeline"].as_str().expect("pipeline is a string");
         assert_eq!(watermark(&rows, name), t(WATERMARK), "{name}");

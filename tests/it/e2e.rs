@@ -65,7 +65,8 @@ async fn two_days_exact(warehouse: Warehouse) {
     let reports = cli::run_pipelines(&engine, &[])
         .await
         .expect("run succeeds");
-    assert_eq!(reports.len(), 3);
+    // talks, parties, agent_histories and the six report pipelines (tests/it/reports_e2e.rs).
+    assert_eq!(reports.len(), 9);
     // Talks (lag 30 min) and agent histories (lag 1 h) both stop at local midnight.
     let end = t("2024-03-03T00:00:00+08:00");
     assert_all_exact(&engine, &rig.sim.dataset(), start, end).await;
