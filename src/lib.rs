@@ -21,6 +21,7 @@ pub mod secret;
 pub mod settings;
 pub mod sim;
 pub mod sink;
+pub mod snapshots;
 pub mod state;
 pub mod status;
 pub mod store;

@@ -7,4 +7,5 @@ mod cli;
 mod e2e;
 mod sim;
 mod sim_reports;
+mod snapshots_e2e;
 mod storage;
