@@ -8,6 +8,9 @@ KEYS = {
     "talks": ("call_id", "start_time"),
     "parties": ("party_id", "call_start_time"),
     "agent_histories": ("id", "start_time"),
+    "indicator_plans": ("id", "snapshot_time"),
+    # Composite key (agent_uuid, snapshot_time) as one expression: null if either part is.
+    "agent_metrics": ("agent_uuid || '|' || CAST(snapshot_time AS VARCHAR)", "snapshot_time"),
 }
 TZ = "Asia/Singapore"
 

@@ -341,6 +341,39 @@ mod tests {
     }
 
     #[test]
+    fn downloads_send_the_token_only_to_the_api_host() -> Result<(), ApiError> {
+        let transport = Transport::new(
+            "https://example.test/api".into(),
+            HeaderValue::from_static("Asia/Singapore"),
+            Duration::from_secs(1),
+            Limits::new(std::num::NonZeroU32::MIN, 1),
+            RetryPolicy {
+                max_retries: 0,
+                min_backoff: Duration::ZERO,
+                max_backoff: Duration::ZERO,
+            },
+        )?;
+        let own = transport.download_call("https://example.test:443/rec/1.mp3?x=1")?;
+        assert!(own.authorize);
+        assert_eq!(own.endpoint, "/rec/1.mp3");
+        let relative = transport.download_call(" /rec/2.mp3 ")?;
+        assert_eq!(relative.url.as_str(), "https://example.test/api/rec/2.mp3");
+        assert!(relative.authorize);
+        assert!(
+            !transport
+                .download_call("https://cdn.other/rec/3.mp3")?
+                .authorize
+        );
+        assert!(
+            !transport
+                .download_call("http://example.test/rec/4.mp3")?
+                .authorize
+        );
+        assert!(transport.download_call("ftp://example.test/x").is_err());
+        Ok(())
+    }
+
+    #[test]
     fn statuses_are_classified() {
         let class =
             |s: u16| status_failure("/x", StatusCode::from_u16(s).unwrap_or_default()).class;
