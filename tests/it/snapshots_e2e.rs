@@ -340,6 +340,40 @@ async fn recordings_stored(warehouse: Warehouse) {
     );
     let again = table::read(&quick, "recordings").await;
     assert_eq!(again.snapshot(), table.snapshot());
+
+    // A backfill over hours talks loaded re-checks them (nothing new to download); one
+    // reaching past talks' loads is refused.
+    let p = pipeline(&quick, "recordings");
+    let done = quick
+        .run(
+            &p,
+            Mode::Backfill {
+                from: start,
+                to: end,
+            },
+        )
+        .await
+        .expect("backfill");
+    assert_eq!(done.windows, 3);
+    assert_eq!(rig.sim.stats().count("recordings"), before);
+    let err = quick
+        .run(
+            &p,
+            Mode::Backfill {
+                from: start,
+                to: end + Duration::hours(1),
+            },
+        )
+        .await
+        .expect_err("past talks' loads");
+    assert!(
+        err.is_config() && err.to_string().contains("backfill talks"),
+        "{err}"
+    );
+    assert_eq!(
+        table::read(&quick, "recordings").await.snapshot(),
+        table.snapshot()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
