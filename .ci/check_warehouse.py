@@ -15,6 +15,9 @@ KEYS = {
     "report_agents_status": (("period_start", "service_id"), "period_start"),
     "report_departments_inbound": (("period_start", "depart_id"), "period_start"),
     "report_departments_outbound": (("period_start", "depart_id"), "period_start"),
+    "indicator_plans": ("id", "snapshot_time"),
+    # Composite key (agent_uuid, snapshot_time) as one expression: null if either part is.
+    "agent_metrics": ("agent_uuid || '|' || CAST(snapshot_time AS VARCHAR)", "snapshot_time"),
 }
 TZ = "Asia/Singapore"
 

@@ -22,6 +22,7 @@ pub mod secret;
 pub mod settings;
 pub mod sim;
 pub mod sink;
+pub mod snapshots;
 pub mod state;
 pub mod status;
 pub mod store;

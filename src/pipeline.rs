@@ -22,6 +22,13 @@ pub enum Kind {
     /// A statistical report, one window per local day (or week / month period), read by
     /// `report::definition` and run by `report::run`.
     Report,
+    // --- issue 3 snapshots (driven by `crate::snapshots`) ---
+    /// A small reference list fetched whole and replaced on each run (`indicator_plans`).
+    Reference,
+    /// A paged live view stored once per interval of `window_secs` (`agent_metrics`).
+    Snapshot,
+    /// Files named by a parent's records, downloaded into the object store (`recordings`).
+    Recordings,
 }
 
 /// How a window's range is sent to a search endpoint.
@@ -44,6 +51,7 @@ struct PipelineFile {
     #[serde(default = "yes")]
     enabled: bool,
     kind: Kind,
+    #[serde(default)] // none for kind = "recordings" (each talk's recordUrl is the source)
     endpoint: String,
     table: String,
     #[serde(default)]
@@ -173,7 +181,7 @@ impl Pipeline {
                 f.name
             )));
         }
-        if !f.endpoint.starts_with('/') {
+        if !f.endpoint.starts_with('/') && f.kind != Kind::Recordings {
             return Err(err(format!(
                 "endpoint {:?} must be a path starting with /",
                 f.endpoint
@@ -271,6 +279,21 @@ impl Pipeline {
             Kind::Report => {
                 return Err(err("kind = \"report\" needs a [report] table".into()));
             }
+            Kind::Reference | Kind::Snapshot | Kind::Recordings => {
+                crate::snapshots::check_definition(&crate::snapshots::DefinitionView {
+                    kind: f.kind,
+                    endpoint: &f.endpoint,
+                    parent: f.parent.as_deref(),
+                    page_size: f.page_size,
+                    has_time_filter: f.time_filter.is_some(),
+                    filter_keys: f.filters.keys().map(String::as_str).collect(),
+                    has_inherit: !f.inherit.is_empty(),
+                    has_child_concurrency: f.child_concurrency.is_some(),
+                    lag_secs: f.lag_secs,
+                    lookback_secs: f.lookback_secs,
+                })
+                .map_err(err)?
+            }
         };
         let child_concurrency = f.child_concurrency.unwrap_or(8);
         if !(1..=256).contains(&child_concurrency) {
@@ -337,6 +360,19 @@ pub const EMBEDDED_PIPELINES: &[(&str, &str)] = &[
         "report_departments_outbound.toml",
         include_str!("../pipelines/report_departments_outbound.toml"),
     ),
+    // issue 3 snapshots
+    (
+        "indicator_plans.toml",
+        include_str!("../pipelines/indicator_plans.toml"),
+    ),
+    (
+        "agent_metrics.toml",
+        include_str!("../pipelines/agent_metrics.toml"),
+    ),
+    (
+        "recordings.toml",
+        include_str!("../pipelines/recordings.toml"),
+    ),
 ];
 
 pub const EMBEDDED_SCHEMAS: &[(&str, &str)] = &[
@@ -345,6 +381,19 @@ pub const EMBEDDED_SCHEMAS: &[(&str, &str)] = &[
     (
         "agent_histories.toml",
         include_str!("../schemas/agent_histories.toml"),
+    ),
+    // issue 3 snapshots
+    (
+        "indicator_plans.toml",
+        include_str!("../schemas/indicator_plans.toml"),
+    ),
+    (
+        "agent_metrics.toml",
+        include_str!("../schemas/agent_metrics.toml"),
+    ),
+    (
+        "recordings.toml",
+        include_str!("../schemas/recordings.toml"),
     ),
 ];
 

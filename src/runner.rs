@@ -252,6 +252,10 @@ impl Engine {
         run_id: &str,
         claim: &Claim,
     ) -> Result<Report, RunError> {
+        // issue 3: reference, snapshot and recordings pipelines have their own driver.
+        if crate::snapshots::handles(p.kind) {
+            return crate::snapshots::run(self, p, mode, run_id, &claim.lost).await;
+        }
         self.run_locked(p, mode, run_id, &claim.lost).await
     }
 

@@ -152,7 +152,10 @@ impl TokenSource {
                 let call = transport
                     .call(Method::POST, TOKEN_ENDPOINT, &[], Some(&body))
                     .map_err(Failure::permanent)?;
-                match transport.attempt(&call, None).await {
+                match transport
+                    .attempt::<super::envelope::Data>(&call, None)
+                    .await
+                {
                     Ok(raw) => read_token(
                         &serde_json::from_str(raw.get()).unwrap_or(Value::Null),
                         SystemTime::now(),

@@ -25,7 +25,7 @@ use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
-use transport::Transport;
+use transport::{Reply, Transport};
 
 /// How the client proves who it is.
 #[derive(Debug, Clone)]
@@ -95,6 +95,13 @@ pub struct ClientStats {
     pub retries: u64,
     pub rate_limited: u64,
     pub token_refreshes: u64,
+}
+
+/// A downloaded body (a call recording), with the server's `Content-Type`.
+#[derive(Debug, Clone)]
+pub struct Download {
+    pub bytes: bytes::Bytes,
+    pub content_type: Option<String>,
 }
 
 /// Above this the rate limiter's spacing would round to nothing.
@@ -258,6 +265,39 @@ impl ApiClient {
         self.request(Method::GET, path, query, None).await
     }
 
+    /// Like `get_raw`, with extra request headers sent on every attempt, so a retry
+    /// repeats the same `Idempotency-Key`. Header names and values are checked here.
+    pub async fn get_raw_with_headers(
+        &self,
+        path: &str,
+        query: &[(String, String)],
+        headers: &[(&str, String)],
+    ) -> Result<Data, ApiError> {
+        let mut call = self.inner.transport.call(Method::GET, path, query, None)?;
+        for (name, value) in headers {
+            let bad = |what: &str| {
+                ApiError::Config(format!(
+                    "{}: header {name}: {what}",
+                    transport::endpoint_of(path)
+                ))
+            };
+            let name = reqwest::header::HeaderName::from_bytes(name.as_bytes())
+                .map_err(|_| bad("not a valid header name"))?;
+            let value = HeaderValue::from_str(value).map_err(|_| bad("not a valid value"))?;
+            call.headers.push((name, value));
+        }
+        self.send(call).await
+    }
+
+    /// GETs a file (a call recording) from an absolute URL or a path under the API
+    /// root, under the same rate cap, concurrency limit and retries as API calls, and
+    /// returns the body as it is (no envelope). The access token is sent only when the
+    /// URL is on the API's own host.
+    pub async fn download(&self, target: &str) -> Result<Download, ApiError> {
+        let call = self.inner.transport.download_call(target)?;
+        self.send(call).await
+    }
+
     /// Proves the credentials: obtains a token (company credentials) or does nothing
     /// for a static token. `check` follows it with one cheap data request.
     pub async fn authenticate(&self) -> Result<(), ApiError> {
@@ -278,8 +318,12 @@ impl ApiClient {
         query: &[(String, String)],
         body: Option<&Value>,
     ) -> Result<Data, ApiError> {
+        let call = self.inner.transport.call(method, path, query, body)?;
+        self.send(call).await
+    }
+
+    async fn send<R: Reply>(&self, call: transport::Call) -> Result<R, ApiError> {
         let inner = &*self.inner;
-        let call = inner.transport.call(method, path, query, body)?;
         // One refresh-and-repeat per logical request, across its retries.
         let refreshed = AtomicBool::new(false);
         let (call_ref, refreshed_ref) = (&call, &refreshed);
@@ -298,12 +342,15 @@ impl ApiClient {
 impl Inner {
     /// One attempt with the right token; after a refusal, for company credentials,
     /// one more with a fresh token.
-    async fn authorised_attempt(
+    async fn authorised_attempt<R: Reply>(
         &self,
         call: &transport::Call,
         refreshed: &AtomicBool,
-    ) -> Result<Data, Failure> {
+    ) -> Result<R, Failure> {
         let endpoint = call.endpoint.as_str();
+        if !call.authorize {
+            return self.transport.attempt(call, None).await;
+        }
         let tokens = match &self.auth {
             Auth::Static(token) => {
                 return match self.transport.attempt(call, Some(token)).await {

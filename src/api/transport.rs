@@ -6,7 +6,7 @@ use super::limits::Limits;
 use super::retry::{Class, Failure, RetryPolicy, parse_retry_after};
 use super::{ApiError, ClientStats};
 use crate::secret::Secret;
-use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderValue, RETRY_AFTER};
+use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderName, HeaderValue, RETRY_AFTER};
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
 use std::error::Error as _;
@@ -43,6 +43,35 @@ pub(crate) struct Call {
     /// The path without host or query: what errors and logs name.
     pub(crate) endpoint: String,
     pub(crate) body: Option<bytes::Bytes>,
+    /// Extra request headers (`Idempotency-Key`), the same on every attempt.
+    pub(crate) headers: Vec<(HeaderName, HeaderValue)>,
+    /// Whether the access token is sent: not to a host other than the API's.
+    pub(crate) authorize: bool,
+}
+
+/// How an attempt reads a successful (2xx) body: the envelope's `data` for API calls,
+/// the bytes as they are for downloads.
+pub(crate) trait Reply: Sized {
+    fn read(
+        endpoint: &str,
+        body: bytes::Bytes,
+        content_type: Option<String>,
+    ) -> Result<Self, Failure>;
+}
+
+impl Reply for envelope::Data {
+    fn read(endpoint: &str, body: bytes::Bytes, _: Option<String>) -> Result<Self, Failure> {
+        envelope::open(endpoint, &body)
+    }
+}
+
+impl Reply for super::Download {
+    fn read(_: &str, body: bytes::Bytes, content_type: Option<String>) -> Result<Self, Failure> {
+        Ok(super::Download {
+            bytes: body,
+            content_type,
+        })
+    }
 }
 
 #[derive(Debug)]
@@ -108,17 +137,49 @@ impl Transport {
             url,
             endpoint,
             body,
+            headers: Vec::new(),
+            authorize: true,
+        })
+    }
+
+    /// A `GET` of `target`: an absolute `http(s)` URL, or a path relative to the API
+    /// root. The token goes only to the API's own scheme, host and port, so a URL on
+    /// another host (a storage bucket's signed link) never sees it.
+    pub(crate) fn download_call(&self, target: &str) -> Result<Call, ApiError> {
+        let target = target.trim();
+        let base = url::Url::parse(&self.base)
+            .map_err(|e| ApiError::Config(format!("the base URL is not a URL: {e}")))?;
+        let url = match url::Url::parse(target) {
+            Ok(u) if matches!(u.scheme(), "http" | "https") && u.has_host() => u,
+            Ok(u) => {
+                return Err(ApiError::Config(format!(
+                    "{}: only http and https URLs can be downloaded",
+                    u.scheme()
+                )));
+            }
+            Err(_) => self.call(Method::GET, target, &[], None)?.url,
+        };
+        let authorize = url.scheme() == base.scheme()
+            && url.host_str() == base.host_str()
+            && url.port_or_known_default() == base.port_or_known_default();
+        Ok(Call {
+            method: Method::GET,
+            endpoint: endpoint_of(url.path()),
+            url,
+            body: None,
+            headers: Vec::new(),
+            authorize,
         })
     }
 
     /// Runs one attempt of `call` under the tenant's limits and returns the envelope's
     /// `data`. The concurrency slot is held until the body has been read and is
     /// released before any backoff sleep, which happens in the caller.
-    pub(crate) async fn attempt(
+    pub(crate) async fn attempt<R: Reply>(
         &self,
         call: &Call,
         token: Option<&Secret>,
-    ) -> Result<envelope::Data, Failure> {
+    ) -> Result<R, Failure> {
         let endpoint = call.endpoint.as_str();
         let _slot = self.limits.admit().await.ok_or_else(|| {
             Failure::permanent(ApiError::Transport {
@@ -146,6 +207,9 @@ impl Transport {
         if let Some(body) = &call.body {
             request = request.header(CONTENT_TYPE, JSON_UTF8).body(body.clone());
         }
+        for (name, value) in &call.headers {
+            request = request.header(name.clone(), value.clone());
+        }
 
         let response = request
             .send()
@@ -165,10 +229,15 @@ impl Transport {
             self.count(&failure);
             return Err(failure);
         }
+        let content_type = response
+            .headers()
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
         let body = response.bytes().await.map_err(|e| {
             Failure::transient(self.transport_error(endpoint, e)).with_retry_after(retry_after)
         })?;
-        envelope::open(endpoint, &body).map_err(|f| {
+        R::read(endpoint, body, content_type).map_err(|f| {
             let f = f.with_retry_after(retry_after);
             self.count(&f);
             f
@@ -268,6 +337,39 @@ mod tests {
         );
         assert_eq!(call.endpoint, "/x/y z");
         assert!(call.body.is_none());
+        Ok(())
+    }
+
+    #[test]
+    fn downloads_send_the_token_only_to_the_api_host() -> Result<(), ApiError> {
+        let transport = Transport::new(
+            "https://example.test/api".into(),
+            HeaderValue::from_static("Asia/Singapore"),
+            Duration::from_secs(1),
+            Limits::new(std::num::NonZeroU32::MIN, 1),
+            RetryPolicy {
+                max_retries: 0,
+                min_backoff: Duration::ZERO,
+                max_backoff: Duration::ZERO,
+            },
+        )?;
+        let own = transport.download_call("https://example.test:443/rec/1.mp3?x=1")?;
+        assert!(own.authorize);
+        assert_eq!(own.endpoint, "/rec/1.mp3");
+        let relative = transport.download_call(" /rec/2.mp3 ")?;
+        assert_eq!(relative.url.as_str(), "https://example.test/api/rec/2.mp3");
+        assert!(relative.authorize);
+        assert!(
+            !transport
+                .download_call("https://cdn.other/rec/3.mp3")?
+                .authorize
+        );
+        assert!(
+            !transport
+                .download_call("http://example.test/rec/4.mp3")?
+                .authorize
+        );
+        assert!(transport.download_call("ftp://example.test/x").is_err());
         Ok(())
     }
 

@@ -81,8 +81,8 @@ pub struct Faults {
     /// after it normally would: the "late arriving data" a lookback has to catch.
     pub late_fraction: f64,
     pub late_secs: i64,
-    /// Searches overlapping `[broken_from, broken_to)`, and partycdrs of calls starting in
-    /// it, always answer HTTP 500: a window the client can never complete.
+    /// Searches overlapping `[broken_from, broken_to)`, and partycdrs and recordings of
+    /// calls starting in it, always answer HTTP 500: a window the client can never complete.
     pub broken_from: Option<DateTime<Utc>>,
     pub broken_to: Option<DateTime<Utc>>,
     /// Some pages come back shorter than the page size they report, so a client paging

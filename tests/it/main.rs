@@ -8,4 +8,5 @@ mod e2e;
 mod reports_e2e;
 mod sim;
 mod sim_reports;
+mod snapshots_e2e;
 mod storage;

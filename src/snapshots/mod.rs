@@ -1,0 +1,373 @@
+//! Pipelines that are not time-windowed searches (issue 3, parts 5-7):
+//!
+//! - `reference` ([`reference`]): a small list fetched whole and stored as the table's
+//!   single current file on each run (`indicator_plans`).
+//! - `snapshot` ([`snapshot`]): a paged live view stored once per interval of
+//!   `window_secs` (`agent_metrics`); a rerun in the same interval replaces it.
+//! - `recordings` ([`recordings`]): files named by the records of a parent's committed
+//!   windows, downloaded into the object store beside a table of what was stored.
+//!
+//! They share the engine (API client, warehouse, state store, clock) and the committed
+//! state model with the windowed pipelines, so `status` and locks work the same; the
+//! runner hands these kinds to [`run`].
+
+pub mod recordings;
+pub mod reference;
+pub mod snapshot;
+
+use crate::convert::{self, BatchBuilder, RowMeta};
+use crate::extract::ExtractError;
+use crate::pipeline::{Kind, Pipeline, TimeFilter};
+use crate::plan::Window;
+use crate::runner::{Engine, Mode, Report, RunError, WindowError};
+use crate::sink::{self, WindowFile};
+use crate::state::model::{Outcome, PipelineState, RunRecord};
+use crate::state::store::StateError;
+use arrow::record_batch::RecordBatch;
+use chrono::{DateTime, Utc};
+use serde_json::{Map, Value};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// The parts of a pipeline file these kinds check (`pipeline::Pipeline::parse` hands
+/// them over, so the file format stays in one place).
+#[derive(Debug)]
+pub struct DefinitionView<'a> {
+    pub kind: Kind,
+    pub endpoint: &'a str,
+    pub parent: Option<&'a str>,
+    pub page_size: Option<u32>,
+    pub has_time_filter: bool,
+    pub filter_keys: Vec<&'a str>,
+    pub has_inherit: bool,
+    pub has_child_concurrency: bool,
+    pub lag_secs: u64,
+    pub lookback_secs: u64,
+}
+
+/// Query parameters the snapshot pager sets itself.
+const SNAPSHOT_RESERVED: &[&str] = &["product", "pageNum", "pageSize"];
+
+/// Checks a `reference`, `snapshot` or `recordings` definition; returns the pipeline's
+/// (parent, parent field, time filter, page size). Keys a kind does not use are errors
+/// rather than silently ignored.
+pub fn check_definition(
+    d: &DefinitionView<'_>,
+) -> Result<(Option<String>, Option<String>, TimeFilter, u32), String> {
+    let kind = match d.kind {
+        Kind::Reference => "reference",
+        Kind::Snapshot => "snapshot",
+        Kind::Recordings => "recordings",
+        Kind::Search | Kind::Children | Kind::Report => {
+            return Err("internal: not a snapshot kind".into());
+        }
+    };
+    if d.has_time_filter || d.has_inherit {
+        return Err(format!(
+            "time_filter and inherit are not used by kind = {kind:?}; remove them"
+        ));
+    }
+    match d.kind {
+        Kind::Recordings => {
+            if !d.endpoint.is_empty() {
+                return Err("endpoint is not used by kind = \"recordings\": each talk's recordUrl is downloaded; remove it".into());
+            }
+            let parent = d.parent.ok_or_else(|| {
+                "parent is required for kind = \"recordings\" (the talks pipeline whose recordUrl is downloaded)".to_string()
+            })?;
+            if d.page_size.is_some() || !d.filter_keys.is_empty() {
+                return Err(
+                    "page_size and filters are not used by kind = \"recordings\"; remove them"
+                        .into(),
+                );
+            }
+            Ok((Some(parent.to_string()), None, TimeFilter::EpochMs, 0))
+        }
+        _ => {
+            if d.parent.is_some() || d.has_child_concurrency {
+                return Err(format!(
+                    "parent and child_concurrency are not used by kind = {kind:?}; remove them"
+                ));
+            }
+            if d.lag_secs != 0 || d.lookback_secs != 0 {
+                return Err(format!(
+                    "kind = {kind:?} stores the present state on each run: lag_secs and lookback_secs must be 0"
+                ));
+            }
+            if d.kind == Kind::Reference {
+                if d.page_size.is_some() || !d.filter_keys.is_empty() {
+                    return Err(
+                        "page_size and filters are not used by kind = \"reference\"; remove them"
+                            .into(),
+                    );
+                }
+                return Ok((None, None, TimeFilter::EpochMs, 0));
+            }
+            if let Some(k) = d.filter_keys.iter().find(|k| SNAPSHOT_RESERVED.contains(k)) {
+                return Err(format!("filters.{k} is set by the pager; remove it"));
+            }
+            let page_size = d
+                .page_size
+                .ok_or_else(|| "page_size is required for kind = \"snapshot\"".to_string())?;
+            if !(1..=10_000).contains(&page_size) {
+                return Err(format!("page_size = {page_size}: must be 1..=10000"));
+            }
+            Ok((None, None, TimeFilter::EpochMs, page_size))
+        }
+    }
+}
+
+/// Whether [`run`] drives pipelines of this kind.
+pub fn handles(kind: Kind) -> bool {
+    matches!(kind, Kind::Reference | Kind::Snapshot | Kind::Recordings)
+}
+
+/// Runs a `reference`, `snapshot` or `recordings` pipeline whose lock the caller holds;
+/// `lost` is set when the lock could not be renewed (nothing is committed then).
+pub async fn run(
+    engine: &Engine,
+    p: &Pipeline,
+    mode: Mode,
+    run_id: &str,
+    lost: &AtomicBool,
+) -> Result<Report, RunError> {
+    match p.kind {
+        Kind::Reference | Kind::Snapshot => snapshot::run(engine, p, mode, run_id, lost).await,
+        Kind::Recordings => recordings::run(engine, p, mode, run_id, lost).await,
+        Kind::Search | Kind::Children | Kind::Report => Err(RunError::Config {
+            pipeline: p.name.clone(),
+            message: "internal: a windowed search pipeline was handed to the snapshot driver"
+                .into(),
+        }),
+    }
+}
+
+/// A pipeline's committed state and its version, or a fresh state starting at `start`;
+/// refuses a state cut on another grid, as the runner does (old files would overlap or
+/// be replaced by new ones).
+pub(crate) async fn load_state(
+    engine: &Engine,
+    p: &Pipeline,
+    start: DateTime<Utc>,
+) -> Result<(Option<u64>, PipelineState), RunError> {
+    let loaded = engine
+        .state
+        .load::<PipelineState>(&p.name)
+        .await
+        .map_err(|source| state_err(p, source))?;
+    let (version, st) = match loaded {
+        Some(v) => (Some(v.version), v.value),
+        None => (
+            None,
+            PipelineState::new(
+                &p.name,
+                p.window_secs,
+                engine.settings.timezone.name(),
+                start,
+            ),
+        ),
+    };
+    if st.window_secs != p.window_secs || st.timezone != engine.settings.timezone.name() {
+        return Err(RunError::Config {
+            pipeline: p.name.clone(),
+            message: format!(
+                "its state was cut on {}-second intervals in {}, but the definition and settings now say {}-second intervals in {}; old files would overlap new ones. Restore window_secs / SOBOT_TIMEZONE, or load into a new warehouse and SOBOT_SYNC_STATE",
+                st.window_secs,
+                st.timezone,
+                p.window_secs,
+                engine.settings.timezone.name()
+            ),
+        });
+    }
+    Ok((version, st))
+}
+
+pub(crate) fn state_err(p: &Pipeline, source: StateError) -> RunError {
+    RunError::State {
+        pipeline: p.name.clone(),
+        source,
+    }
+}
+
+/// A fresh "running" record for `st.last_run`.
+pub(crate) fn running(run_id: &str, kind: &str) -> RunRecord {
+    RunRecord {
+        run_id: run_id.to_string(),
+        kind: kind.to_string(),
+        started_at: Utc::now(),
+        ended_at: None,
+        outcome: Outcome::Running,
+        windows: 0,
+        rows: 0,
+        files: 0,
+        error: None,
+    }
+}
+
+/// Closes `st.last_run` with the outcome.
+pub(crate) fn finish(st: &mut PipelineState, report: &Report, failure: Option<&RunError>) {
+    if let Some(r) = st.last_run.as_mut() {
+        r.ended_at = Some(Utc::now());
+        r.windows = report.windows;
+        r.rows = report.rows;
+        r.files = report.files;
+        r.outcome = if failure.is_some() {
+            Outcome::Failed
+        } else {
+            Outcome::Success
+        };
+        r.error = failure.map(ToString::to_string);
+    }
+}
+
+/// Refuses to commit once the lock renewal failed: another run may own the pipeline.
+pub(crate) fn lock_lost(p: &Pipeline, lost: &AtomicBool) -> Option<RunError> {
+    if lost.load(Ordering::SeqCst) {
+        return Some(state_err(
+            p,
+            StateError::Busy {
+                pipeline: p.name.clone(),
+                holder: "another run (this run's lock expired)".into(),
+                expires_at: Utc::now(),
+            },
+        ));
+    }
+    None
+}
+
+/// Converts JSON records (built here, not read from a page) into one sorted batch of
+/// the pipeline's table: records go through the same coercion as API pages, so the
+/// column rules (`_extra`, `_errors`, trimming) are the same.
+pub(crate) fn to_batch(
+    engine: &Engine,
+    p: &Pipeline,
+    records: &[Map<String, Value>],
+    w: &Window,
+    run_id: &str,
+) -> Result<RecordBatch, ExtractError> {
+    let tz = engine.settings.timezone;
+    let mut builder = BatchBuilder::new(&p.schema, tz, records.len());
+    for rec in records {
+        let text = Value::Object(rec.clone()).to_string();
+        let raw = crate::record::parse_record(&text).map_err(|detail| ExtractError::Shape {
+            endpoint: p.endpoint.clone(),
+            page: 0,
+            detail,
+        })?;
+        builder.push(&raw);
+    }
+    if builder.bad_values > 0 {
+        tracing::warn!(pipeline = %p.name, values = builder.bad_values, "values that could not be converted are null; see _errors");
+    }
+    let meta = RowMeta {
+        run_id: run_id.to_string(),
+        extracted_at_ms: Utc::now().timestamp_millis(),
+        window_start_ms: w.start.timestamp_millis(),
+        window_end_ms: w.end.timestamp_millis(),
+    };
+    let batch = builder.finish(&meta)?;
+    Ok(convert::assemble(&p.schema, &[batch])?)
+}
+
+/// Writes one interval's (or window's) rows as its file; `None` when there are none.
+pub(crate) async fn write(
+    engine: &Engine,
+    p: &Pipeline,
+    w: &Window,
+    batch: &RecordBatch,
+) -> Result<(WindowFile, Option<sink::Written>), WindowError> {
+    let file = WindowFile {
+        table: p.table.clone(),
+        dt: engine.grid(p).dt(w),
+        start: w.start,
+        end: w.end,
+    };
+    let written = sink::write_window(&engine.warehouse, &file, batch).await?;
+    Ok((file, written))
+}
+
+/// The page's list of records under any of the names the API uses.
+pub(crate) fn list_of(obj: &Map<String, Value>) -> Option<&Vec<Value>> {
+    ["list", "pageData", "records", "rows"]
+        .iter()
+        .find_map(|k| obj.get(*k).and_then(Value::as_array))
+}
+
+/// A count from a number or a numeric string.
+pub(crate) fn count_of(v: Option<&Value>) -> Option<u64> {
+    match v? {
+        Value::Number(n) => n.as_u64(),
+        Value::String(s) => s.trim().parse().ok(),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn view(kind: Kind) -> DefinitionView<'static> {
+        DefinitionView {
+            kind,
+            endpoint: "/x",
+            parent: None,
+            page_size: None,
+            has_time_filter: false,
+            filter_keys: Vec::new(),
+            has_inherit: false,
+            has_child_concurrency: false,
+            lag_secs: 0,
+            lookback_secs: 0,
+        }
+    }
+
+    #[test]
+    fn definitions_reject_keys_their_kind_does_not_use() {
+        assert!(check_definition(&view(Kind::Reference)).is_ok());
+        let mut v = view(Kind::Reference);
+        v.page_size = Some(10);
+        assert!(check_definition(&v).unwrap_err().contains("page_size"));
+        let mut v = view(Kind::Snapshot);
+        assert!(
+            check_definition(&v)
+                .unwrap_err()
+                .contains("page_size is required")
+        );
+        v.page_size = Some(50);
+        assert_eq!(check_definition(&v).map(|r| r.3), Ok(50));
+        v.filter_keys = vec!["pageNum"];
+        assert!(
+            check_definition(&v)
+                .unwrap_err()
+                .contains("filters.pageNum")
+        );
+        v.filter_keys = vec!["departmentIds"];
+        v.lag_secs = 60;
+        assert!(check_definition(&v).unwrap_err().contains("lag_secs"));
+        let mut v = view(Kind::Recordings);
+        assert!(check_definition(&v).unwrap_err().contains("endpoint"));
+        v.endpoint = "";
+        assert!(
+            check_definition(&v)
+                .unwrap_err()
+                .contains("parent is required")
+        );
+        v.parent = Some("talks");
+        v.lookback_secs = 3600;
+        v.has_child_concurrency = true;
+        assert_eq!(
+            check_definition(&v).map(|r| r.0),
+            Ok(Some("talks".to_string()))
+        );
+    }
+
+    #[test]
+    fn counts_and_lists_are_read_liberally() {
+        assert_eq!(count_of(Some(&Value::from(" 12 "))), Some(12));
+        assert_eq!(count_of(Some(&Value::from(3))), Some(3));
+        assert_eq!(count_of(Some(&Value::from(-3))), None);
+        assert_eq!(count_of(None), None);
+        let o: Map<String, Value> =
+            serde_json::from_str(r#"{"pageData": [{"a": 1}]}"#).unwrap_or_default();
+        assert_eq!(list_of(&o).map(Vec::len), Some(1));
+    }
+}
