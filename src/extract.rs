@@ -64,6 +64,8 @@ pub enum ExtractError {
         #[source]
         source: ApiError,
     },
+    #[error("the window's task stopped: {0}")]
+    Task(String),
     #[error("cannot build Arrow batch: {0}")]
     Arrow(#[from] ArrowError),
 }
@@ -116,7 +118,7 @@ async fn search_pass(
     p: &Pipeline,
     w: &Window,
     tz: Tz,
-    keep: &mut dyn FnMut(Vec<RawRecord<'_>>) -> Result<(), ExtractError>,
+    keep: &mut (dyn FnMut(Vec<RawRecord<'_>>) -> Result<(), ExtractError> + Send),
 ) -> Result<Pass, ExtractError> {
     let (start, end) = range_fields(p, w, tz);
     let mut seen: HashSet<String> = HashSet::new();
@@ -243,8 +245,8 @@ async fn complete_search(
     p: &Pipeline,
     w: &Window,
     tz: Tz,
-    keep: &mut dyn FnMut(Vec<RawRecord<'_>>) -> Result<(), ExtractError>,
-    reset: &mut dyn FnMut(),
+    keep: &mut (dyn FnMut(Vec<RawRecord<'_>>) -> Result<(), ExtractError> + Send),
+    reset: &mut (dyn FnMut() + Send),
 ) -> Result<(u64, u64), ExtractError> {
     let mut requests = 0;
     let mut last = String::new();

@@ -411,11 +411,24 @@ impl Engine {
             ..Default::default()
         };
         let window_concurrency = self.settings.window_concurrency.max(1);
-        let mut results = futures::stream::iter(tasks.iter().copied().map(|task| async move {
-            (
-                task,
-                self.extract_window(p, parent, task.window, run_id).await,
-            )
+        // Each window is extracted on a task of its own, so the decoding of windows in
+        // flight spreads over the runtime's threads instead of sharing this one.
+        let shared = Arc::new((self.clone(), p.clone(), parent.cloned(), run_id.to_string()));
+        let mut results = futures::stream::iter(tasks.iter().copied().map(|task| {
+            let shared = shared.clone();
+            let handle = AbortOnDrop(tokio::spawn(async move {
+                let (engine, p, parent, run_id) = &*shared;
+                engine
+                    .extract_window(p, parent.as_ref(), task.window, run_id)
+                    .await
+            }));
+            async move {
+                let result = match handle.join().await {
+                    Ok(r) => r,
+                    Err(join) => Err(WindowError::Extract(ExtractError::Task(join.to_string()))),
+                };
+                (task, result)
+            }
         }))
         .buffered(window_concurrency);
         // Only a backfill groups windows into wider files: an incremental run writes few
@@ -427,7 +440,7 @@ impl Engine {
         // polled, so encoding or writing in the same loop would stop every window in
         // flight for each file (an encode, a put) and each commit (a listing, a
         // conditional create). Extracted windows queue here, in order.
-        let (done_tx, mut done_rx) = tokio::sync::mpsc::channel::<Unit>(window_concurrency);
+        let (done_tx, mut done_rx) = tokio::sync::mpsc::channel::<Unit>(window_concurrency + 4);
         let failure = {
             let producer = async move {
                 while let Some((task, result)) = results.next().await {
@@ -719,6 +732,22 @@ async fn blocking<T: Send + 'static>(
         .await
         .map_err(|join| encode_err(parquet::errors::ParquetError::External(Box::new(join))))?
         .map_err(|e| encode_err(e).into())
+}
+
+/// A spawned window task that is cancelled when the run stops waiting for it (a failed
+/// window, a lost lock): windows after a failure must not keep calling the API.
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> AbortOnDrop<T> {
+    async fn join(mut self) -> Result<T, tokio::task::JoinError> {
+        (&mut self.0).await
+    }
+}
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// What the committing side receives, in window order.
