@@ -850,3 +850,40 @@ async fn bad_indicator_catalogue_exits_2_naming_the_file() {
         "a refused command wrote data or state"
     );
 }
+
+/// `demo` loads every table, `recordings` included although its shipped definition is
+/// off (and stays off: `status` says so).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn demo_loads_recordings_too() {
+    let env = CliEnv::start(t(NOW), START).await;
+    let shipped = std::fs::read_to_string(Path::new(REPO).join("pipelines/recordings.toml"))
+        .expect("read recordings.toml");
+    assert!(shipped.contains("enabled = false"), "off by default");
+    let o = env.run(&["demo"]).await;
+    o.expect_code(0);
+    let line = o
+        .stdout
+        .lines()
+        .find(|l| l.split_whitespace().next() == Some("recordings"))
+        .unwrap_or_else(|| panic!("no recordings row in the demo's table\n{}", o.all()));
+    let rows: u64 = line
+        .split_whitespace()
+        .nth(3)
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{line}"));
+    assert!(rows > 100, "{line}");
+    let mp3s = std::fs::read_dir(env.warehouse().join("recordings"))
+        .expect("recordings folder")
+        .filter_map(Result::ok)
+        .flat_map(|dt| std::fs::read_dir(dt.path()).into_iter().flatten())
+        .filter_map(Result::ok)
+        .filter(|f| f.path().extension().is_some_and(|e| e == "mp3"))
+        .count() as u64;
+    assert_eq!(mp3s, rows, "one stored MP3 per row");
+    // The definition the demo read is still off for everything else.
+    let status = env.status().await;
+    assert_eq!(
+        pipeline(&status, "recordings")["enabled"],
+        Value::Bool(false)
+    );
+}
