@@ -19,6 +19,10 @@ use std::sync::Arc;
 pub const DEMO_START: &str = "2024-03-01";
 pub const DEMO_NOW: &str = "2024-03-04T01:00:00+08:00";
 
+/// A pipeline that is off by default and that the demo runs anyway (its downloads are
+/// the simulator's small stand-in MP3s).
+pub const DEMO_ALSO_ENABLES: &str = "recordings";
+
 /// Rows in a table's Parquet files, read from their footers.
 pub async fn table_rows(loc: &crate::store::Location, table: &str) -> Result<(u64, usize), String> {
     let files = sink::list_files(loc, table)
@@ -73,7 +77,12 @@ pub async fn run(config: Option<&Path>) -> Result<(), CliError> {
         .or_insert_with(|| "16".into());
     env.insert("SOBOT_SYNC_START".into(), DEMO_START.into());
     let settings = Settings::from_sources(config, &env)?;
-    let engine = cli::engine(settings, Arc::new(FixedClock(now)))?;
+    let mut engine = cli::engine(settings, Arc::new(FixedClock(now)))?;
+    // Recordings are off by default (they are large), but the demo's are small and the
+    // demo shows every table: it switches the pipeline on for its own run only.
+    if let Some(p) = engine.catalog.pipelines.get_mut(DEMO_ALSO_ENABLES) {
+        p.enabled = true;
+    }
     println!(
         "syncing {} pipelines ({}) into {}",
         engine.catalog.select(&[]).map(|v| v.len()).unwrap_or(0),

@@ -3,6 +3,7 @@
 //! Parsing and validation are pure (no network, no storage) so that `check` and every
 //! command reject a bad definition before doing anything, with the file and key named.
 
+use crate::report::indicators::CatalogueSource;
 use crate::schema::TableSchema;
 use crate::timeutil;
 use chrono::{DateTime, Utc};
@@ -161,9 +162,20 @@ impl Pipeline {
         tz: Tz,
         schemas: &dyn Fn(&str) -> Result<TableSchema, String>,
     ) -> Result<Self, PipelineError> {
+        Self::parse_with(text, origin, tz, schemas, &CatalogueSource::BuiltIn)
+    }
+
+    /// [`Pipeline::parse`], with report indicator catalogues from `indicators`.
+    pub fn parse_with(
+        text: &str,
+        origin: &str,
+        tz: Tz,
+        schemas: &dyn Fn(&str) -> Result<TableSchema, String>,
+        indicators: &CatalogueSource,
+    ) -> Result<Self, PipelineError> {
         // Report pipelines have their own keys ([report]); see report::definition.
         if crate::report::definition::declares_report(text) {
-            return crate::report::definition::parse(text, origin, tz);
+            return crate::report::definition::parse_with(text, origin, tz, indicators);
         }
         let err = |reason: String| PipelineError {
             origin: origin.to_string(),
@@ -460,7 +472,9 @@ impl Catalog {
                 .ok_or_else(|| format!("no file {wanted} among the schemas"))?;
             TableSchema::parse(text, origin).map_err(|e| e.to_string())
         };
-        Self::from_texts(&pipeline_files, &lookup, tz, source)
+        // Indicator catalogues follow the schemas folder (report::indicators).
+        let indicators = CatalogueSource::for_schemas_dir(schemas_dir);
+        Self::from_texts_with(&pipeline_files, &lookup, &indicators, tz, source)
     }
 
     pub fn from_texts(
@@ -469,12 +483,23 @@ impl Catalog {
         tz: Tz,
         source: String,
     ) -> Result<Self, PipelineError> {
+        Self::from_texts_with(files, schemas, &CatalogueSource::BuiltIn, tz, source)
+    }
+
+    /// [`Catalog::from_texts`], with report indicator catalogues from `indicators`.
+    pub fn from_texts_with(
+        files: &[(String, String)],
+        schemas: &dyn Fn(&str) -> Result<TableSchema, String>,
+        indicators: &CatalogueSource,
+        tz: Tz,
+        source: String,
+    ) -> Result<Self, PipelineError> {
         let mut pipelines = BTreeMap::new();
         let mut tables: BTreeMap<String, String> = BTreeMap::new();
         // Which file defined each pipeline, so cross-file errors name the file to edit.
         let mut origins: BTreeMap<String, String> = BTreeMap::new();
         for (origin, text) in files {
-            let p = Pipeline::parse(text, origin, tz, schemas)?;
+            let p = Pipeline::parse_with(text, origin, tz, schemas, indicators)?;
             origins.insert(p.name.clone(), origin.clone());
             if let Some(other) = tables.insert(p.table.clone(), p.name.clone()) {
                 return Err(PipelineError {

@@ -66,7 +66,32 @@ impl Reply for envelope::Data {
 }
 
 impl Reply for super::Download {
-    fn read(_: &str, body: bytes::Bytes, content_type: Option<String>) -> Result<Self, Failure> {
+    /// A file as it is, unless the answer is not a file: Sobot reports errors with HTTP
+    /// 200 and a JSON envelope, which must not be stored as the recording. Such an
+    /// answer is read as the envelope it is (error codes retried or not as for API
+    /// calls); a success envelope or an empty body is refused too.
+    fn read(
+        endpoint: &str,
+        body: bytes::Bytes,
+        content_type: Option<String>,
+    ) -> Result<Self, Failure> {
+        let kind = content_type.as_deref().unwrap_or("").to_ascii_lowercase();
+        let json_type = kind.contains("json");
+        let audio_type = kind.starts_with("audio/");
+        let json_body = body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{');
+        if json_type || (json_body && !audio_type) {
+            envelope::open(endpoint, &body)?;
+            return Err(Failure::permanent(ApiError::Decode {
+                endpoint: endpoint.to_owned(),
+                detail: "a JSON envelope where a file was expected".into(),
+            }));
+        }
+        if body.is_empty() {
+            return Err(Failure::transient(ApiError::Decode {
+                endpoint: endpoint.to_owned(),
+                detail: "an empty body where a file was expected".into(),
+            }));
+        }
         Ok(super::Download {
             bytes: body,
             content_type,
@@ -302,6 +327,41 @@ pub(crate) fn endpoint_of(path: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn downloads_refuse_envelopes_and_empty_bodies() {
+        use super::super::Download;
+        let read = |body: &'static [u8], ct: Option<&str>| {
+            <Download as Reply>::read(
+                "/rec/1",
+                bytes::Bytes::from_static(body),
+                ct.map(String::from),
+            )
+        };
+        let mp3 = read(b"ID3\x04rest", Some("audio/mpeg")).map(|d| d.bytes.len());
+        assert_eq!(mp3.ok(), Some(8));
+        assert!(
+            read(b"{x", Some("audio/mpeg")).is_ok(),
+            "the server says audio"
+        );
+        assert!(read(b"\xff\xfb", None).is_ok());
+        // HTTP 200 with an error envelope: the envelope's class (500 is retried).
+        let e = read(b" {\"code\": 500, \"message\": \"busy\"}", None).err();
+        assert_eq!(e.map(|f| f.class), Some(Class::Transient));
+        let e = read(
+            b"{\"code\": 404, \"message\": \"no file\"}",
+            Some("application/json"),
+        )
+        .err();
+        assert_eq!(e.map(|f| f.class), Some(Class::Permanent));
+        let e = read(
+            b"{\"code\": 200, \"data\": {}}",
+            Some("application/json;charset=UTF-8"),
+        )
+        .err();
+        assert!(e.is_some_and(|f| f.error.to_string().contains("envelope where a file")));
+        assert!(read(b"", Some("audio/mpeg")).is_err());
+    }
 
     #[test]
     fn endpoint_drops_query_and_normalises_slash() {

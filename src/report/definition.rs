@@ -22,6 +22,7 @@
 //!
 //! Parsing is pure: no network, no files. Errors name the file and the key.
 
+use super::indicators::CatalogueSource;
 use super::period::{DateType, PeriodGrid};
 use super::spec::ReportSpec;
 use crate::pipeline::{Kind, Pipeline, PipelineError, TimeFilter};
@@ -111,9 +112,20 @@ fn snake_name(s: &str) -> bool {
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
 }
 
-/// Parses and validates a report pipeline. The table schema is built from the spec
-/// (`report::table::schema`), not read from `schemas/`.
+/// Parses and validates a report pipeline against the built-in indicator catalogues.
 pub fn parse(text: &str, origin: &str, tz: Tz) -> Result<Pipeline, PipelineError> {
+    parse_with(text, origin, tz, &CatalogueSource::BuiltIn)
+}
+
+/// Parses and validates a report pipeline. The table schema is built from the spec
+/// (`report::table::schema`) and the family's indicator catalogue from `indicators`
+/// (`schemas/indicators/<family>.toml`), not from a table schema file.
+pub fn parse_with(
+    text: &str,
+    origin: &str,
+    tz: Tz,
+    indicators: &CatalogueSource,
+) -> Result<Pipeline, PipelineError> {
     let err = |reason: String| PipelineError {
         origin: origin.to_string(),
         reason,
@@ -128,10 +140,8 @@ pub fn parse(text: &str, origin: &str, tz: Tz) -> Result<Pipeline, PipelineError
             f.name
         )));
     }
-    let spec = ReportSpec::from_table(&f.report, origin, &|family| {
-        Ok(super::indicators::Catalogue::embedded(family))
-    })
-    .map_err(|e| err(format!("{}: {}", e.key, e.reason)))?;
+    let spec = ReportSpec::from_table(&f.report, origin, &|family| indicators.load(family))
+        .map_err(|e| err(format!("{}: {}", e.key, e.reason)))?;
     let table = f.table.clone().unwrap_or_else(|| spec.default_table());
     if !snake_name(&table) {
         return Err(err(format!(

@@ -3,6 +3,7 @@
 //! status) carries them. A catalogue is data so that a new indicator is a schema edit.
 
 use serde::Deserialize;
+use std::path::{Path, PathBuf};
 
 /// Report families of the API document's Statistical Report section.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
@@ -107,12 +108,55 @@ impl Catalogue {
                     ind.name
                 ));
             }
+            // The name becomes a column: it must be one DuckDB and Hive take unquoted,
+            // and must not take the place of a column every report table has.
+            if !ind
+                .name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_')
+                || ind.name.starts_with('_')
+            {
+                return Err(format!(
+                    "{origin}: indicator name {:?}: only letters, digits and _, not starting with _",
+                    ind.name
+                ));
+            }
+            let taken = ["period_start", "period_end", "result_date"]
+                .iter()
+                .copied()
+                .chain(
+                    super::spec::dimension_fields(cat.family)
+                        .iter()
+                        .flat_map(|(f, c)| [*f, *c]),
+                )
+                .any(|n| n.eq_ignore_ascii_case(&ind.name));
+            if taken {
+                return Err(format!(
+                    "{origin}: indicator name {:?} is a column every {} report has",
+                    ind.name,
+                    cat.family.file_stem()
+                ));
+            }
             if !seen.insert(ind.name.as_str()) {
                 return Err(format!(
                     "{origin}: indicator {:?} is listed twice",
                     ind.name
                 ));
             }
+        }
+        Ok(cat)
+    }
+
+    /// Parses a catalogue that must be `family`'s (it is found by its file name): a file
+    /// naming another family is refused rather than silently used for the wrong report.
+    pub fn parse_for(family: Family, origin: &str, text: &str) -> Result<Self, String> {
+        let cat = Self::parse(origin, text)?;
+        if cat.family != family {
+            return Err(format!(
+                "{origin}: family = {:?}, but this file is the catalogue of {:?}",
+                cat.family.file_stem(),
+                family.file_stem()
+            ));
         }
         Ok(cat)
     }
@@ -136,6 +180,43 @@ impl Catalogue {
 
     pub fn get(&self, name: &str) -> Option<&Indicator> {
         self.indicators.iter().find(|i| i.name == name)
+    }
+}
+
+/// Where report pipelines take their indicator catalogues from. The rule is the one of
+/// table schemas: when the configured schemas folder (`SOBOT_SYNC_SCHEMAS`) exists, its
+/// `indicators/<family>.toml` are read, and a missing or invalid file is an error naming
+/// it; when the folder does not exist, the built-in copies are used. Files are read only
+/// for the families that a defined report pipeline uses, as table schemas are.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CatalogueSource {
+    BuiltIn,
+    /// The `indicators` folder inside an existing schemas folder.
+    Folder(PathBuf),
+}
+
+impl CatalogueSource {
+    /// The source for a schemas folder (see the type's documentation).
+    pub fn for_schemas_dir(schemas_dir: &Path) -> Self {
+        if schemas_dir.exists() {
+            Self::Folder(schemas_dir.join("indicators"))
+        } else {
+            Self::BuiltIn
+        }
+    }
+
+    /// The catalogue of `family`; the error names the file and what is wrong with it.
+    pub fn load(&self, family: Family) -> Result<Catalogue, String> {
+        match self {
+            Self::BuiltIn => Ok(Catalogue::embedded(family)),
+            Self::Folder(dir) => {
+                let path = dir.join(format!("{}.toml", family.file_stem()));
+                let shown = path.display().to_string();
+                let text = std::fs::read_to_string(&path)
+                    .map_err(|e| format!("{shown}: cannot read: {e}"))?;
+                Catalogue::parse_for(family, &shown, &text)
+            }
+        }
     }
 }
 
@@ -195,11 +276,59 @@ mod tests {
                 .unwrap_err()
                 .contains("listed twice")
         );
+        let one = |name: &str| {
+            format!(
+                "family = \"agents\"\n[[indicators]]\nname=\"{name}\"\nlabel=\"X\"\nkind=\"counter\"\ndirection=\"inbound\"\n"
+            )
+        };
+        assert!(Catalogue::parse("f.toml", &one("new_calls2")).is_ok());
+        for bad in [
+            "service_id",
+            "serviceName",
+            "period_start",
+            "_extra",
+            "a-b",
+            "a b",
+        ] {
+            let e = Catalogue::parse("f.toml", &one(bad)).unwrap_err();
+            assert!(e.contains("f.toml") && e.contains(bad), "{bad}: {e}");
+        }
         let unknown = "family = \"agents\"\nbogus = 1\nindicators = []\n";
         assert!(
             Catalogue::parse("f.toml", unknown)
                 .unwrap_err()
                 .contains("f.toml")
+        );
+    }
+
+    #[test]
+    fn catalogues_come_from_an_existing_schemas_folder() {
+        let missing = Path::new("/nonexistent/schemas");
+        assert_eq!(
+            CatalogueSource::for_schemas_dir(missing),
+            CatalogueSource::BuiltIn
+        );
+        let dir = tempfile::tempdir().expect("temp dir");
+        let src = CatalogueSource::for_schemas_dir(dir.path());
+        let e = src.load(Family::Agents).unwrap_err();
+        assert!(e.contains("indicators/agents.toml"), "{e}");
+        std::fs::create_dir(dir.path().join("indicators")).expect("mkdir");
+        let file = dir.path().join("indicators/agents.toml");
+        std::fs::write(&file, Family::Departments.embedded()).expect("write");
+        let e = src.load(Family::Agents).unwrap_err();
+        assert!(
+            e.contains("agents.toml") && e.contains("departments"),
+            "{e}"
+        );
+        let text = format!(
+            "{}\n[[indicators]]\nname = \"brand_new\"\nlabel = \"New\"\nkind = \"ratio\"\ndirection = \"inbound\"\n",
+            Family::Agents.embedded()
+        );
+        std::fs::write(&file, text).expect("write");
+        let cat = src.load(Family::Agents).expect("catalogue");
+        assert_eq!(
+            cat.get("brand_new").map(|i| i.kind),
+            Some(IndicatorKind::Ratio)
         );
     }
 }

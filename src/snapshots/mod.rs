@@ -11,6 +11,7 @@
 //! state model with the windowed pipelines, so `status` and locks work the same; the
 //! runner hands these kinds to [`run`].
 
+mod backfills;
 pub mod recordings;
 pub mod reference;
 pub mod snapshot;

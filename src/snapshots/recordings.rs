@@ -20,7 +20,7 @@
 //!   passed over; windows talks has not committed yet wait for it.
 //! - The access token is sent only to the API's own host (`ApiClient::download`).
 
-use super::{finish, load_state, lock_lost, running, state_err, to_batch};
+use super::{backfills, finish, load_state, lock_lost, running, state_err, to_batch};
 use crate::extract::ExtractError;
 use crate::pipeline::Pipeline;
 use crate::plan::{self, Window};
@@ -46,10 +46,12 @@ const URL_FIELD: &str = "recordUrl";
 
 /// Where a call's recording is stored, relative to the warehouse. Characters other
 /// than letters, digits, `.`, `_` and `-` in the call id become `_`, so the key is safe
-/// on every store and file system.
+/// on every store and file system; such a name also gets `-` and 8 hex digits of the
+/// id's SHA-256, so that two ids differing only there (`a/b`, `a_b`) never share an
+/// object (the second would be taken for already stored).
 pub fn object_path(table: &str, dt: chrono::NaiveDate, call_id: &str) -> String {
-    let safe: String = call_id
-        .trim()
+    let id = call_id.trim();
+    let mut safe: String = id
         .chars()
         .map(|c| {
             if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {
@@ -59,6 +61,14 @@ pub fn object_path(table: &str, dt: chrono::NaiveDate, call_id: &str) -> String 
             }
         })
         .collect();
+    if safe.starts_with('.') {
+        // Not a hidden file, nor `.` or `..`.
+        safe.replace_range(..1, "_");
+    }
+    if safe != id || safe.is_empty() {
+        safe.push('-');
+        safe.push_str(&hex::encode(Sha256::digest(id.as_bytes()))[..8]);
+    }
     format!("{table}/dt={}/{safe}.mp3", dt.format("%Y-%m-%d"))
 }
 
@@ -157,8 +167,9 @@ pub async fn run(
     let now = engine.clock.now();
 
     // (window, moves the watermark)
+    let mut backfill_idx = None;
     let tasks: Vec<(Window, bool)> = match (mode, &talks) {
-        (_, None) => Vec::new(),
+        (Mode::Incremental, None) => Vec::new(),
         (Mode::Incremental, Some(t)) => {
             let limit = (now - Duration::seconds(p.lag_secs as i64)).min(t.watermark);
             let completed = st.completed.clone();
@@ -172,22 +183,31 @@ pub async fn run(
                 .chain(planned.lookback.into_iter().map(|w| (w, false)))
                 .collect()
         }
-        (Mode::Backfill { from, to }, Some(t)) => {
+        (Mode::Backfill { from, to }, t) => {
             if from >= to {
                 return Err(config(format!(
                     "backfill range is empty: --from {from} is not before --to {to}"
                 )));
             }
-            let windows = grid.windows(grid.floor(from), grid.ceil(to));
-            if let Some(w) = windows
-                .iter()
-                .find(|w| !t.completed.covers(Span::from(**w)))
-            {
+            let (from, to) = (grid.floor(from), grid.ceil(to));
+            let windows = grid.windows(from, to);
+            if let Some(w) = windows.iter().find(|w| {
+                !t.as_ref()
+                    .is_some_and(|t| t.completed.covers(Span::from(**w)))
+            }) {
                 return Err(config(format!(
                     "{parent_name} has not loaded window {w}; backfill {parent_name} over the range first"
                 )));
             }
-            windows.into_iter().map(|w| (w, false)).collect()
+            // Recorded like every backfill: `status` lists it, and a rerun of the same
+            // range resumes past the windows it finished.
+            let (idx, done) = backfills::open(&mut st, from, to);
+            backfill_idx = Some(idx);
+            windows
+                .into_iter()
+                .filter(|w| !done.covers(Span::from(*w)))
+                .map(|w| (w, false))
+                .collect()
         }
     };
     let kind = match mode {
@@ -234,6 +254,9 @@ pub async fn run(
                 if advances && w.start == st.watermark {
                     st.watermark = w.end;
                 }
+                if let Some(i) = backfill_idx {
+                    backfills::done(&mut st, i, w);
+                }
                 report.windows += 1;
                 if !advances && matches!(mode, Mode::Incremental) {
                     report.lookback_windows += 1;
@@ -261,6 +284,9 @@ pub async fn run(
                 break;
             }
         }
+    }
+    if let Some(i) = backfill_idx {
+        backfills::close(&mut st, i, &grid, failure.is_none());
     }
     finish(&mut st, &report, failure.as_ref());
     report.watermark = Some(st.watermark);
@@ -627,10 +653,22 @@ mod tests {
             object_path("recordings", dt, " abc-1.2_x "),
             "recordings/dt=2024-03-01/abc-1.2_x.mp3"
         );
+        let odd = object_path("recordings", dt, "a/b?c");
+        assert!(odd.starts_with("recordings/dt=2024-03-01/a_b_c-"), "{odd}");
         assert_eq!(
-            object_path("recordings", dt, "a/b?c"),
-            "recordings/dt=2024-03-01/a_b_c.mp3"
+            odd.len(),
+            "recordings/dt=2024-03-01/a_b_c-12345678.mp3".len()
         );
+        // Ids that differ only in characters that are replaced get different objects.
+        assert_ne!(odd, object_path("recordings", dt, "a_b_c"));
+        assert_ne!(odd, object_path("recordings", dt, "a?b/c"));
+        // Ids that would name no file, or a hidden or relative one, get the suffix too.
+        for (id, name) in [("..", "_."), ("", ""), (".", "_")] {
+            let p = object_path("recordings", dt, id);
+            let file = p.trim_start_matches("recordings/dt=2024-03-01/");
+            assert!(file.starts_with(&format!("{name}-")), "{p}");
+            assert_eq!(file.len(), name.len() + 13, "{p}");
+        }
     }
 
     #[test]

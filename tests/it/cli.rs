@@ -808,3 +808,82 @@ async fn secrets_never_printed() {
         outputs[1].all()
     );
 }
+
+/// A broken indicator catalogue in the configured schemas folder (SOBOT_SYNC_SCHEMAS) is
+/// refused like a broken table schema: exit 2 naming the file and the fault, nothing
+/// written. So is a missing one: the folder exists, so the built-in copies are not used.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_indicator_catalogue_exits_2_naming_the_file() {
+    let mut env = CliEnv::start(t(NOW), START).await;
+    let now = env.now_arg();
+    let schemas = env.path().join("schemas-bad-indicators");
+    copy_dir(&Path::new(REPO).join("schemas"), &schemas);
+    let file = schemas.join("indicators").join("agents.toml");
+    let text = std::fs::read_to_string(&file).expect("read catalogue");
+    let bad = text.replacen("kind = \"ratio\"", "kind = \"percent\"", 1);
+    assert_ne!(bad, text);
+    std::fs::write(&file, bad).expect("write catalogue");
+    env.set("SOBOT_SYNC_SCHEMAS", &schemas.display().to_string());
+    for cmd in ["run", "check"] {
+        let o = if cmd == "run" {
+            env.run(&["run", "--now", &now]).await
+        } else {
+            env.run(&["check"]).await
+        };
+        assert_config_error(
+            &o,
+            &format!("{cmd}: catalogue with an unknown kind"),
+            &["indicators/agents.toml", "percent"],
+        );
+    }
+    std::fs::write(&file, text).expect("restore catalogue");
+    std::fs::remove_file(schemas.join("indicators").join("departments.toml")).expect("remove");
+    let o = env.run(&["run", "--now", &now]).await;
+    assert_config_error(
+        &o,
+        "missing catalogue",
+        &["indicators/departments.toml", "cannot read"],
+    );
+    assert_eq!(
+        files_under(&env.warehouse()),
+        0,
+        "a refused command wrote data or state"
+    );
+}
+
+/// `demo` loads every table, `recordings` included although its shipped definition is
+/// off (and stays off: `status` says so).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn demo_loads_recordings_too() {
+    let env = CliEnv::start(t(NOW), START).await;
+    let shipped = std::fs::read_to_string(Path::new(REPO).join("pipelines/recordings.toml"))
+        .expect("read recordings.toml");
+    assert!(shipped.contains("enabled = false"), "off by default");
+    let o = env.run(&["demo"]).await;
+    o.expect_code(0);
+    let line = o
+        .stdout
+        .lines()
+        .find(|l| l.split_whitespace().next() == Some("recordings"))
+        .unwrap_or_else(|| panic!("no recordings row in the demo's table\n{}", o.all()));
+    let rows: u64 = line
+        .split_whitespace()
+        .nth(3)
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{line}"));
+    assert!(rows > 100, "{line}");
+    let mp3s = std::fs::read_dir(env.warehouse().join("recordings"))
+        .expect("recordings folder")
+        .filter_map(Result::ok)
+        .flat_map(|dt| std::fs::read_dir(dt.path()).into_iter().flatten())
+        .filter_map(Result::ok)
+        .filter(|f| f.path().extension().is_some_and(|e| e == "mp3"))
+        .count() as u64;
+    assert_eq!(mp3s, rows, "one stored MP3 per row");
+    // The definition the demo read is still off for everything else.
+    let status = env.status().await;
+    assert_eq!(
+        pipeline(&status, "recordings")["enabled"],
+        Value::Bool(false)
+    );
+}

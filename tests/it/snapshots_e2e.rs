@@ -385,3 +385,170 @@ async fn recordings_stored_local() {
 async fn recordings_stored_s3() {
     recordings_stored(Warehouse::s3().await).await;
 }
+
+/// A recordings backfill is recorded in state like other backfills: `status` lists it
+/// while a failed download keeps it open, the watermark stays, and a rerun of the same
+/// range resumes past the windows it finished, downloading only what is missing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recordings_backfill_is_listed_and_resumes() {
+    let start = t("2024-03-01T09:00:00+08:00");
+    let now = t("2024-03-01T12:40:00+08:00");
+    let end = t("2024-03-01T12:00:00+08:00");
+    let config = SimConfig {
+        now: Some(now + Duration::days(1)),
+        ..SimConfig::default()
+    };
+    let mut rig = Rig::new(config, Warehouse::local().await, start).await;
+    rig.set("SOBOT_MAX_RETRIES", "1");
+    rig.set("SOBOT_RETRY_MIN_BACKOFF_MS", "1");
+    rig.set("SOBOT_RETRY_MAX_BACKOFF_MS", "2");
+    let ds = rig.sim.dataset();
+    let engine = rig.engine(now);
+    let (b_from, b_to) = (t("2024-03-01T06:00:00+08:00"), start);
+    run(&engine, "talks").await.expect("talks");
+    engine
+        .run(
+            &pipeline(&engine, "talks"),
+            Mode::Backfill {
+                from: b_from,
+                to: b_to,
+            },
+        )
+        .await
+        .expect("talks backfill");
+    run(&engine, "recordings").await.expect("recordings");
+    assert_eq!(watermark(&engine, "recordings").await, end);
+
+    let broken = t("2024-03-01T07:00:00+08:00");
+    rig.sim.set_faults(Faults {
+        broken_from: Some(broken),
+        broken_to: Some(broken + Duration::hours(1)),
+        ..Faults::default()
+    });
+    let p = pipeline(&engine, "recordings");
+    let range = Mode::Backfill {
+        from: b_from,
+        to: b_to,
+    };
+    let err = engine.run(&p, range).await.expect_err("broken hour");
+    match &err {
+        RunError::Window { window, .. } => assert_eq!(window.start, broken),
+        other => panic!("expected a window failure, got {other}"),
+    }
+    let st = cli::load_state(&engine.state, "recordings")
+        .await
+        .expect("state")
+        .expect("some");
+    assert_eq!(st.watermark, end, "a backfill leaves the watermark");
+    assert_eq!(st.backfills.len(), 1, "{:?}", st.backfills);
+    let b = &st.backfills[0];
+    assert_eq!((b.from, b.to), (b_from, b_to));
+    assert!(b.is_open());
+    assert_eq!(
+        b.done.0,
+        vec![sobot_sync::state::model::Span {
+            start: b_from,
+            end: broken
+        }]
+    );
+    let rows = sobot_sync::status::collect(&engine.catalog, &engine.state, now)
+        .await
+        .expect("status");
+    let row = rows
+        .iter()
+        .find(|r| r.pipeline == "recordings")
+        .expect("row");
+    assert_eq!(row.backfills.len(), 1);
+    assert!(!row.backfills[0].finished);
+
+    // Cleared: the same backfill resumes at the broken hour; the hour before it is not
+    // visited again.
+    rig.sim.set_faults(Faults::default());
+    let with_url = |from: DateTime<Utc>, to: DateTime<Utc>| -> BTreeSet<String> {
+        ds.talks(from, to)
+            .into_iter()
+            .filter(|t| {
+                t["recordUrl"]
+                    .as_str()
+                    .is_some_and(|u| !u.trim().is_empty())
+            })
+            .map(|t| t["callID"].as_str().expect("callID").trim().to_string())
+            .collect()
+    };
+    let before = rig.sim.stats().count("recordings");
+    let done = engine.run(&p, range).await.expect("resumed");
+    assert_eq!(done.windows, 2, "07:00 and 08:00 only");
+    let asked = rig.sim.stats().count("recordings") - before;
+    assert_eq!(
+        asked,
+        with_url(broken, b_to).len() as u64,
+        "the two hours' recordings, nothing of 06:00"
+    );
+    let st = cli::load_state(&engine.state, "recordings")
+        .await
+        .expect("state")
+        .expect("some");
+    assert_eq!(st.watermark, end);
+    assert!(st.backfills.iter().all(|b| !b.is_open()));
+    let rows = sobot_sync::status::collect(&engine.catalog, &engine.state, now)
+        .await
+        .expect("status");
+    let row = rows
+        .iter()
+        .find(|r| r.pipeline == "recordings")
+        .expect("row");
+    assert!(row.backfills.iter().all(|b| b.finished));
+    assert!(row.gaps.is_empty(), "{:?}", row.gaps);
+    let table = table::read(&engine, "recordings").await;
+    table.assert_keys_exactly("call_id", &with_url(b_from, end));
+
+    // The finished range again: nothing to do.
+    let again = engine.run(&p, range).await.expect("rerun");
+    assert_eq!(again.windows, 0);
+}
+
+/// Sobot reports errors with HTTP 200 and a JSON envelope: a recording download answered
+/// so is retried like any API call, and the envelope is never stored as the MP3.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recording_downloads_answered_with_an_envelope_are_retried() {
+    let start = t("2024-03-01T09:00:00+08:00");
+    let now = t("2024-03-01T11:40:00+08:00");
+    let config = SimConfig {
+        now: Some(now + Duration::days(1)),
+        ..SimConfig::default()
+    };
+    let mut rig = Rig::new(config, Warehouse::local().await, start).await;
+    rig.set("SOBOT_RETRY_MIN_BACKOFF_MS", "1");
+    rig.set("SOBOT_RETRY_MAX_BACKOFF_MS", "2");
+    let engine = rig.engine(now);
+    run(&engine, "talks").await.expect("talks");
+    rig.sim.set_faults(Faults {
+        envelope_error_every: Some(3),
+        ..Faults::default()
+    });
+    let report = run(&engine, "recordings").await.expect("recordings");
+    rig.sim.set_faults(Faults::default());
+    assert!(report.rows > 3, "{report:?}");
+    let table = table::read(&engine, "recordings").await;
+    let loc = &engine.warehouse;
+    let mut checked = 0;
+    for f in &table.files {
+        let b = &f.batch;
+        for i in 0..b.num_rows() {
+            let path = str_at(b, "object_path", i).expect("object_path");
+            let stored = loc
+                .store()
+                .get(&loc.path(&path))
+                .await
+                .unwrap_or_else(|e| panic!("{path}: {e}"))
+                .bytes()
+                .await
+                .expect("object bytes");
+            assert!(stored.starts_with(b"ID3"), "{path} is not the MP3");
+            let sha = hex::encode(Sha256::digest(&stored));
+            assert_eq!(str_at(b, "sha256", i), Some(sha), "{path}");
+            checked += 1;
+        }
+    }
+    assert_eq!(checked as u64, report.rows);
+}
