@@ -13,7 +13,6 @@ use arrow::compute::filter_record_batch;
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
 use chrono::{DateTime, NaiveDateTime, Utc};
-use object_store::ObjectStoreExt;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
 /// The column every row carries with the start of the window it was extracted in.
@@ -79,14 +78,7 @@ pub async fn read_file(
         path: shown.clone(),
         message,
     };
-    let bytes = loc
-        .store()
-        .get(&loc.path(rel))
-        .await
-        .map_err(|e| read_err(e.to_string()))?
-        .bytes()
-        .await
-        .map_err(|e| read_err(e.to_string()))?;
+    let bytes = super::fetch(loc, rel).await?;
     let reader = ParquetRecordBatchReaderBuilder::try_new(bytes)
         .and_then(|b| b.build())
         .map_err(|e| read_err(e.to_string()))?;

@@ -135,23 +135,7 @@ pub async fn write_window(
     let encoded = if batch.num_rows() == 0 {
         None
     } else {
-        let owned = batch.clone();
-        let shown = loc.display(&file.relative_path());
-        // Encoding is CPU-bound; keep it off the runtime's worker threads.
-        let bytes = tokio::task::spawn_blocking(move || encode(&owned))
-            .await
-            .map_err(|join| SinkError::Encode {
-                path: shown.clone(),
-                source: parquet::errors::ParquetError::External(Box::new(join)),
-            })?
-            .map_err(|source| SinkError::Encode {
-                path: shown,
-                source,
-            })?;
-        Some(Encoded {
-            bytes,
-            rows: batch.num_rows(),
-        })
+        Some(encode_off_thread(loc.display(&file.relative_path()), batch.clone()).await?)
     };
     put_and_replace(loc, file, overlapping, encoded).await
 }
@@ -375,10 +359,15 @@ async fn delete(loc: &Location, rel: &str) -> Result<(), SinkError> {
 
 /// Encodes and stores one file with a single put.
 async fn put_file(loc: &Location, rel: &str, batch: RecordBatch) -> Result<Written, SinkError> {
-    let shown = loc.display(rel);
+    let encoded = encode_off_thread(loc.display(rel), batch).await?;
+    put_bytes(loc, rel, encoded).await
+}
+
+/// Encodes a batch on the blocking pool: encoding is CPU-bound for tens of milliseconds
+/// per window, and on the runtime's worker threads it would stall API requests of other
+/// pipelines. `shown` names the file in errors.
+async fn encode_off_thread(shown: String, batch: RecordBatch) -> Result<Encoded, SinkError> {
     let rows = batch.num_rows();
-    // Encoding is CPU-bound for tens of milliseconds per window; keep it off the runtime's
-    // worker threads so API requests of other pipelines keep flowing.
     let bytes = tokio::task::spawn_blocking(move || encode(&batch))
         .await
         .map_err(|join| SinkError::Encode {
@@ -389,7 +378,22 @@ async fn put_file(loc: &Location, rel: &str, batch: RecordBatch) -> Result<Writt
             path: shown.clone(),
             source,
         })?;
-    put_bytes(loc, rel, Encoded { bytes, rows }).await
+    Ok(Encoded { bytes, rows })
+}
+
+/// The bytes of a stored file; errors name the file.
+pub async fn fetch(loc: &Location, rel: &str) -> Result<bytes::Bytes, SinkError> {
+    let read_err = |message: String| SinkError::Read {
+        path: loc.display(rel),
+        message,
+    };
+    loc.store()
+        .get(&loc.path(rel))
+        .await
+        .map_err(|e| read_err(e.to_string()))?
+        .bytes()
+        .await
+        .map_err(|e| read_err(e.to_string()))
 }
 
 /// Stores encoded bytes with a single put: whole or not at all.

@@ -490,14 +490,7 @@ async fn read_columns(
         path: loc.display(rel),
         message,
     };
-    let bytes = loc
-        .store()
-        .get(&loc.path(rel))
-        .await
-        .map_err(|e| read_err(e.to_string()))?
-        .bytes()
-        .await
-        .map_err(|e| read_err(e.to_string()))?;
+    let bytes = crate::sink::fetch(loc, rel).await?;
     let builder =
         ParquetRecordBatchReaderBuilder::try_new(bytes).map_err(|e| read_err(e.to_string()))?;
     let roots: Vec<usize> = columns
