@@ -3,8 +3,8 @@
 //! The state is committed after every file, in window order, with a conditional put:
 //! the watermark only ever moves past a window whose file is written and whose count
 //! matched the API's total. A file holds one window, or in a backfill a run of
-//! consecutive windows of one `dt` partition. A failure leaves every earlier window committed and the
-//! watermark at the failed window's start.
+//! consecutive windows of one `dt` partition. A failure leaves every earlier window
+//! committed and the watermark at the failed window's start.
 
 use crate::api::ApiClient;
 use crate::clock::SharedClock;
