@@ -587,35 +587,9 @@ impl Engine {
             {
                 b.finished_at = Some(Utc::now());
             }
-            // Keep the list short: open backfills and the 20 newest finished ones.
-            let finished: Vec<usize> = st
-                .backfills
-                .iter()
-                .enumerate()
-                .filter(|(_, b)| !b.is_open())
-                .map(|(i, _)| i)
-                .collect();
-            if finished.len() > 20 {
-                let drop_n = finished.len() - 20;
-                let mut k = 0;
-                st.backfills.retain(|b| {
-                    if !b.is_open() && k < drop_n {
-                        k += 1;
-                        return false;
-                    }
-                    true
-                });
-            }
         }
-        if let Some(r) = st.last_run.as_mut() {
-            r.ended_at = Some(Utc::now());
-            r.outcome = if failure.is_some() {
-                Outcome::Failed
-            } else {
-                Outcome::Success
-            };
-            r.error = failure.as_ref().map(|e| e.to_string());
-        }
+        st.trim_backfills();
+        st.close_run(failure.as_ref().map(|e| e.to_string()));
         report.watermark = Some(st.watermark);
         // Record the outcome even after a failure; a conflict here means another run
         // took over, which the failure (if any) already explains.

@@ -400,25 +400,9 @@ pub async fn run_locked(
         {
             b.finished_at = Some(Utc::now());
         }
-        let finished = st.base.backfills.iter().filter(|b| !b.is_open()).count();
-        let mut drop_n = finished.saturating_sub(20);
-        st.base.backfills.retain(|b| {
-            if !b.is_open() && drop_n > 0 {
-                drop_n -= 1;
-                return false;
-            }
-            true
-        });
     }
-    if let Some(r) = st.base.last_run.as_mut() {
-        r.ended_at = Some(Utc::now());
-        r.outcome = if failure.is_some() {
-            Outcome::Failed
-        } else {
-            Outcome::Success
-        };
-        r.error = failure.as_ref().map(|e| e.to_string());
-    }
+    st.base.trim_backfills();
+    st.base.close_run(failure.as_ref().map(|e| e.to_string()));
     report.watermark = Some(st.base.watermark);
     if counts.restated_periods > 0 || counts.amount_mismatches > 0 {
         tracing::warn!(pipeline = %p.name, "{counts}");

@@ -7,9 +7,6 @@ use crate::plan::{Grid, Window};
 use crate::state::model::{BackfillState, Ledger, PipelineState, Span};
 use chrono::{DateTime, Utc};
 
-/// Finished entries kept (the newest); open ones are always kept.
-const KEEP_FINISHED: usize = 20;
-
 /// The entry of `[from, to)`, added if new: its index and the windows already done.
 pub(crate) fn open(
     st: &mut PipelineState,
@@ -48,7 +45,7 @@ pub(crate) fn done(st: &mut PipelineState, idx: usize, w: Window) {
 
 /// At the end of a run: marks entry `idx` finished when the run succeeded and every
 /// window of its range is done, then drops the oldest finished entries beyond
-/// [`KEEP_FINISHED`].
+/// [`KEEP_FINISHED_BACKFILLS`].
 pub(crate) fn close(st: &mut PipelineState, idx: usize, grid: &Grid, succeeded: bool) {
     if let Some(b) = st.backfills.get_mut(idx)
         && succeeded
@@ -59,20 +56,13 @@ pub(crate) fn close(st: &mut PipelineState, idx: usize, grid: &Grid, succeeded: 
     {
         b.finished_at = Some(Utc::now());
     }
-    let finished = st.backfills.iter().filter(|b| !b.is_open()).count();
-    let mut drop_n = finished.saturating_sub(KEEP_FINISHED);
-    st.backfills.retain(|b| {
-        if !b.is_open() && drop_n > 0 {
-            drop_n -= 1;
-            return false;
-        }
-        true
-    });
+    st.trim_backfills();
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::state::model::KEEP_FINISHED_BACKFILLS;
     use chrono::TimeZone;
 
     fn t(h: u32) -> DateTime<Utc> {
@@ -115,7 +105,7 @@ mod tests {
         close(&mut st, i, &grid, false);
         assert_eq!(
             st.backfills.iter().filter(|b| !b.is_open()).count(),
-            KEEP_FINISHED
+            KEEP_FINISHED_BACKFILLS
         );
         assert_eq!(st.backfills.iter().filter(|b| b.is_open()).count(), 1);
     }

@@ -207,17 +207,11 @@ pub(crate) fn running(run_id: &str, kind: &str) -> RunRecord {
 /// Closes `st.last_run` with the outcome.
 pub(crate) fn finish(st: &mut PipelineState, report: &Report, failure: Option<&RunError>) {
     if let Some(r) = st.last_run.as_mut() {
-        r.ended_at = Some(Utc::now());
         r.windows = report.windows;
         r.rows = report.rows;
         r.files = report.files;
-        r.outcome = if failure.is_some() {
-            Outcome::Failed
-        } else {
-            Outcome::Success
-        };
-        r.error = failure.map(ToString::to_string);
     }
+    st.close_run(failure.map(ToString::to_string));
 }
 
 /// Refuses to commit once the lock renewal failed: another run may own the pipeline.

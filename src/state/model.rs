@@ -119,7 +119,37 @@ pub struct PipelineState {
     pub last_run: Option<RunRecord>,
 }
 
+/// Finished backfills kept in state; open ones are always kept.
+pub const KEEP_FINISHED_BACKFILLS: usize = 20;
+
 impl PipelineState {
+    /// Closes `last_run` (if any) now, as a success or with `failure`'s message.
+    pub fn close_run(&mut self, failure: Option<String>) {
+        if let Some(r) = self.last_run.as_mut() {
+            r.ended_at = Some(Utc::now());
+            r.outcome = if failure.is_some() {
+                Outcome::Failed
+            } else {
+                Outcome::Success
+            };
+            r.error = failure;
+        }
+    }
+
+    /// Keeps the backfill list short: every open backfill and the
+    /// [`KEEP_FINISHED_BACKFILLS`] newest finished ones.
+    pub fn trim_backfills(&mut self) {
+        let finished = self.backfills.iter().filter(|b| !b.is_open()).count();
+        let mut drop_n = finished.saturating_sub(KEEP_FINISHED_BACKFILLS);
+        self.backfills.retain(|b| {
+            if !b.is_open() && drop_n > 0 {
+                drop_n -= 1;
+                return false;
+            }
+            true
+        });
+    }
+
     pub fn new(pipeline: &str, window_secs: u64, timezone: &str, start: DateTime<Utc>) -> Self {
         Self {
             format: FORMAT,
