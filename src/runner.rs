@@ -487,12 +487,8 @@ impl Engine {
                                 break;
                             }
                         };
-                        if lost.load(Ordering::SeqCst) {
-                            failure = Some(state_err(StateError::Busy {
-                                pipeline: p.name.clone(),
-                                holder: "another run (this run's lock expired)".into(),
-                                expires_at: Utc::now(),
-                            }));
+                        if let Some(lost) = lock_lost(p, lost) {
+                            failure = Some(lost);
                             break;
                         }
                         for done in &done {
@@ -706,6 +702,18 @@ async fn blocking<T: Send + 'static>(
         .await
         .map_err(|join| encode_err(parquet::errors::ParquetError::External(Box::new(join))))?
         .map_err(|e| encode_err(e).into())
+}
+
+/// Refuses to commit once the lock renewal failed: another run may own the pipeline.
+pub(crate) fn lock_lost(p: &Pipeline, lost: &AtomicBool) -> Option<RunError> {
+    lost.load(Ordering::SeqCst).then(|| RunError::State {
+        pipeline: p.name.clone(),
+        source: StateError::Busy {
+            pipeline: p.name.clone(),
+            holder: "another run (this run's lock expired)".into(),
+            expires_at: Utc::now(),
+        },
+    })
 }
 
 /// A spawned window task that is cancelled when the run stops waiting for it (a failed

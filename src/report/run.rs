@@ -47,7 +47,6 @@ use crate::plan::Window;
 use crate::runner::{Engine, Mode, Report, RunError, WindowError};
 use crate::sink::{self, WindowFile};
 use crate::state::model::{BackfillState, Outcome, PipelineState, RunRecord, Span};
-use crate::state::store::StateError;
 use crate::timeutil;
 use arrow::record_batch::RecordBatch;
 use chrono::{DateTime, Duration, Utc};
@@ -55,7 +54,7 @@ use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use std::collections::{BTreeMap, HashSet};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 
 /// What a report run adds to the run report.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
@@ -348,12 +347,8 @@ pub async fn run_locked(
                 break;
             }
         };
-        if lost.load(Ordering::SeqCst) {
-            failure = Some(state_err(StateError::Busy {
-                pipeline: p.name.clone(),
-                holder: "another run (this run's lock expired)".into(),
-                expires_at: Utc::now(),
-            }));
+        if let Some(lost) = crate::runner::lock_lost(p, lost) {
+            failure = Some(lost);
             break;
         }
         st.base.completed.add(Span::from(w));

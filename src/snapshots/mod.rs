@@ -27,7 +27,7 @@ use crate::state::store::StateError;
 use arrow::record_batch::RecordBatch;
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 
 /// The parts of a pipeline file these kinds check (`pipeline::Pipeline::parse` hands
 /// them over, so the file format stays in one place).
@@ -214,20 +214,7 @@ pub(crate) fn finish(st: &mut PipelineState, report: &Report, failure: Option<&R
     st.close_run(failure.map(ToString::to_string));
 }
 
-/// Refuses to commit once the lock renewal failed: another run may own the pipeline.
-pub(crate) fn lock_lost(p: &Pipeline, lost: &AtomicBool) -> Option<RunError> {
-    if lost.load(Ordering::SeqCst) {
-        return Some(state_err(
-            p,
-            StateError::Busy {
-                pipeline: p.name.clone(),
-                holder: "another run (this run's lock expired)".into(),
-                expires_at: Utc::now(),
-            },
-        ));
-    }
-    None
-}
+pub(crate) use crate::runner::lock_lost;
 
 /// Converts JSON records (built here, not read from a page) into one sorted batch of
 /// the pipeline's table: records go through the same coercion as API pages, so the
