@@ -12,12 +12,13 @@ use arrow::array::{
     ArrayRef, BooleanBuilder, Float64Builder, Int64Builder, StringBuilder,
     TimestampMillisecondBuilder,
 };
-use arrow::compute::{SortColumn, concat_batches, lexsort_to_indices, take_record_batch};
+use arrow::compute::{
+    LexicographicalComparator, SortColumn, concat_batches, lexsort_to_indices, take_record_batch,
+};
 use arrow::error::ArrowError;
 use arrow::record_batch::RecordBatch;
 use chrono_tz::Tz;
 use serde_json::Value;
-use serde_json::value::RawValue;
 use std::borrow::Cow;
 use std::sync::Arc;
 
@@ -82,6 +83,15 @@ fn compact_json(text: &str) -> Cow<'_, str> {
     }
 }
 
+/// `str::trim` for values that are rarely padded: looks at the ends before scanning.
+fn trim(s: &str) -> &str {
+    let b = s.as_bytes();
+    match (b.first(), b.last()) {
+        (Some(f), Some(l)) if f.is_ascii_graphic() && l.is_ascii_graphic() => s,
+        _ => s.trim(),
+    }
+}
+
 /// Coerces one API value to a column type. `Err` carries why, for `_errors`.
 ///
 /// Rules (CONTRACT section 4): `""` and `null` are null for every non-text type;
@@ -93,8 +103,8 @@ pub fn coerce<'a>(ty: ColumnType, v: Scalar<'a>, tz: Tz) -> Result<Cell<'a>, Str
     }
     match ty {
         ColumnType::String => Ok(match v {
-            Scalar::Str(Cow::Borrowed(s)) => Cell::Str(Cow::Borrowed(s.trim())),
-            Scalar::Str(Cow::Owned(s)) => Cell::Str(Cow::Owned(s.trim().to_owned())),
+            Scalar::Str(Cow::Borrowed(s)) => Cell::Str(Cow::Borrowed(trim(s))),
+            Scalar::Str(Cow::Owned(s)) => Cell::Str(Cow::Owned(trim(&s).to_owned())),
             Scalar::Num(n) => Cell::Str(Cow::Borrowed(n)),
             Scalar::Bool(b) => Cell::Str(Cow::Borrowed(if b { "true" } else { "false" })),
             Scalar::Nested(t) => Cell::Str(compact_json(t)),
@@ -102,7 +112,7 @@ pub fn coerce<'a>(ty: ColumnType, v: Scalar<'a>, tz: Tz) -> Result<Cell<'a>, Str
         }),
         ColumnType::Json => Ok(match v {
             Scalar::Str(s) => {
-                let t = s.trim();
+                let t = trim(&s);
                 if t.is_empty() {
                     Cell::Null
                 } else if serde_json::from_str::<Value>(t)
@@ -122,8 +132,8 @@ pub fn coerce<'a>(ty: ColumnType, v: Scalar<'a>, tz: Tz) -> Result<Cell<'a>, Str
             Scalar::Num(n) => parse_int_text(n)
                 .map(Cell::Int)
                 .ok_or_else(|| "not a whole number".into()),
-            Scalar::Str(s) if s.trim().is_empty() => Ok(Cell::Null),
-            Scalar::Str(s) => parse_int_text(s.trim())
+            Scalar::Str(s) if trim(&s).is_empty() => Ok(Cell::Null),
+            Scalar::Str(s) => parse_int_text(trim(&s))
                 .map(Cell::Int)
                 .ok_or_else(|| "not a whole number".into()),
             Scalar::Bool(b) => Ok(Cell::Int(i64::from(b))),
@@ -136,9 +146,8 @@ pub fn coerce<'a>(ty: ColumnType, v: Scalar<'a>, tz: Tz) -> Result<Cell<'a>, Str
                 .filter(|f| f.is_finite())
                 .map(Cell::Float)
                 .ok_or_else(|| "not a number".into()),
-            Scalar::Str(s) if s.trim().is_empty() => Ok(Cell::Null),
-            Scalar::Str(s) => s
-                .trim()
+            Scalar::Str(s) if trim(&s).is_empty() => Ok(Cell::Null),
+            Scalar::Str(s) => trim(&s)
                 .parse::<f64>()
                 .ok()
                 .filter(|f| f.is_finite())
@@ -150,7 +159,7 @@ pub fn coerce<'a>(ty: ColumnType, v: Scalar<'a>, tz: Tz) -> Result<Cell<'a>, Str
             Scalar::Bool(b) => Ok(Cell::Bool(b)),
             Scalar::Num("0") => Ok(Cell::Bool(false)),
             Scalar::Num("1") => Ok(Cell::Bool(true)),
-            Scalar::Str(s) => match s.trim().to_ascii_lowercase().as_str() {
+            Scalar::Str(s) => match trim(&s).to_ascii_lowercase().as_str() {
                 "" => Ok(Cell::Null),
                 "true" | "1" => Ok(Cell::Bool(true)),
                 "false" | "0" => Ok(Cell::Bool(false)),
@@ -167,7 +176,7 @@ fn coerce_time<'a>(v: Scalar<'_>, tz: Tz) -> Result<Cell<'a>, String> {
     let ms = match v {
         Scalar::Num(n) => parse_int_text(n).ok_or("not epoch milliseconds")?,
         Scalar::Str(s) => {
-            let t = s.trim();
+            let t = trim(&s);
             if t.is_empty() {
                 return Ok(Cell::Null);
             }
@@ -210,8 +219,8 @@ pub fn record_key(schema: &TableSchema, record: &RawRecord<'_>) -> Option<String
         let v = lookup(schema, record, col)?;
         let part: Cow<'_, str> = match scalar(v) {
             Scalar::Str(s) => match s {
-                Cow::Borrowed(b) => Cow::Borrowed(b.trim()),
-                Cow::Owned(o) => Cow::Owned(o.trim().to_owned()),
+                Cow::Borrowed(b) => Cow::Borrowed(trim(b)),
+                Cow::Owned(o) => Cow::Owned(trim(&o).to_owned()),
             },
             Scalar::Num(n) => Cow::Borrowed(n),
             Scalar::Null => return None,
@@ -231,18 +240,12 @@ pub fn record_key(schema: &TableSchema, record: &RawRecord<'_>) -> Option<String
 
 /// The value of a column's field (or one of its aliases) in a record; the field's own
 /// name wins over an alias.
-fn lookup<'r>(schema: &TableSchema, record: &RawRecord<'r>, col: usize) -> Option<&'r RawValue> {
+fn lookup<'r>(schema: &TableSchema, record: &RawRecord<'r>, col: usize) -> Option<&'r str> {
     let c = &schema.columns[col];
-    let mut alias = None;
-    for (k, v) in &record.fields {
-        if k.as_ref() == c.field {
-            return Some(v);
-        }
-        if alias.is_none() && schema.by_field.get(k.as_ref()) == Some(&col) {
-            alias = Some(*v);
-        }
+    if let Some(v) = record.get(&c.field) {
+        return Some(v);
     }
-    alias
+    c.aliases.iter().find_map(|alias| record.get(alias))
 }
 
 enum ColumnBuilder {
@@ -371,7 +374,7 @@ impl<'s> BatchBuilder<'s> {
                     self.extra_buf
                         .push_str(&Value::String(field.to_string()).to_string());
                     self.extra_buf.push(':');
-                    self.extra_buf.push_str(&compact_json(value.get().trim()));
+                    self.extra_buf.push_str(&compact_json(value.trim()));
                 }
             }
         }
@@ -390,7 +393,7 @@ impl<'s> BatchBuilder<'s> {
                     builder.append(Cell::Null);
                     errors.push(serde_json::json!({
                         "field": field,
-                        "value": serde_json::from_str::<Value>(value.get()).unwrap_or(Value::Null),
+                        "value": serde_json::from_str::<Value>(value).unwrap_or(Value::Null),
                         "error": why,
                     }));
                 }
@@ -441,7 +444,10 @@ impl<'s> BatchBuilder<'s> {
 /// Joins a window's page batches into one batch sorted by time, then key, so files are
 /// laid out for range pruning and reruns give byte-stable order.
 pub fn assemble(schema: &TableSchema, batches: &[RecordBatch]) -> Result<RecordBatch, ArrowError> {
-    let batch = concat_batches(&schema.arrow, batches)?;
+    let batch = match batches {
+        [one] => one.clone(),
+        _ => concat_batches(&schema.arrow, batches)?,
+    };
     if batch.num_rows() < 2 {
         return Ok(batch);
     }
@@ -454,6 +460,12 @@ pub fn assemble(schema: &TableSchema, batches: &[RecordBatch]) -> Result<RecordB
             values: batch.column(k).clone(),
             options: None,
         });
+    }
+    // The API mostly answers in time order already: a check costs one comparison per
+    // row, a sort and the copy of every column much more.
+    let order = LexicographicalComparator::try_new(&sort)?;
+    if (1..batch.num_rows()).all(|i| order.compare(i - 1, i) != std::cmp::Ordering::Greater) {
+        return Ok(batch);
     }
     let indices = lexsort_to_indices(&sort, None)?;
     take_record_batch(&batch, &indices)
@@ -470,7 +482,7 @@ mod tests {
     const SG: Tz = chrono_tz::Asia::Singapore;
 
     fn c(ty: ColumnType, v: Value) -> Result<Cell<'static>, String> {
-        let raw = RawValue::from_string(v.to_string()).unwrap();
+        let raw = v.to_string();
         coerce(ty, scalar(&raw), SG).map(Cell::into_owned)
     }
 
@@ -603,6 +615,28 @@ type = "local_time"
                 .value(1),
             "r1"
         );
+    }
+
+    #[test]
+    fn assemble_keeps_rows_already_in_order_and_trims_only_padded_values() {
+        assert_eq!(trim("abc"), "abc");
+        assert_eq!(trim(" abc\t"), "abc");
+        assert_eq!(trim("\u{3000}abc"), "abc");
+        assert_eq!(trim(""), "");
+        let s = schema();
+        let meta = RowMeta {
+            run_id: "r".into(),
+            extracted_at_ms: 1,
+            window_start_ms: 2,
+            window_end_ms: 3,
+        };
+        let mut b = BatchBuilder::new(&s, SG, 4);
+        for (id, t) in [("a", 1000), ("b", 1000), ("c", 2000), ("d", 2000)] {
+            b.push(&parse_record(&rec(json!({"callID": id, "startTime": t}))).unwrap());
+        }
+        let out = assemble(&s, &[b.finish(&meta).unwrap()]).unwrap();
+        let ids: Vec<&str> = out.column(0).as_string::<i32>().iter().flatten().collect();
+        assert_eq!(ids, ["a", "b", "c", "d"]);
     }
 
     #[test]

@@ -15,7 +15,7 @@ use crate::api::{ApiClient, ApiError};
 use crate::convert::{self, BatchBuilder, RowMeta};
 use crate::pipeline::{Pipeline, TimeFilter};
 use crate::plan::Window;
-use crate::record::{self, RawRecord, Scalar, scalar};
+use crate::record::{RawRecord, Scalar, scalar};
 use crate::timeutil;
 use arrow::error::ArrowError;
 use arrow::record_batch::RecordBatch;
@@ -23,10 +23,10 @@ use chrono::Duration;
 use chrono_tz::Tz;
 use futures::{StreamExt, TryStreamExt};
 use serde_json::Value;
-use serde_json::value::RawValue;
 
 /// Fields a child record takes from its parent: (child field, raw value).
-type Inherited = Vec<(String, Box<RawValue>)>;
+/// Fields a child inherits: (name, value as JSON text).
+type Inherited = Vec<(String, String)>;
 use std::collections::HashSet;
 
 /// Full-window fetches before a count mismatch fails the window.
@@ -135,19 +135,22 @@ async fn search_pass(
         body.insert("pageNum".into(), page_num.into());
         body.insert("pageSize".into(), size.into());
         let page_no = u32::try_from(page_num).unwrap_or(u32::MAX);
-        let data = client
-            .post_raw(&p.endpoint, &Value::Object(body))
+        let (text, index) = client
+            .post_page(&p.endpoint, &Value::Object(body))
             .await
             .map_err(|source| ExtractError::Api {
                 page: page_no,
                 source,
-            })?;
+            })?
+            .into_parts();
         requests += 1;
-        let page = record::read_page(data.get()).map_err(|detail| ExtractError::Shape {
-            endpoint: p.endpoint.clone(),
-            page: page_no,
-            detail,
-        })?;
+        let page = index
+            .map_err(|detail| ExtractError::Shape {
+                endpoint: p.endpoint.clone(),
+                page: page_no,
+                detail,
+            })?
+            .into_page(&text);
         let page_total = page.total.ok_or_else(|| ExtractError::Shape {
             endpoint: p.endpoint.clone(),
             page: page_no,
@@ -365,9 +368,7 @@ pub async fn children_window(
                 continue;
             };
             let mut inherited: Inherited = Vec::with_capacity(p.inherit.len() + 1);
-            if let Ok(raw) = RawValue::from_string(Value::String(id.clone()).to_string()) {
-                inherited.push((parent_field.clone(), raw));
-            }
+            inherited.push((parent_field.clone(), Value::String(id.clone()).to_string()));
             for (child_field, parent_src) in &p.inherit {
                 if let Some(v) = r.get(parent_src) {
                     inherited.push((child_field.clone(), v.to_owned()));
@@ -397,7 +398,7 @@ pub async fn children_window(
         let path = endpoint_of(&id);
         async move {
             let data = client
-                .get_raw(&path, &[])
+                .get_page(&path, &[])
                 .await
                 .map_err(|source| ExtractError::Child {
                     key: id.clone(),
@@ -417,11 +418,14 @@ pub async fn children_window(
     let mut fetched = 0u64;
     while let Some((id, data, inherited)) = answers.try_next().await? {
         requests += 1;
-        let page = record::read_page(data.get()).map_err(|detail| ExtractError::Shape {
-            endpoint: p.endpoint.clone(),
-            page: 1,
-            detail: format!("children of {id}: {detail}"),
-        })?;
+        let (text, index) = data.into_parts();
+        let page = index
+            .map_err(|detail| ExtractError::Shape {
+                endpoint: p.endpoint.clone(),
+                page: 1,
+                detail: format!("children of {id}: {detail}"),
+            })?
+            .into_page(&text);
         for mut obj in page.records {
             for (k, v) in &inherited {
                 obj.inherit(k, v);

@@ -90,6 +90,8 @@ pub struct Column {
     pub name: String,
     pub field: String,
     pub ty: ColumnType,
+    /// Other spellings of `field`, tried when the record has no `field`.
+    pub aliases: Vec<String>,
 }
 
 /// Columns every table has after the data columns.
@@ -177,6 +179,7 @@ impl TableSchema {
                 name,
                 field: c.field.clone(),
                 ty: c.ty,
+                aliases: c.aliases.clone(),
             });
         }
         let find = |n: &str| {

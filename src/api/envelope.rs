@@ -6,6 +6,7 @@
 
 use super::ApiError;
 use super::retry::{Class, Failure};
+use crate::record::{self, PageIndex};
 use serde_json::Value;
 use serde_json::value::RawValue;
 use std::collections::HashMap;
@@ -132,31 +133,58 @@ pub(crate) fn open(endpoint: &str, body: &[u8]) -> Result<Data, Failure> {
             decode(format!("malformed envelope ({} bytes)", body.len()))
         }
     })?;
-    let Some(code) = code_of(&envelope) else {
-        return Err(decode("the envelope has no numeric `code`".into()));
+    let data = envelope
+        .get("data")
+        .filter(|raw| raw.get().trim() != "null");
+    verdict(endpoint, code_of(&envelope), data.is_some(), || {
+        message_of(&envelope)
+    })?;
+    match data {
+        // `raw` borrows from `text`: its position there is its range.
+        Some(raw) => {
+            let start = raw.get().as_ptr() as usize - text.as_ptr() as usize;
+            Ok(Data {
+                body: text.to_owned(),
+                start,
+                end: start + raw.get().len(),
+            })
+        }
+        None => Err(no_data(endpoint)),
+    }
+}
+
+fn no_data(endpoint: &str) -> Failure {
+    Failure::permanent(ApiError::Decode {
+        endpoint: endpoint.to_owned(),
+        detail: "the envelope says code 200 but carries no `data`".into(),
+    })
+}
+
+/// What the envelope's `code` (and the presence of `data`) make of an answer.
+fn verdict(
+    endpoint: &str,
+    code: Option<i64>,
+    has_data: bool,
+    message: impl FnOnce() -> String,
+) -> Result<(), Failure> {
+    let Some(code) = code else {
+        return Err(Failure::transient(ApiError::Decode {
+            endpoint: endpoint.to_owned(),
+            detail: "the envelope has no numeric `code`".into(),
+        }));
     };
     let class = classify_code(code);
     if class == CodeClass::Success {
-        return match envelope.get("data") {
-            Some(raw) if raw.get().trim() != "null" => {
-                // `raw` borrows from `text`: its position there is its range.
-                let start = raw.get().as_ptr() as usize - text.as_ptr() as usize;
-                Ok(Data {
-                    body: text.to_owned(),
-                    start,
-                    end: start + raw.get().len(),
-                })
-            }
-            _ => Err(Failure::permanent(ApiError::Decode {
-                endpoint: endpoint.to_owned(),
-                detail: "the envelope says code 200 but carries no `data`".into(),
-            })),
+        return if has_data {
+            Ok(())
+        } else {
+            Err(no_data(endpoint))
         };
     }
     let error = ApiError::Envelope {
         endpoint: endpoint.to_owned(),
         code,
-        message: message_of(&envelope),
+        message: message(),
     };
     let failure = match class {
         CodeClass::Unauthorized => Failure::new(error, Class::Unauthorized),
@@ -164,6 +192,69 @@ pub(crate) fn open(endpoint: &str, body: &[u8]) -> Result<Data, Failure> {
         CodeClass::Transient | CodeClass::Success => Failure::transient(error),
     };
     Err(failure.with_rate_limited(code == 429))
+}
+
+/// A page answer: the body, and the page in its `data`, read in the same pass as the
+/// envelope (scanning a body for the end of `data` first cost as much as reading the
+/// page). A `data` that is not a page is kept as the reason, for the caller to report
+/// with its own context: asking again would not change it.
+pub struct PageData {
+    body: String,
+    page: Result<PageIndex, String>,
+}
+
+impl PageData {
+    /// The body, and the page read from it (positions into the body) or why `data` is
+    /// not a page.
+    pub fn into_parts(self) -> (String, Result<PageIndex, String>) {
+        (self.body, self.page)
+    }
+}
+
+impl std::fmt::Debug for PageData {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "PageData({} bytes)", self.body.len())
+    }
+}
+
+/// Like [`open`], for answers whose `data` is a page of records.
+pub(crate) fn open_page(endpoint: &str, body: bytes::Bytes) -> Result<PageData, Failure> {
+    let decode = |detail: String| {
+        Failure::transient(ApiError::Decode {
+            endpoint: endpoint.to_owned(),
+            detail,
+        })
+    };
+    let len = body.len();
+    if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return Err(decode("the body is not a JSON object".into()));
+    }
+    // Usually no copy: reqwest hands over the only reference to the buffer.
+    let text = String::from_utf8(Vec::from(body)).map_err(|e| {
+        decode(format!(
+            "the body is not UTF-8 (at byte {})",
+            e.utf8_error().valid_up_to()
+        ))
+    })?;
+    let (fields, page) = record::read_enveloped(&text).map_err(|e| {
+        if e.is_syntax() || e.is_eof() {
+            decode(format!("malformed JSON ({len} bytes): {e}"))
+        } else {
+            decode(format!("malformed envelope ({len} bytes)"))
+        }
+    })?;
+    let envelope: Fields<'_> = fields
+        .into_iter()
+        .map(|(k, v)| (k.into_owned(), v))
+        .collect();
+    verdict(endpoint, code_of(&envelope), page.is_some(), || {
+        message_of(&envelope)
+    })?;
+    drop(envelope);
+    match page {
+        Some(page) => Ok(PageData { body: text, page }),
+        None => Err(no_data(endpoint)),
+    }
 }
 
 #[cfg(test)]

@@ -16,7 +16,7 @@ mod transport;
 
 use crate::secret::Secret;
 use auth::{Token, TokenSource};
-pub use envelope::Data;
+pub use envelope::{Data, PageData};
 use reqwest::Method;
 use reqwest::header::HeaderValue;
 use retry::{Class, Failure, RetryPolicy};
@@ -258,6 +258,26 @@ impl ApiClient {
     /// into column builders instead of building a `Value` tree first.
     pub async fn post_raw(&self, path: &str, body: &Value) -> Result<Data, ApiError> {
         self.request(Method::POST, path, &[], Some(body)).await
+    }
+
+    /// Like `post`, for an answer whose `data` is a page of records: the envelope and
+    /// the page are read in one pass.
+    pub async fn post_page(&self, path: &str, body: &Value) -> Result<PageData, ApiError> {
+        let call = self
+            .inner
+            .transport
+            .call(Method::POST, path, &[], Some(body))?;
+        self.send(call).await
+    }
+
+    /// Like `get`, for an answer whose `data` is a page of records.
+    pub async fn get_page(
+        &self,
+        path: &str,
+        query: &[(String, String)],
+    ) -> Result<PageData, ApiError> {
+        let call = self.inner.transport.call(Method::GET, path, query, None)?;
+        self.send(call).await
     }
 
     /// Like `get`, with `data` as unparsed JSON text.

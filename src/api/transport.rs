@@ -65,6 +65,12 @@ impl Reply for envelope::Data {
     }
 }
 
+impl Reply for envelope::PageData {
+    fn read(endpoint: &str, body: bytes::Bytes, _: Option<String>) -> Result<Self, Failure> {
+        envelope::open_page(endpoint, body)
+    }
+}
+
 impl Reply for super::Download {
     /// A file as it is, unless the answer is not a file: Sobot reports errors with HTTP
     /// 200 and a JSON envelope, which must not be stored as the recording. Such an
