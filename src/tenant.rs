@@ -28,6 +28,7 @@ use chrono_tz::Tz;
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::path::Path;
+use tracing::Instrument;
 
 /// The settings file key holding the `[tenants.<name>]` tables.
 pub const FILE_KEY: &str = "tenants";
@@ -465,8 +466,10 @@ where
     let total = selected.len();
     let runs = selected.into_iter().map(|s| {
         let name = s.tenant.clone().unwrap_or_default();
+        // Log lines of tenants running at once say whose they are.
+        let span = tracing::info_span!("tenant", tenant = %name);
         let run = f(s);
-        async move { (name, run.await) }
+        async move { (name, run.await) }.instrument(span)
     });
     let results = futures::future::join_all(runs).await;
     let mut failed = Vec::new();

@@ -389,6 +389,24 @@ async fn a_busy_tenant_does_not_block_the_other() {
         .expect("acme talks row");
     assert_eq!(acme_talks["watermark"], "2024-01-02T15:00:00Z");
 
+    // check proves every tenant's own credentials, and names the one that fails.
+    let o = env.run(&["check"]).await;
+    o.expect_code(0);
+    assert!(o.stdout.contains("---- tenant acme") && o.stdout.contains("---- tenant globex"));
+    env.set("SOBOT_TENANT_GLOBEX_APP_SECRET", "wrong-secret");
+    let o = env.run(&["check"]).await;
+    o.expect_code(1);
+    assert!(
+        o.stdout.contains("FAIL tenant globex: API credentials"),
+        "{}",
+        o.all()
+    );
+    assert!(!o.all().contains("wrong-secret"), "{}", o.all());
+    let o = env.run(&["check", "--tenant", "acme"]).await;
+    o.expect_code(0);
+    assert!(!o.stdout.contains("globex"), "{}", o.all());
+    env.set("SOBOT_TENANT_GLOBEX_APP_SECRET", "globex-secret");
+
     // Bad tenant settings: exit 2, naming the setting, secrets never shown.
     env.set("SOBOT_TENANT_GLOBEX_MAX_RPS", "fast");
     let o = env.run(&["status"]).await;
