@@ -168,7 +168,9 @@ max_rps = 12
         .map(|s| cli::engine(s, Arc::new(FixedClock(now))).expect("engine builds"))
         .collect();
     assert_eq!(engines.len(), 2);
-    let names = ["talks".to_string(), "agent_histories".to_string()];
+    // indicator_plans keeps one current file and deletes the older ones it lists: a
+    // tenant's listing must never reach another tenant's file.
+    let names = ["talks", "agent_histories", "indicator_plans"].map(String::from);
     let runs = engines.iter().map(|e| cli::run_pipelines(e, &names));
     for (result, e) in futures::future::join_all(runs)
         .await
@@ -177,7 +179,7 @@ max_rps = 12
     {
         let reports =
             result.unwrap_or_else(|err| panic!("tenant {:?} runs: {err}", e.settings.tenant));
-        assert_eq!(reports.len(), 2);
+        assert_eq!(reports.len(), 3);
     }
 
     // Windows end where the lags put them, for both; each started at its local midnight.
@@ -257,6 +259,14 @@ max_rps = 12
         [day(1), day(2)].into()
     );
     assert_eq!(partitions(&stored, "talks", "globex"), [day(1)].into());
+    assert_eq!(
+        partitions(&stored, "indicator_plans", "acme"),
+        [day(2)].into()
+    );
+    assert_eq!(
+        partitions(&stored, "indicator_plans", "globex"),
+        [day(1)].into()
+    );
     // Nothing outside a tenant partition, and no state outside the tenants' folders.
     for f in &stored {
         if f.starts_with("_state/") {
