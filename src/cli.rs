@@ -39,6 +39,9 @@ pub enum Command {
         /// Pretend the current time is TIME (RFC 3339 or a date).
         #[arg(long, value_name = "TIME")]
         now: Option<String>,
+        /// issue 4: only this tenant (default: every configured tenant).
+        #[arg(long, value_name = "NAME")]
+        tenant: Option<String>,
     },
     /// Load the historical range [from, to) of one pipeline; resumable, never moves the watermark.
     Backfill {
@@ -49,6 +52,9 @@ pub enum Command {
         to: String,
         #[arg(long, value_name = "TIME")]
         now: Option<String>,
+        /// issue 4: the tenant (needed when several are configured).
+        #[arg(long, value_name = "NAME")]
+        tenant: Option<String>,
     },
     /// Where each pipeline stands: watermark, lag, gaps, last run, open backfills.
     Status {
@@ -57,9 +63,16 @@ pub enum Command {
         json: bool,
         #[arg(long, value_name = "TIME")]
         now: Option<String>,
+        /// issue 4: only this tenant (default: every configured tenant).
+        #[arg(long, value_name = "NAME")]
+        tenant: Option<String>,
     },
     /// Validate settings, pipelines and schemas, prove storage access, then prove the credentials with one cheap API call.
-    Check,
+    Check {
+        /// issue 4: only this tenant (default: every configured tenant).
+        #[arg(long, value_name = "NAME")]
+        tenant: Option<String>,
+    },
     /// Compare the relay number report with the talks, per final day; exit 1 on a difference beyond the tolerance.
     Reconcile {
         /// First day (RFC 3339 or a date; default: the first day both tables loaded).
@@ -73,6 +86,9 @@ pub enum Command {
         tolerance: Option<String>,
         #[arg(long, value_name = "TIME")]
         now: Option<String>,
+        /// issue 4: the tenant (needed when several are configured).
+        #[arg(long, value_name = "NAME")]
+        tenant: Option<String>,
     },
     /// The built-in Sobot API simulator.
     Sim(Box<sim::SimArgs>),
@@ -110,33 +126,62 @@ pub async fn main(cli: Cli) -> ExitCode {
             .await
             .map_err(|e| CliError::Config(format!("simulator: {e}"))),
         Command::Demo => crate::demo::run(cli.config.as_deref()).await,
-        Command::Check => check(cli.config.as_deref()).await,
+        Command::Check { tenant } => check(cli.config.as_deref(), tenant.as_deref()).await,
         Command::Reconcile {
             from,
             to,
             tolerance,
             now,
+            tenant,
         } => {
             let args = crate::report::reconcile_cmd::Args {
                 from,
                 to,
                 tolerance,
                 now,
+                tenant,
             };
             crate::report::reconcile_cmd::run(cli.config.as_deref(), &args).await
         }
-        Command::Status { json, now } => {
-            status_cmd(cli.config.as_deref(), json, now.as_deref()).await
+        Command::Status { json, now, tenant } => {
+            status_cmd(
+                cli.config.as_deref(),
+                json,
+                now.as_deref(),
+                tenant.as_deref(),
+            )
+            .await
         }
-        Command::Run { pipelines, now } => {
-            run_cmd(cli.config.as_deref(), &pipelines, now.as_deref()).await
+        Command::Run {
+            pipelines,
+            now,
+            tenant,
+        } => {
+            run_cmd(
+                cli.config.as_deref(),
+                &pipelines,
+                now.as_deref(),
+                tenant.as_deref(),
+            )
+            .await
         }
         Command::Backfill {
             pipeline,
             from,
             to,
             now,
-        } => backfill_cmd(cli.config.as_deref(), &pipeline, &from, &to, now.as_deref()).await,
+            tenant,
+        } => {
+            backfill_cmd(
+                cli.config.as_deref(),
+                &pipeline,
+                &from,
+                &to,
+                now.as_deref(),
+                tenant.as_deref(),
+            )
+            .await
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -172,6 +217,8 @@ pub fn locations(settings: &Settings) -> Result<(Location, StateStore), CliError
         .map_err(|e| CliError::Config(format!("setting SOBOT_SYNC_WAREHOUSE: {e}")))?;
     let state = Location::parse(&settings.state_url(), &settings.s3)
         .map_err(|e| CliError::Config(format!("setting SOBOT_SYNC_STATE: {e}")))?;
+    // issue 4: one tenant's tables and state (unchanged without tenants).
+    let (warehouse, state) = crate::tenant::scope(settings, warehouse, state)?;
     Ok((warehouse, StateStore::new(state)))
 }
 
@@ -199,9 +246,9 @@ fn run_error(e: RunError) -> CliError {
     }
 }
 
-fn print_report(r: &Report) {
+fn print_report(tenant: &str, r: &Report) {
     println!(
-        "{}: {} windows ({} lookback), {} rows, {} files, {} requests; watermark {}",
+        "{tenant}{}: {} windows ({} lookback), {} rows, {} files, {} requests; watermark {}",
         r.pipeline,
         r.windows,
         r.lookback_windows,
@@ -237,12 +284,12 @@ pub async fn run_pipelines(engine: &Engine, names: &[String]) -> Result<Vec<Repo
         for r in results {
             match r {
                 Ok(rep) => {
-                    print_report(&rep);
+                    print_report(&crate::tenant::label(&engine.settings), &rep);
                     reports.push(rep);
                 }
                 Err(e) => {
                     let config = e.is_config();
-                    eprintln!("error: {e}");
+                    eprintln!("error: {}{e}", crate::tenant::label(&engine.settings));
                     errors.push((config, e.to_string()));
                 }
             }
@@ -269,11 +316,17 @@ async fn run_cmd(
     config: Option<&std::path::Path>,
     names: &[String],
     now: Option<&str>,
+    tenant: Option<&str>,
 ) -> Result<(), CliError> {
     let settings = Settings::load(config)?;
-    let clock = clock(&settings, now)?;
-    let engine = engine(settings, clock)?;
-    run_pipelines(&engine, names).await.map(|_| ())
+    // issue 4: every selected tenant at once, each with its own engine.
+    let selected = crate::tenant::select(&settings, tenant)?;
+    crate::tenant::each(selected, |settings| async move {
+        let clock = clock(&settings, now)?;
+        let engine = engine(settings, clock)?;
+        run_pipelines(&engine, names).await.map(|_| ())
+    })
+    .await
 }
 
 async fn backfill_cmd(
@@ -282,8 +335,9 @@ async fn backfill_cmd(
     from: &str,
     to: &str,
     now: Option<&str>,
+    tenant: Option<&str>,
 ) -> Result<(), CliError> {
-    let settings = Settings::load(config)?;
+    let settings = crate::tenant::one(&Settings::load(config)?, tenant, "backfill")?;
     let tz = settings.timezone;
     let from =
         timeutil::parse_time(from, tz).map_err(|why| CliError::Config(format!("--from: {why}")))?;
@@ -303,7 +357,7 @@ async fn backfill_cmd(
         .run(&p, Mode::Backfill { from, to })
         .await
         .map_err(run_error)?;
-    print_report(&report);
+    print_report(&crate::tenant::label(&engine.settings), &report);
     Ok(())
 }
 
@@ -311,14 +365,23 @@ async fn status_cmd(
     config: Option<&std::path::Path>,
     json: bool,
     now: Option<&str>,
+    tenant: Option<&str>,
 ) -> Result<(), CliError> {
-    let settings = Settings::load(config)?;
-    let clock = clock(&settings, now)?;
-    let catalog = load_catalog(&settings)?;
-    let (_, state) = locations(&settings)?;
-    let rows = status::collect(&catalog, &state, clock.now())
-        .await
-        .map_err(|e| CliError::Failed(e.to_string()))?;
+    let all = Settings::load(config)?;
+    let mut rows = Vec::new();
+    // issue 4: one block of rows per tenant, each row naming its tenant.
+    for settings in crate::tenant::select(&all, tenant)? {
+        let clock = clock(&settings, now)?;
+        let catalog = load_catalog(&settings)?;
+        let (_, state) = locations(&settings)?;
+        let mut tenant_rows = status::collect(&catalog, &state, clock.now())
+            .await
+            .map_err(|e| CliError::Failed(format!("{}{e}", crate::tenant::label(&settings))))?;
+        for row in &mut tenant_rows {
+            row.tenant = settings.tenant.clone();
+        }
+        rows.extend(tenant_rows);
+    }
     if json {
         let text =
             serde_json::to_string_pretty(&rows).map_err(|e| CliError::Failed(e.to_string()))?;
@@ -329,12 +392,37 @@ async fn status_cmd(
     Ok(())
 }
 
-async fn check(config: Option<&std::path::Path>) -> Result<(), CliError> {
+async fn check(config: Option<&std::path::Path>, tenant: Option<&str>) -> Result<(), CliError> {
     let settings = Settings::load(config)?;
     println!(
         "ok   settings ({})",
         config.map_or("environment only".into(), |p| p.display().to_string())
     );
+    // issue 4: every selected tenant in turn, each proving its own storage and credentials.
+    let selected = crate::tenant::select(&settings, tenant)?;
+    if selected.len() == 1 && selected[0].tenant.is_none() {
+        return check_one(settings).await;
+    }
+    let mut failures = Vec::new();
+    for settings in selected {
+        let label = crate::tenant::label(&settings);
+        println!("---- {}", label.trim_end_matches([':', ' ']));
+        if let Err(e) = check_one(settings).await {
+            println!("FAIL {label}{e}");
+            failures.push(e);
+        }
+    }
+    match failures.len() {
+        0 => Ok(()),
+        n if failures.iter().all(|e| matches!(e, CliError::Config(_))) => {
+            Err(CliError::Config(format!("{n} tenant(s) failed the check")))
+        }
+        n => Err(CliError::Failed(format!("{n} tenant(s) failed the check"))),
+    }
+}
+
+/// `check` for one tenant's settings (or the only settings without tenants).
+async fn check_one(settings: Settings) -> Result<(), CliError> {
     let catalog = load_catalog(&settings)?;
     println!(
         "ok   {} pipeline definitions and their schemas ({}): {}",

@@ -76,7 +76,8 @@ pub async fn run(config: Option<&Path>) -> Result<(), CliError> {
     env.entry("SOBOT_MAX_CONCURRENCY".into())
         .or_insert_with(|| "16".into());
     env.insert("SOBOT_SYNC_START".into(), DEMO_START.into());
-    let settings = Settings::from_sources(config, &env)?;
+    let mut settings = Settings::from_sources(config, &env)?;
+    settings.tenants.clear(); // issue 4: the demo is single-tenant, whatever the config lists.
     let mut engine = cli::engine(settings, Arc::new(FixedClock(now)))?;
     // Recordings are off by default (they are large), but the demo's are small and the
     // demo shows every table: it switches the pipeline on for its own run only.

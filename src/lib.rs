@@ -26,4 +26,5 @@ pub mod snapshots;
 pub mod state;
 pub mod status;
 pub mod store;
+pub mod tenant;
 pub mod timeutil;

@@ -177,6 +177,13 @@ pub struct Settings {
     /// runner's `amount` check (`report::reconcile::Tolerance`; default exact).
     pub reconcile_tolerance: crate::report::reconcile::Tolerance,
     pub s3: S3Options,
+    /// issue 4 (multi-tenant): the configured tenants (`[tenants.<name>]` in the file,
+    /// `SOBOT_TENANTS` and `SOBOT_TENANT_<NAME>_<FIELD>`, see `tenant`); empty: one
+    /// tenant, the layout of CONTRACT section 3.
+    pub tenants: Vec<crate::tenant::TenantSettings>,
+    /// issue 4: set on one tenant's effective settings (`Settings::for_tenant`); scopes
+    /// that tenant's tables and state (`tenant::scope`).
+    pub tenant: Option<String>,
 }
 
 impl Settings {
@@ -206,7 +213,10 @@ impl Settings {
                 );
             }
         }
-        Self::from_raw(&raw)
+        let mut settings = Self::from_raw(&raw)?;
+        // issue 4: the tenants, read from the same file and environment.
+        settings.tenants = crate::tenant::load(config_file, env, &settings)?;
+        Ok(settings)
     }
 
     fn from_raw(raw: &BTreeMap<&'static str, Raw>) -> Result<Self, ConfigError> {
@@ -341,6 +351,8 @@ impl Settings {
                 region: get("AWS_REGION"),
                 allow_http,
             },
+            tenants: Vec::new(),
+            tenant: None,
         })
     }
 
@@ -393,6 +405,9 @@ fn read_file(path: &Path, raw: &mut BTreeMap<&'static str, Raw>) -> Result<(), C
         )
     })?;
     for (key, value) in table {
+        if key == crate::tenant::FILE_KEY {
+            continue; // issue 4: `[tenants.<name>]` tables, read by `tenant::load`.
+        }
         let Some(known) = KNOWN.iter().find(|k| file_key(k.env) == key) else {
             let names: Vec<String> = KNOWN.iter().map(|k| file_key(k.env)).collect();
             return Err(ConfigError::new(

@@ -29,6 +29,9 @@ pub struct StatusRow {
     /// Report pipelines only: up to when periods are final (`report::run::settle_row`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub report: Option<crate::report::run::SettleRow>,
+    /// issue 4: the tenant the row belongs to; absent without tenants.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tenant: Option<String>,
 }
 
 pub fn row(
@@ -60,6 +63,7 @@ pub fn row(
             })
             .unwrap_or_default(),
         report: crate::report::run::settle_row(p, st, now),
+        tenant: None,
     }
 }
 
@@ -93,7 +97,10 @@ pub fn render(rows: &[StatusRow]) -> String {
         let wm = r.watermark.map_or("never run".into(), |w| w.to_rfc3339());
         let lag = r.lag_secs.map_or("-".into(), human_secs);
         out.push_str(&format!(
-            "{}{} (table {}): watermark {wm}, lag {lag}\n",
+            "{}{}{} (table {}): watermark {wm}, lag {lag}\n",
+            r.tenant
+                .as_ref()
+                .map_or(String::new(), |t| format!("[{t}] ")),
             r.pipeline,
             if r.enabled { "" } else { " [disabled]" },
             r.table

@@ -44,6 +44,9 @@ pub struct Location {
     prefix: Path,
     url: String,
     local: Option<PathBuf>,
+    /// issue 4 (multi-tenant): a Hive partition folder (`tenant=acme`) placed under the
+    /// first segment (the table) of every relative key; see [`Location::with_table_partition`].
+    table_partition: Option<String>,
 }
 
 impl std::fmt::Debug for Location {
@@ -86,6 +89,7 @@ impl Location {
             prefix: Path::from(prefix),
             url: redact_userinfo(url),
             local: None,
+            table_partition: None,
         }
     }
 
@@ -102,7 +106,7 @@ impl Location {
     /// Empty segments (leading, trailing or doubled `/`) are ignored.
     pub fn path(&self, rel: &str) -> Path {
         let mut path = self.prefix.clone();
-        path.extend(rel.split('/'));
+        path.extend(self.scoped(rel).split('/'));
         path
     }
 
@@ -116,7 +120,16 @@ impl Location {
     /// The key of `path` relative to this location (`None` if it lies outside it).
     pub fn relative(&self, path: &Path) -> Option<String> {
         let parts = path.prefix_match(&self.prefix)?;
-        let rel: Vec<String> = parts.map(|p| p.as_ref().to_string()).collect();
+        let mut rel: Vec<String> = parts.map(|p| p.as_ref().to_string()).collect();
+        if let Some(part) = &self.table_partition
+            && rel.len() > 1
+        {
+            // Another tenant's key, or one outside any tenant, is not under this location.
+            if rel[1] != *part {
+                return None;
+            }
+            rel.remove(1);
+        }
         Some(rel.join("/"))
     }
 
@@ -136,6 +149,7 @@ impl Location {
                 .local
                 .as_ref()
                 .map(|dir| segments.iter().fold(dir.clone(), |d, s| d.join(s))),
+            table_partition: None,
         }
     }
 
@@ -146,7 +160,8 @@ impl Location {
 
     /// The URL of `rel` under this location, for error messages naming one object.
     pub fn display(&self, rel: &str) -> String {
-        let rel = rel.trim_matches('/');
+        let scoped = self.scoped(rel);
+        let rel = scoped.trim_matches('/');
         if rel.is_empty() {
             self.url.clone()
         } else {
@@ -157,6 +172,54 @@ impl Location {
     /// For `file://` locations, the local directory (DuckDB queries in demo output).
     pub fn local_dir(&self) -> Option<PathBuf> {
         self.local.clone()
+    }
+
+    /// issue 4 (multi-tenant): the same store and prefix, with `partition` (e.g.
+    /// `tenant=acme`) placed between the table and the rest of every relative key:
+    /// `talks/dt=2024-03-01/x.parquet` is stored as `talks/tenant=acme/dt=2024-03-01/x.parquet`.
+    ///
+    /// Why here: every table path of the sink, the merge listings, snapshots, recordings
+    /// and the report readers is a key relative to the warehouse location, built and read
+    /// back only through [`Location::path`] and [`Location::relative`]. Scoping the
+    /// location scopes all of them at once, and code above keeps speaking of
+    /// `<table>/dt=...` whether tenants are configured or not. [`Location::relative`]
+    /// strips the partition again and refuses keys of other partitions, so a listing never
+    /// mixes tenants. [`Location::local_dir`] stays the root of the store.
+    pub fn with_table_partition(&self, partition: &str) -> Location {
+        Location {
+            table_partition: Some(partition.to_string()),
+            ..self.clone()
+        }
+    }
+
+    /// The relative key as stored: `rel` with the table partition (if any) inserted after
+    /// its first segment. Relative to this location's URL, e.g. for a column naming an
+    /// object.
+    pub fn scoped<'a>(&self, rel: &'a str) -> std::borrow::Cow<'a, str> {
+        let Some(part) = &self.table_partition else {
+            return rel.into();
+        };
+        let mut segments = rel.split('/').filter(|s| !s.is_empty());
+        let Some(table) = segments.next() else {
+            return rel.into();
+        };
+        let mut out = format!("{table}/{part}");
+        for s in segments {
+            out.push('/');
+            out.push_str(s);
+        }
+        out.into()
+    }
+
+    /// For `file://` locations, the local file of `rel` (with the table partition).
+    pub fn local_path(&self, rel: &str) -> Option<PathBuf> {
+        let root = self.local.as_ref()?;
+        Some(
+            self.scoped(rel)
+                .split('/')
+                .filter(|s| !s.is_empty())
+                .fold(root.clone(), |d, s| d.join(s)),
+        )
     }
 }
 
@@ -227,6 +290,7 @@ fn open_local(url: &str, rest: &str, shown: &str) -> Result<Location, LocalError
         prefix: Path::default(),
         url: display,
         local: Some(canonical),
+        table_partition: None,
     })
 }
 
@@ -291,6 +355,7 @@ fn open_s3(url: &str, opts: &S3Options, shown: &str) -> Result<Location, StoreEr
         prefix,
         url: display,
         local: None,
+        table_partition: None,
     })
 }
 
@@ -328,6 +393,33 @@ mod tests {
         assert_eq!(redact_userinfo("gs://k:s@b"), "gs://b");
         assert_eq!(redact_userinfo("s3://bucket/a@b"), "s3://bucket/a@b");
         assert_eq!(redact_userinfo("plain"), "plain");
+    }
+
+    #[test]
+    fn a_table_partition_goes_under_the_table_and_back() {
+        let store: Arc<dyn ObjectStore> = Arc::new(object_store::memory::InMemory::new());
+        let root = Location::from_store(store, "wh", "s3://b/wh");
+        let acme = root.with_table_partition("tenant=acme");
+        let rel = "talks/dt=2024-03-01/x.parquet";
+        let key = acme.path(rel);
+        assert_eq!(key.as_ref(), "wh/talks/tenant=acme/dt=2024-03-01/x.parquet");
+        assert_eq!(acme.relative(&key).as_deref(), Some(rel));
+        assert_eq!(
+            acme.display(rel),
+            "s3://b/wh/talks/tenant=acme/dt=2024-03-01/x.parquet"
+        );
+        assert_eq!(acme.path("talks").as_ref(), "wh/talks/tenant=acme");
+        assert_eq!(acme.path("").as_ref(), "wh");
+        // Another tenant's keys and untenanted keys lie outside.
+        let other = root.with_table_partition("tenant=globex").path(rel);
+        assert_eq!(acme.relative(&other), None);
+        assert_eq!(acme.relative(&root.path(rel)), None);
+        // Without a partition nothing changes.
+        assert_eq!(root.path(rel).as_ref(), "wh/talks/dt=2024-03-01/x.parquet");
+        assert_eq!(
+            root.relative(&other).as_deref(),
+            Some("talks/tenant=globex/dt=2024-03-01/x.parquet")
+        );
     }
 
     #[test]

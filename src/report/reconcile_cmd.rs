@@ -44,6 +44,8 @@ pub struct Args {
     pub to: Option<String>,
     pub tolerance: Option<String>,
     pub now: Option<String>,
+    /// issue 4: the tenant (needed when several are configured).
+    pub tenant: Option<String>,
 }
 
 fn by_table<'a>(catalog: &'a Catalog, table: &str) -> Result<&'a Pipeline, CliError> {
@@ -76,7 +78,11 @@ async fn loaded_range(
 
 /// Runs the command.
 pub async fn run(config: Option<&Path>, args: &Args) -> Result<(), CliError> {
-    let settings = Settings::load(config)?;
+    let settings = crate::tenant::one(
+        &Settings::load(config)?,
+        args.tenant.as_deref(),
+        "reconcile",
+    )?;
     let tz = settings.timezone;
     let tolerance: Tolerance = match &args.tolerance {
         Some(t) => t

@@ -426,10 +426,9 @@ async fn put_bytes(loc: &Location, rel: &str, encoded: Encoded) -> Result<Writte
 /// `.parquet`, and listings skip them), but they would pile up. Best effort: the
 /// pipeline lock means no live writer of this window is using them.
 fn remove_stale_staging(loc: &Location, rel: &str) {
-    let Some(root) = loc.local_dir() else {
+    let Some(full) = loc.local_path(rel) else {
         return;
     };
-    let full = root.join(rel);
     let (Some(dir), Some(name)) = (full.parent(), full.file_name().and_then(|n| n.to_str())) else {
         return;
     };

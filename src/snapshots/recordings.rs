@@ -383,6 +383,8 @@ async fn store_one(
 ) -> CallOutcome {
     let loc = &engine.warehouse;
     let key = loc.path(&path);
+    // issue 4: the row names the object as stored (with its tenant partition, if any).
+    let stored_as = loc.scoped(&path).into_owned();
     let store_err = |source| {
         CallFailure::Store(SinkError::Put {
             path: loc.display(&path),
@@ -392,7 +394,7 @@ async fn store_one(
     match loc.store().head(&key).await {
         Ok(meta) => {
             if let Some(prev) =
-                previous.filter(|s| s.size == meta.size as i64 && s.object_path == path)
+                previous.filter(|s| s.size == meta.size as i64 && s.object_path == stored_as)
             {
                 return Ok((
                     Stored {
@@ -413,7 +415,10 @@ async fn store_one(
                 .await
                 .map_err(store_err)?;
             let content_type = sniff(&bytes);
-            return Ok((describe(&call, &path, &bytes, content_type, now_ms), false));
+            return Ok((
+                describe(&call, &stored_as, &bytes, content_type, now_ms),
+                false,
+            ));
         }
         Err(object_store::Error::NotFound { .. }) => {}
         Err(e) => return Err(store_err(e)),
@@ -423,7 +428,7 @@ async fn store_one(
         .download(&call.url)
         .await
         .map_err(CallFailure::Download)?;
-    let stored = describe(&call, &path, &got.bytes, got.content_type, now_ms);
+    let stored = describe(&call, &stored_as, &got.bytes, got.content_type, now_ms);
     loc.store()
         .put_opts(
             &key,

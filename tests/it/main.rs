@@ -10,3 +10,4 @@ mod sim;
 mod sim_reports;
 mod snapshots_e2e;
 mod storage;
+mod tenants;

@@ -51,6 +51,11 @@ impl Warehouse {
             _s3: Some(server),
         }
     }
+
+    /// The settings this warehouse needs besides its URL (S3 endpoint and keys).
+    pub fn env(&self) -> &BTreeMap<String, String> {
+        &self.env
+    }
 }
 
 /// A simulator, a warehouse and the settings every engine of a test shares.
