@@ -6,6 +6,7 @@ mod api_client;
 mod cli;
 mod e2e;
 mod reports_e2e;
+mod shard;
 mod sim;
 mod sim_reports;
 mod snapshots_e2e;
