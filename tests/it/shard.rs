@@ -264,3 +264,49 @@ async fn shard_processes_load_the_range_and_refuse_the_lookback() {
         "talks after refused shards",
     );
 }
+
+/// A shard needs only its own range's lock: it runs while another process holds the
+/// pipeline lock, and is busy (exit 1 class, not 2) while another holds its range lock.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shard_takes_its_range_lock_not_the_pipeline_lock() {
+    let start = t("2024-03-05T00:00:00+08:00");
+    let now = t("2024-03-05T12:00:00+08:00");
+    let sim = SimConfig {
+        now: Some(now + Duration::days(1)),
+        ..SimConfig::default()
+    };
+    let rig = Rig::new(sim, Warehouse::local().await, start).await;
+    let ds = rig.sim.dataset();
+    let engine = rig.engine(now);
+    let talks = pipeline(&engine, "talks");
+    let (from, to) = (t("2024-03-01"), t("2024-03-03"));
+    let ttl = std::time::Duration::from_secs(600);
+
+    // Shard 1/2 is 2024-03-02; someone else holds its range lock.
+    let other = engine
+        .state
+        .acquire_range_lock("talks", "20240301T160000Z_20240302T160000Z", "someone", ttl)
+        .await
+        .expect("range lock");
+    let err = shard::run(&engine, &talks, from, to, Shard { index: 1, count: 2 })
+        .await
+        .expect_err("the range is locked");
+    assert!(err.is_busy() && !err.is_config(), "{err}");
+    other.release().await.expect("release");
+
+    // The pipeline lock held by a run elsewhere does not stop the shards.
+    let pipeline_lock = engine
+        .state
+        .acquire_lock("talks", "a-live-run", ttl)
+        .await
+        .expect("pipeline lock");
+    for index in 0..2 {
+        let r = shard::run(&engine, &talks, from, to, Shard { index, count: 2 })
+            .await
+            .unwrap_or_else(|e| panic!("shard {index}: {e}"));
+        assert_eq!(r.report.expect("report").windows, 24);
+    }
+    pipeline_lock.release().await.expect("release");
+    let table = table::read(&engine, "talks").await;
+    truth::assert_exact(&table, &truth::talks(&ds, from, to), &engine.grid(&talks));
+}
