@@ -55,6 +55,12 @@ pub enum Command {
         /// issue 4: the tenant (needed when several are configured).
         #[arg(long, value_name = "NAME")]
         tenant: Option<String>,
+        /// Load only shard I of N (I from 0): the range split at local midnights into N parts that run at once (see README, sharded backfill).
+        #[arg(long, value_name = "I/N")]
+        shard: Option<String>,
+        /// N shards, this one's index from JOB_COMPLETION_INDEX (a Kubernetes indexed Job).
+        #[arg(long, value_name = "N")]
+        shards: Option<String>,
     },
     /// Where each pipeline stands: watermark, lag, gaps, last run, open backfills.
     Status {
@@ -171,6 +177,8 @@ pub async fn main(cli: Cli) -> ExitCode {
             to,
             now,
             tenant,
+            shard: None,
+            shards: None,
         } => {
             backfill_cmd(
                 cli.config.as_deref(),
@@ -179,6 +187,27 @@ pub async fn main(cli: Cli) -> ExitCode {
                 &to,
                 now.as_deref(),
                 tenant.as_deref(),
+            )
+            .await
+        }
+        // issue 4 (deploy): sharded backfill for the Kubernetes indexed Job.
+        Command::Backfill {
+            pipeline,
+            from,
+            to,
+            now,
+            tenant,
+            shard,
+            shards,
+        } => {
+            let (shard, shards) = (shard.as_deref(), shards.as_deref());
+            let args = (pipeline.as_str(), from.as_str(), to.as_str());
+            crate::shard::backfill_cmd(
+                cli.config.as_deref(),
+                args,
+                now.as_deref(),
+                tenant.as_deref(),
+                (shard, shards),
             )
             .await
         }

@@ -20,6 +20,7 @@ pub mod runner;
 pub mod schema;
 pub mod secret;
 pub mod settings;
+pub mod shard;
 pub mod sim;
 pub mod sink;
 pub mod snapshots;

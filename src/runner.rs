@@ -259,7 +259,7 @@ impl Engine {
         self.run_locked(p, mode, run_id, &claim.lost).await
     }
 
-    async fn run_locked(
+    pub(crate) async fn run_locked(
         &self,
         p: &Pipeline,
         mode: Mode,
@@ -398,8 +398,7 @@ impl Engine {
             error: None,
         });
         version = Some(
-            self.state
-                .commit(&p.name, version, &st)
+            crate::state::rebase::commit(&self.state, &p.name, version, &mut st)
                 .await
                 .map_err(state_err)?,
         );
@@ -515,8 +514,7 @@ impl Engine {
                             r.files = report.files;
                         }
                         version = Some(
-                            self.state
-                                .commit(&p.name, version, &st)
+                            crate::state::rebase::commit(&self.state, &p.name, version, &mut st)
                                 .await
                                 .map_err(state_err)?,
                         );
@@ -587,9 +585,10 @@ impl Engine {
         st.trim_backfills();
         st.close_run(failure.as_ref().map(|e| e.to_string()));
         report.watermark = Some(st.watermark);
-        // Record the outcome even after a failure; a conflict here means another run
-        // took over, which the failure (if any) already explains.
-        let committed = self.state.commit(&p.name, version, &st).await;
+        // Record the outcome even after a failure. Another writer's commit (a shard of a
+        // sharded backfill) is merged in; a commit that still fails after that means
+        // another run took over, which the failure (if any) already explains.
+        let committed = crate::state::rebase::commit(&self.state, &p.name, version, &mut st).await;
         if let Some(f) = failure {
             return Err(f);
         }

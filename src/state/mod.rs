@@ -1,4 +1,5 @@
 //! Pipeline state: what is committed, kept in the object store next to the data.
 
 pub mod model;
+pub mod rebase;
 pub mod store;

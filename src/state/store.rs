@@ -18,6 +18,9 @@ use std::time::Duration;
 const STATE_DIR: &str = "state";
 /// Folder of a pipeline's lock generations.
 const LOCK_DIR: &str = "lock";
+/// Folder of the range locks of a pipeline's sharded backfills, one sub-folder per range
+/// (`crate::shard`); apart from `lock/` because listings are recursive.
+const RANGE_LOCK_DIR: &str = "range_lock";
 /// Versions kept after a commit: enough history to inspect recent runs by hand, without
 /// listings growing forever.
 const KEEP_VERSIONS: usize = 20;
@@ -224,9 +227,47 @@ impl StateStore {
         ttl: Duration,
     ) -> Result<Lock, StateError> {
         validate_pipeline(pipeline)?;
+        self.acquire_lock_in(pipeline, format!("{pipeline}/{LOCK_DIR}"), owner, ttl)
+            .await
+    }
+
+    /// Takes the lock of one range of a pipeline (`scope`: 1-64 of `[0-9A-Za-z_]`, e.g.
+    /// `20240301T000000Z_20240308T000000Z`), with the same rules as [`Self::acquire_lock`].
+    /// It keeps out only runs of the same range, not the pipeline lock's holder: sharded
+    /// backfills of disjoint ranges run beside each other and beside the incremental run.
+    pub async fn acquire_range_lock(
+        &self,
+        pipeline: &str,
+        scope: &str,
+        owner: &str,
+        ttl: Duration,
+    ) -> Result<Lock, StateError> {
+        validate_pipeline(pipeline)?;
+        let ok = !scope.is_empty()
+            && scope.len() <= MAX_PIPELINE_LEN
+            && scope
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_');
+        if !ok {
+            return Err(StateError::InvalidPipeline {
+                pipeline: format!("{pipeline}/{RANGE_LOCK_DIR}/{scope}"),
+            });
+        }
+        let dir = format!("{pipeline}/{RANGE_LOCK_DIR}/{scope}");
+        self.acquire_lock_in(pipeline, dir, owner, ttl).await
+    }
+
+    /// [`Self::acquire_lock`] on the lock generations in folder `dir`.
+    async fn acquire_lock_in(
+        &self,
+        pipeline: &str,
+        dir: String,
+        owner: &str,
+        ttl: Duration,
+    ) -> Result<Lock, StateError> {
         let mut last_seen: Option<LockRecord> = None;
         for _ in 0..LOCK_ATTEMPTS {
-            let newest = self.newest_lock(pipeline).await?;
+            let newest = self.newest_lock(pipeline, &dir).await?;
             let now = Utc::now();
             if let Some((_, record)) = &newest
                 && record.blocks(owner, now)
@@ -239,10 +280,14 @@ impl StateStore {
                 expires_at: expiry(now, ttl),
                 released: false,
             };
-            if self.create_lock(pipeline, generation, &record).await? {
+            if self
+                .create_lock(pipeline, &dir, generation, &record)
+                .await?
+            {
                 let lock = Lock {
                     store: self.clone(),
                     pipeline: pipeline.to_string(),
+                    dir: dir.clone(),
                     owner: owner.to_string(),
                     ttl,
                     generation,
@@ -254,7 +299,7 @@ impl StateStore {
             last_seen = newest.map(|(_, r)| r);
         }
         // Lost every race: someone else is actively taking the lock.
-        match self.newest_lock(pipeline).await? {
+        match self.newest_lock(pipeline, &dir).await? {
             Some((_, record)) => Err(record.busy(pipeline)),
             None => Err(last_seen.map_or_else(
                 || StateError::Conflict {
@@ -272,6 +317,7 @@ impl StateStore {
     async fn create_lock(
         &self,
         pipeline: &str,
+        dir: &str,
         generation: u64,
         record: &LockRecord,
     ) -> Result<bool, StateError> {
@@ -279,12 +325,11 @@ impl StateStore {
             pipeline: pipeline.to_string(),
             reason: e.to_string(),
         })?;
-        let dir = format!("{pipeline}/{LOCK_DIR}");
         let rel = format!("{dir}/{}", seq_name(generation));
         if !self.create(&rel, body).await? {
             return Ok(false);
         }
-        let newest = self.list_seq(&dir).await?.last().map(|e| e.seq);
+        let newest = self.list_seq(dir).await?.last().map(|e| e.seq);
         if newest != Some(generation) {
             tracing::warn!(
                 pipeline,
@@ -294,15 +339,18 @@ impl StateStore {
             );
             return Ok(false);
         }
-        self.prune(&dir, KEEP_GENERATIONS).await;
+        self.prune(dir, KEEP_GENERATIONS).await;
         Ok(true)
     }
 
-    /// The newest lock generation and its record, if the pipeline was ever locked.
-    async fn newest_lock(&self, pipeline: &str) -> Result<Option<(u64, LockRecord)>, StateError> {
-        let dir = format!("{pipeline}/{LOCK_DIR}");
+    /// The newest lock generation in `dir` and its record, if it was ever locked.
+    async fn newest_lock(
+        &self,
+        pipeline: &str,
+        dir: &str,
+    ) -> Result<Option<(u64, LockRecord)>, StateError> {
         for _ in 0..LOCK_ATTEMPTS {
-            let Some(latest) = self.list_seq(&dir).await?.pop() else {
+            let Some(latest) = self.list_seq(dir).await?.pop() else {
                 return Ok(None);
             };
             if let Some(record) = self.read_json(pipeline, &latest.path).await? {
@@ -444,6 +492,8 @@ impl StateStore {
 pub struct Lock {
     store: StateStore,
     pipeline: String,
+    /// Folder of this lock's generations: the pipeline lock's or a range lock's.
+    dir: String,
     owner: String,
     ttl: Duration,
     generation: u64,
@@ -499,7 +549,7 @@ impl Lock {
     /// released, same owner); returns the new generation and expiry.
     async fn write_next(&self, release: bool) -> Result<(u64, DateTime<Utc>), StateError> {
         for _ in 0..LOCK_ATTEMPTS {
-            let newest = self.store.newest_lock(&self.pipeline).await?;
+            let newest = self.store.newest_lock(&self.pipeline, &self.dir).await?;
             let Some((generation, record)) = newest else {
                 // Someone deleted the lock folder: the lock is not ours any more.
                 return Err(StateError::Busy {
@@ -519,13 +569,13 @@ impl Lock {
             };
             if self
                 .store
-                .create_lock(&self.pipeline, generation + 1, &next)
+                .create_lock(&self.pipeline, &self.dir, generation + 1, &next)
                 .await?
             {
                 return Ok((generation + 1, next.expires_at));
             }
         }
-        match self.store.newest_lock(&self.pipeline).await? {
+        match self.store.newest_lock(&self.pipeline, &self.dir).await? {
             Some((_, record)) => Err(record.busy(&self.pipeline)),
             None => Err(StateError::Conflict {
                 pipeline: self.pipeline.clone(),

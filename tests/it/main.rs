@@ -4,8 +4,10 @@ mod support;
 
 mod api_client;
 mod cli;
+mod deploy;
 mod e2e;
 mod reports_e2e;
+mod shard;
 mod sim;
 mod sim_reports;
 mod snapshots_e2e;
