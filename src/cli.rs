@@ -178,6 +178,7 @@ pub fn locations(settings: &Settings) -> Result<(Location, StateStore), CliError
 /// Builds the engine: settings are already loaded; this validates the rest.
 pub fn engine(settings: Settings, clock: SharedClock) -> Result<Engine, CliError> {
     let catalog = load_catalog(&settings)?;
+    crate::privacy::validate(&catalog, settings.pii_key.as_ref())?; // issue 4 privacy
     let api = settings.api_settings()?;
     let client = ApiClient::new(api).map_err(|e| CliError::Config(e.to_string()))?;
     let (warehouse, state) = locations(&settings)?;

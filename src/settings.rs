@@ -134,6 +134,11 @@ const KNOWN: &[Known] = &[
         env: "AWS_ALLOW_HTTP",
         secret: false,
     },
+    // issue 4 privacy (src/privacy.rs)
+    Known {
+        env: "SOBOT_SYNC_PII_KEY",
+        secret: true,
+    },
 ];
 
 fn file_key(env: &str) -> String {
@@ -177,6 +182,9 @@ pub struct Settings {
     /// runner's `amount` check (`report::reconcile::Tolerance`; default exact).
     pub reconcile_tolerance: crate::report::reconcile::Tolerance,
     pub s3: S3Options,
+    /// issue 4 privacy: the HMAC key for `pii` columns (`SOBOT_SYNC_PII_KEY`); `None`
+    /// leaves `hash_if_key` columns as sent and refuses `hash` columns.
+    pub pii_key: Option<crate::privacy::PiiKey>,
 }
 
 impl Settings {
@@ -340,6 +348,13 @@ impl Settings {
                 secret_access_key: get("AWS_SECRET_ACCESS_KEY").map(Secret::new),
                 region: get("AWS_REGION"),
                 allow_http,
+            },
+            pii_key: match get("SOBOT_SYNC_PII_KEY") {
+                None => None,
+                Some(v) => Some(
+                    crate::privacy::PiiKey::new(Secret::new(v))
+                        .map_err(|why| err("SOBOT_SYNC_PII_KEY", why))?,
+                ),
             },
         })
     }

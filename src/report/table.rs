@@ -48,6 +48,7 @@ pub fn schema(spec: &ReportSpec, table: &str) -> TableSchema {
             name: c.name,
             field,
             ty,
+            pii: None,
         });
     }
     let index = |name: &str| columns.iter().position(|c| c.name == name).unwrap_or(0);
