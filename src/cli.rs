@@ -337,6 +337,7 @@ async fn check(config: Option<&std::path::Path>) -> Result<(), CliError> {
         config.map_or("environment only".into(), |p| p.display().to_string())
     );
     let catalog = load_catalog(&settings)?;
+    crate::privacy::validate(&catalog, settings.pii_key.as_ref())?; // issue 4 privacy
     println!(
         "ok   {} pipeline definitions and their schemas ({}): {}",
         catalog.pipelines.len(),

@@ -139,7 +139,12 @@ pub fn check_column(name: &str, ty: ColumnType, pii: Pii) -> Result<(), String> 
 /// Refuses (exit 2) a catalog with `pii = "hash"` columns when no key is set: such a
 /// column must never be stored as sent. Called when the engine is built.
 pub fn validate(catalog: &Catalog, key: Option<&PiiKey>) -> Result<(), ConfigError> {
-    if key.is_some() {
+    if let Some(key) = key {
+        // The fingerprint, so operators can match a run's logs to the files it wrote.
+        tracing::info!(
+            key_id = key.id(),
+            "phone numbers in pii columns are stored as keyed hashes"
+        );
         return Ok(());
     }
     for p in catalog.pipelines.values() {
@@ -597,6 +602,31 @@ pii = "drop"
         let strict = schema("hash");
         let e = protect(&strict, None, batch(&strict, &records)).unwrap_err();
         assert!(e.to_string().contains("SOBOT_SYNC_PII_KEY"), "{e}");
+    }
+
+    #[test]
+    fn the_key_setting_is_checked_and_never_shown() {
+        use crate::settings::Settings;
+        use std::collections::BTreeMap;
+        let env = |v: &str| BTreeMap::from([("SOBOT_SYNC_PII_KEY".to_string(), v.to_string())]);
+        let e = Settings::from_sources(None, &env("short-secret")).unwrap_err();
+        assert!(e.to_string().contains("SOBOT_SYNC_PII_KEY"), "{e}");
+        assert!(!e.to_string().contains("short-secret"), "{e}");
+        let s = Settings::from_sources(None, &env(KEY)).unwrap();
+        assert_eq!(s.pii_key.as_ref().map(PiiKey::id), Some(key().id()));
+        assert!(!format!("{s:?}").contains(KEY));
+        assert!(
+            Settings::from_sources(None, &env("  "))
+                .unwrap()
+                .pii_key
+                .is_none()
+        );
+        // From the settings file, under the documented name.
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("c.toml");
+        std::fs::write(&f, format!("sync_pii_key = \"{KEY}\"\n")).unwrap();
+        let s = Settings::from_sources(Some(&f), &BTreeMap::new()).unwrap();
+        assert_eq!(s.pii_key.as_ref().map(PiiKey::id), Some(key().id()));
     }
 
     #[test]

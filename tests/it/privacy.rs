@@ -427,6 +427,9 @@ async fn bad_pii_settings_exit_2_naming_the_setting() {
         "{}",
         o.all()
     );
+    let o = env.run(&["check"]).await;
+    o.expect_code(2);
+    assert!(o.stderr.contains("SOBOT_SYNC_PII_KEY"), "{}", o.all());
     assert!(
         !env.warehouse().join("talks").exists(),
         "a refused run wrote talks"
