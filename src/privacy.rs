@@ -270,18 +270,20 @@ pub fn protect(
     if let Some(key) = plan.key {
         for &i in &plan.json {
             arrays[i] =
-                rewrite_json_column(&arrays[i], |v| scrub_by_name(v, key)).map_err(arrow_err)?;
+                rewrite_json_column(&arrays[i], |t| !may_name_pii(t), |v| scrub_by_name(v, key))
+                    .map_err(arrow_err)?;
         }
         if let Ok(i) = batch.schema().index_of("_extra") {
             arrays[i] =
-                rewrite_json_column(&arrays[i], |v| scrub_by_name(v, key)).map_err(arrow_err)?;
+                rewrite_json_column(&arrays[i], |t| !may_name_pii(t), |v| scrub_by_name(v, key))
+                    .map_err(arrow_err)?;
         }
     }
     if !plan.fields.is_empty()
         && let Ok(i) = batch.schema().index_of("_errors")
     {
-        arrays[i] =
-            rewrite_json_column(&arrays[i], |v| scrub_errors(v, &plan)).map_err(arrow_err)?;
+        arrays[i] = rewrite_json_column(&arrays[i], |_| false, |v| scrub_errors(v, &plan))
+            .map_err(arrow_err)?;
     }
     let schema_ref = match plan.key {
         Some(key) => {
@@ -318,6 +320,7 @@ fn hash_strings(text: &arrow::array::StringArray, key: &PiiKey) -> StringArray {
 /// by the converter) becomes null rather than pass unchecked.
 fn rewrite_json_column(
     col: &ArrayRef,
+    skip: impl Fn(&str) -> bool,
     f: impl Fn(&mut Value) -> bool,
 ) -> Result<ArrayRef, ArrowError> {
     if col.data_type() != &DataType::Utf8 {
@@ -331,6 +334,9 @@ fn rewrite_json_column(
         .iter()
         .map(|v| {
             let s = v?;
+            if skip(s) {
+                return Some(s.to_string());
+            }
             match serde_json::from_str::<Value>(s) {
                 Ok(mut parsed) => {
                     if f(&mut parsed) {
@@ -344,6 +350,13 @@ fn rewrite_json_column(
         })
         .collect();
     Ok(Arc::new(out))
+}
+
+/// Whether a JSON text can hold a field [`scrub_by_name`] would change: it names one of
+/// [`PII_NAME_PARTS`], or has an escape (`\u0070hone` spells `phone`). Most rows have
+/// neither and are kept without parsing.
+fn may_name_pii(text: &str) -> bool {
+    text.contains('\\') || is_pii_name(text)
 }
 
 /// Hashes, at any depth, the values of fields whose name looks like a phone number.
@@ -537,7 +550,7 @@ pii = "drop"
                 r#"{"callID":"a","startTime":1,"customerNumber":" 18618256606 ","DNIS":"18655668888",
                     "callerPhone":"13900001111","queueTag":"vip",
                     "attachedData":{"orderNo":"O-1","contact":{"mobileNo":"13700002222"}}}"#,
-                r#"{"callID":"b","startTime":2,"customerNumber":"","DNIS":{"x":"18655669999"}}"#,
+                r#"{"callID":"b","startTime":2,"customerNumber":"","DNIS":{"x":"18655669999"},"ph\u006fne":"13600004444"}"#,
                 r#"{"callID":"c","startTime":3,"custNo":{"n":"18600003333"},"birthYear":"19790401x"}"#,
             ],
         );
@@ -555,6 +568,8 @@ pii = "drop"
         let extra = strings(&out, "_extra")[0].clone().unwrap();
         assert!(extra.contains(&k.hash("13900001111")), "{extra}");
         assert!(extra.contains("\"queueTag\":\"vip\""), "{extra}");
+        let escaped = strings(&out, "_extra")[1].clone().unwrap();
+        assert!(escaped.contains(&k.hash("13600004444")), "{escaped}");
         let attached = strings(&out, "attached_data")[0].clone().unwrap();
         assert!(attached.contains(&k.hash("13700002222")) && attached.contains("O-1"));
         // Every raw number is gone from every column of every row.
@@ -567,6 +582,7 @@ pii = "drop"
             "18655669999",
             "18600003333",
             "19790401",
+            "13600004444",
         ] {
             assert!(!all.contains(n), "{n} left in {all}");
         }

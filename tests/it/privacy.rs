@@ -385,6 +385,65 @@ async fn without_a_key_numbers_are_stored_as_sent() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_a_key_the_s3_store_holds_only_hashes() {
+    let start = t("2024-03-01T00:00:00+08:00");
+    let now = t("2024-03-02T00:00:00+08:00");
+    let sim = SimConfig {
+        now: Some(now + Duration::days(1)),
+        ..SimConfig::default()
+    };
+    let mut rig = Rig::new(sim, Warehouse::s3().await, start).await;
+    rig.set("SOBOT_SYNC_PII_KEY", KEY);
+    let engine = rig.engine(now);
+    let (from, to) = (start, t("2024-03-01T12:00:00+08:00"));
+    for name in ["talks", "parties"] {
+        engine
+            .run(&pipeline(&engine, name), Mode::Backfill { from, to })
+            .await
+            .unwrap_or_else(|e| panic!("backfill {name}: {e}"));
+    }
+    let ds = rig.sim.dataset();
+    let numbers = served_numbers(&ds, from, to);
+    assert!(numbers.len() > 50, "{} numbers", numbers.len());
+    let mut forbidden = numbers.clone();
+    forbidden.extend(numbers.iter().map(|n| masked(n)));
+    let mut hashes = BTreeSet::new();
+    for name in ["talks", "parties"] {
+        let table = table::read(&engine, name).await;
+        assert!(!table.files.is_empty(), "{name} has files");
+        for f in &table.files {
+            if let Some(n) = find_forbidden(&batch_text(&f.batch), &forbidden) {
+                panic!("{n} is in {} in plain text", f.path);
+            }
+            let column = if name == "talks" {
+                "customer_number"
+            } else {
+                "dnis"
+            };
+            hashes.extend(table::col_str(&f.batch, column).into_iter().flatten());
+        }
+    }
+    // Every stored value is a known number's hash (or empty), and every number is there.
+    let want: BTreeSet<String> = numbers.iter().map(|n| hmac_hex(KEY, n)).collect();
+    hashes.remove("");
+    let talks_numbers: BTreeSet<String> = ds
+        .talks(from, to)
+        .iter()
+        .filter_map(|v| text(v, "customerNumber"))
+        .collect();
+    assert!(
+        hashes.is_subset(&want),
+        "a stored value is no number's hash"
+    );
+    for n in &talks_numbers {
+        assert!(
+            hashes.contains(&hmac_hex(KEY, n)),
+            "customer {n} is missing"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_pii_settings_exit_2_naming_the_setting() {
     let mut env = CliEnv::start(t("2024-01-03T00:00:00+08:00"), "2024-01-02").await;
     let short = "too-short-key";
