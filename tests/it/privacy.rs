@@ -41,11 +41,15 @@ fn hmac_hex(key: &str, value: &str) -> String {
 /// What a hashed column must hold for `field` of a served record: the HMAC of the
 /// number, `""` for an empty one (no customer), null for none.
 fn expected_hash(v: &Value, field: &str) -> Option<String> {
+    expected_hash_with(KEY, v, field)
+}
+
+fn expected_hash_with(key: &str, v: &Value, field: &str) -> Option<String> {
     let raw = v.get(field).and_then(Value::as_str)?.trim();
     Some(if raw.is_empty() {
         String::new()
     } else {
-        hmac_hex(KEY, raw)
+        hmac_hex(key, raw)
     })
 }
 
@@ -441,6 +445,80 @@ async fn with_a_key_the_s3_store_holds_only_hashes() {
             "customer {n} is missing"
         );
     }
+}
+
+/// The rotation README describes: a new key, then a backfill over the loaded range
+/// (not the same range as before, which would be skipped as done) leaves every file
+/// hashed with, and naming, the new key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rotating_the_key_and_backfilling_rehashes_every_file() {
+    let start = t("2024-03-01T00:00:00+08:00");
+    let now = t("2024-03-02T00:00:00+08:00");
+    let sim = SimConfig {
+        now: Some(now + Duration::days(1)),
+        ..SimConfig::default()
+    };
+    let mut rig = Rig::new(sim, Warehouse::local().await, start).await;
+    const NEW_KEY: &str = "the-rotated-key-fedcba9876543210";
+    let (from, to) = (start, t("2024-03-01T06:00:00+08:00"));
+    for (key, range_end) in [(KEY, to), (NEW_KEY, t("2024-03-01T07:00:00+08:00"))] {
+        rig.set("SOBOT_SYNC_PII_KEY", key);
+        let engine = rig.engine(now);
+        engine
+            .run(
+                &pipeline(&engine, "talks"),
+                Mode::Backfill {
+                    from,
+                    to: range_end,
+                },
+            )
+            .await
+            .unwrap_or_else(|e| panic!("backfill with {key}: {e}"));
+    }
+    let engine = rig.engine(now);
+    let new_id = PiiKey::new(Secret::new(NEW_KEY))
+        .expect("key")
+        .id()
+        .to_string();
+    let want: BTreeMap<String, Option<String>> = rig
+        .sim
+        .dataset()
+        .talks(from, to)
+        .iter()
+        .map(|v| {
+            (
+                text(v, "callID").expect("id"),
+                expected_hash_with(NEW_KEY, v, "customerNumber"),
+            )
+        })
+        .collect();
+    let talks = table::read(&engine, "talks").await;
+    let mut seen = 0;
+    for f in &talks.files {
+        let bytes = sobot_sync::sink::fetch(&engine.warehouse, &f.path)
+            .await
+            .expect("file");
+        assert_eq!(
+            key_id_of(bytes, &f.path),
+            Some(new_id.clone()),
+            "{}",
+            f.path
+        );
+        let ids = table::col_str(&f.batch, "call_id");
+        let numbers = table::col_str(&f.batch, "customer_number");
+        for (id, n) in ids.into_iter().zip(numbers) {
+            let id = id.expect("id");
+            if let Some(w) = want.get(&id) {
+                assert_eq!(&n, w, "customer_number of {id} after rotation");
+                seen += 1;
+            }
+        }
+    }
+    assert_eq!(
+        seen,
+        want.len(),
+        "every call of the first range was rehashed"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
