@@ -349,6 +349,10 @@ async fn check(config: Option<&std::path::Path>) -> Result<(), CliError> {
             .collect::<Vec<_>>()
             .join(", ")
     );
+    println!(
+        "ok   privacy: {}",
+        crate::privacy::describe(&catalog, settings.pii_key.as_ref())
+    ); // issue 4 privacy
     let (warehouse, state) = locations(&settings)?;
     // Prove storage: write and remove a probe object where state lives.
     let probe = state.location().path("_check/probe");

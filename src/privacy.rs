@@ -161,6 +161,34 @@ pub fn validate(catalog: &Catalog, key: Option<&PiiKey>) -> Result<(), ConfigErr
     Ok(())
 }
 
+/// One line for `check`: which key hashes how many columns, or that the columns marked
+/// `hash_if_key` are stored as sent because no key is set.
+pub fn describe(catalog: &Catalog, key: Option<&PiiKey>) -> String {
+    let mut tables = std::collections::BTreeMap::new();
+    for p in catalog.pipelines.values() {
+        let n = p
+            .schema
+            .columns
+            .iter()
+            .filter(|c| matches!(c.pii, Some(Pii::Hash | Pii::HashIfKey)))
+            .count();
+        if n > 0 {
+            tables.insert(p.schema.table.as_str(), n);
+        }
+    }
+    let count: usize = tables.values().sum();
+    let names = tables.keys().copied().collect::<Vec<_>>().join(", ");
+    match key {
+        Some(k) => format!(
+            "{count} phone-number columns ({names}) hashed with key {}",
+            k.id()
+        ),
+        None => format!(
+            "SOBOT_SYNC_PII_KEY not set: {count} phone-number columns ({names}) are stored as sent"
+        ),
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum PrivacyError {
     #[error(

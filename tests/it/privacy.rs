@@ -572,8 +572,16 @@ async fn bad_pii_settings_exit_2_naming_the_setting() {
         "a refused run wrote talks"
     );
 
-    // The same schema with the key is accepted.
+    // The same schema with the key is accepted; check names the key's fingerprint.
     env.set("SOBOT_SYNC_PII_KEY", KEY);
+    let o = env.run(&["check"]).await;
+    assert_ok(&o, "check with a key");
+    let id = PiiKey::new(Secret::new(KEY)).expect("key").id().to_string();
+    assert!(
+        o.stdout.contains(&format!("hashed with key {id}")),
+        "{}",
+        o.all()
+    );
     let o = env.run(&["run", "talks", "--now", &env.now_arg()]).await;
     assert_ok(&o, "run talks with a strict hash column and a key");
 }
