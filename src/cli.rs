@@ -254,6 +254,7 @@ pub fn locations(settings: &Settings) -> Result<(Location, StateStore), CliError
 /// Builds the engine: settings are already loaded; this validates the rest.
 pub fn engine(settings: Settings, clock: SharedClock) -> Result<Engine, CliError> {
     let catalog = load_catalog(&settings)?;
+    crate::privacy::validate(&catalog, settings.pii_key.as_ref())?; // issue 4 privacy
     let api = settings.api_settings()?;
     let client = ApiClient::new(api).map_err(|e| CliError::Config(e.to_string()))?;
     let (warehouse, state) = locations(&settings)?;
@@ -453,6 +454,7 @@ async fn check(config: Option<&std::path::Path>, tenant: Option<&str>) -> Result
 /// `check` for one tenant's settings (or the only settings without tenants).
 async fn check_one(settings: Settings) -> Result<(), CliError> {
     let catalog = load_catalog(&settings)?;
+    crate::privacy::validate(&catalog, settings.pii_key.as_ref())?; // issue 4 privacy
     println!(
         "ok   {} pipeline definitions and their schemas ({}): {}",
         catalog.pipelines.len(),
@@ -464,6 +466,10 @@ async fn check_one(settings: Settings) -> Result<(), CliError> {
             .collect::<Vec<_>>()
             .join(", ")
     );
+    println!(
+        "ok   privacy: {}",
+        crate::privacy::describe(&catalog, settings.pii_key.as_ref())
+    ); // issue 4 privacy
     let (warehouse, state) = locations(&settings)?;
     // Prove storage: write and remove a probe object where state lives.
     let probe = state.location().path("_check/probe");

@@ -14,6 +14,7 @@ pub mod extract;
 pub mod mem;
 pub mod pipeline;
 pub mod plan;
+pub mod privacy;
 pub mod record;
 pub mod report;
 pub mod runner;

@@ -41,6 +41,9 @@ pub enum WindowError {
     Extract(#[from] ExtractError),
     #[error(transparent)]
     Sink(#[from] SinkError),
+    /// issue 4 privacy: personal data could not be rewritten, so nothing is written.
+    #[error(transparent)]
+    Privacy(#[from] crate::privacy::PrivacyError),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -624,12 +627,15 @@ impl Engine {
             window_start_ms: w.start.timestamp_millis(),
             window_end_ms: w.end.timestamp_millis(),
         };
-        let extracted = match parent {
+        let mut extracted = match parent {
             Some(parent) => {
                 extract::children_window(&self.client, p, parent, &w, tz, &meta).await?
             }
             None => extract::search_window(&self.client, p, &w, tz, &meta).await?,
         };
+        // issue 4 privacy: the one point every search/children window passes before the sink.
+        extracted.batch =
+            crate::privacy::protect(&p.schema, self.settings.pii_key.as_ref(), extracted.batch)?;
         if extracted.bad_values > 0 {
             tracing::warn!(pipeline = %p.name, window = %w, values = extracted.bad_values, "values that could not be converted are null; see _errors");
         }

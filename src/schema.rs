@@ -58,6 +58,34 @@ pub struct ColumnDef {
     /// What the column means, for people reading the schema.
     #[serde(default)]
     pub doc: Option<String>,
+    /// Personal data: how the column is kept out of the warehouse (`crate::privacy`).
+    #[serde(default)]
+    pub pii: Option<Pii>,
+}
+
+/// How a column holding personal data (a customer's phone number) is stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Pii {
+    /// The keyed hash (HMAC-SHA256, lower-case hex) of the value; needs
+    /// `SOBOT_SYNC_PII_KEY`, and without it the configuration is refused (exit 2).
+    Hash,
+    /// As `Hash` when `SOBOT_SYNC_PII_KEY` is set; the value as sent otherwise. The
+    /// shipped customer-number columns use it, so that setting the key is all it takes.
+    HashIfKey,
+    /// Always null, key or not; the column stays, so the table's schema does not change.
+    Drop,
+}
+
+impl Pii {
+    /// As written in a schema file.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Pii::Hash => "hash",
+            Pii::HashIfKey => "hash_if_key",
+            Pii::Drop => "drop",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -92,6 +120,8 @@ pub struct Column {
     pub ty: ColumnType,
     /// Other spellings of `field`, tried when the record has no `field`.
     pub aliases: Vec<String>,
+    /// issue 4 privacy: `None` for ordinary columns.
+    pub pii: Option<Pii>,
 }
 
 /// Columns every table has after the data columns.
@@ -175,11 +205,15 @@ impl TableSchema {
                     return Err(err(format!("field {f:?} is mapped twice")));
                 }
             }
+            if let Some(pii) = c.pii {
+                crate::privacy::check_column(&name, c.ty, pii).map_err(err)?;
+            }
             columns.push(Column {
                 name,
                 field: c.field.clone(),
                 ty: c.ty,
                 aliases: c.aliases.clone(),
+                pii: c.pii,
             });
         }
         let find = |n: &str| {
@@ -197,6 +231,18 @@ impl TableSchema {
             .map(|k| find(k))
             .collect::<Result<Vec<_>, _>>()?;
         let time = find(&file.time_column)?;
+        // issue 4 privacy: the time column places rows in windows and partitions, and a
+        // key column must stay unique, so neither may be dropped (nor the time hashed).
+        for &i in key.iter().chain(std::iter::once(&time)) {
+            let c = &columns[i];
+            if c.pii == Some(Pii::Drop) || (i == time && c.pii.is_some()) {
+                return Err(err(format!(
+                    "column {:?} is the key or time column and cannot have pii = {:?}",
+                    c.name,
+                    c.pii.map(Pii::as_str).unwrap_or_default()
+                )));
+            }
+        }
         if !matches!(
             columns[time].ty,
             ColumnType::TimestampMs | ColumnType::LocalTime

@@ -134,6 +134,11 @@ const KNOWN: &[Known] = &[
         env: "AWS_ALLOW_HTTP",
         secret: false,
     },
+    // issue 4 privacy (src/privacy.rs)
+    Known {
+        env: "SOBOT_SYNC_PII_KEY",
+        secret: true,
+    },
 ];
 
 fn file_key(env: &str) -> String {
@@ -184,6 +189,9 @@ pub struct Settings {
     /// issue 4: set on one tenant's effective settings (`Settings::for_tenant`); scopes
     /// that tenant's tables and state (`tenant::scope`).
     pub tenant: Option<String>,
+    /// issue 4 privacy: the HMAC key for `pii` columns (`SOBOT_SYNC_PII_KEY`); `None`
+    /// leaves `hash_if_key` columns as sent and refuses `hash` columns.
+    pub pii_key: Option<crate::privacy::PiiKey>,
 }
 
 impl Settings {
@@ -353,6 +361,13 @@ impl Settings {
             },
             tenants: Vec::new(),
             tenant: None,
+            pii_key: match get("SOBOT_SYNC_PII_KEY") {
+                None => None,
+                Some(v) => Some(
+                    crate::privacy::PiiKey::new(Secret::new(v))
+                        .map_err(|why| err("SOBOT_SYNC_PII_KEY", why))?,
+                ),
+            },
         })
     }
 

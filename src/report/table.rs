@@ -49,6 +49,7 @@ pub fn schema(spec: &ReportSpec, table: &str) -> TableSchema {
             field,
             ty,
             aliases: Vec::new(),
+            pii: None,
         });
     }
     let index = |name: &str| columns.iter().position(|c| c.name == name).unwrap_or(0);

@@ -263,6 +263,9 @@ pub(crate) async fn write(
         start: w.start,
         end: w.end,
     };
+    // issue 4 privacy: every reference, snapshot and recordings file passes here.
+    let batch =
+        &crate::privacy::protect(&p.schema, engine.settings.pii_key.as_ref(), batch.clone())?;
     let written = sink::write_window(&engine.warehouse, &file, batch).await?;
     Ok((file, written))
 }

@@ -6,6 +6,7 @@ mod api_client;
 mod cli;
 mod deploy;
 mod e2e;
+mod privacy;
 mod reports_e2e;
 mod shard;
 mod sim;
