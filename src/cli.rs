@@ -96,6 +96,16 @@ pub enum Command {
         /// Tables to print (default: every enabled one).
         tables: Vec<String>,
     },
+    /// Merge the window files of closed partitions of TABLE into files of SOBOT_SYNC_COMPACT_TARGET_BYTES.
+    Compact {
+        table: String,
+        /// Only partitions before this date (default: today in SOBOT_TIMEZONE).
+        #[arg(long, value_name = "DATE")]
+        before: Option<String>,
+        /// Pretend the current time is TIME (RFC 3339 or a date).
+        #[arg(long, value_name = "TIME")]
+        now: Option<String>,
+    },
 }
 
 /// Errors with their exit status.
@@ -129,6 +139,10 @@ pub async fn main(cli: Cli) -> ExitCode {
             .map_err(|e| CliError::Config(format!("simulator: {e}"))),
         Command::Demo { summary_json } => {
             crate::demo::run(cli.config.as_deref(), summary_json.as_deref()).await
+        }
+        Command::Compact { table, before, now } => {
+            let args = crate::compact::Args { table, before, now };
+            crate::compact::run(cli.config.as_deref(), &args).await
         }
         Command::Ddl {
             dialect,

@@ -8,6 +8,7 @@
 pub mod api;
 pub mod cli;
 pub mod clock;
+pub mod compact;
 pub mod convert;
 pub mod ddl;
 pub mod demo;

@@ -134,6 +134,11 @@ const KNOWN: &[Known] = &[
         env: "AWS_ALLOW_HTTP",
         secret: false,
     },
+    // issue 4 (C): compact
+    Known {
+        env: "SOBOT_SYNC_COMPACT_TARGET_BYTES",
+        secret: false,
+    },
 ];
 
 fn file_key(env: &str) -> String {
@@ -177,6 +182,9 @@ pub struct Settings {
     /// runner's `amount` check (`report::reconcile::Tolerance`; default exact).
     pub reconcile_tolerance: crate::report::reconcile::Tolerance,
     pub s3: S3Options,
+    /// issue 4 (C): `compact` starts a new file once the window files merged into the
+    /// current one reach this many bytes on storage (`SOBOT_SYNC_COMPACT_TARGET_BYTES`).
+    pub compact_target_bytes: u64,
 }
 
 impl Settings {
@@ -341,6 +349,7 @@ impl Settings {
                 region: get("AWS_REGION"),
                 allow_http,
             },
+            compact_target_bytes: positive("SOBOT_SYNC_COMPACT_TARGET_BYTES", 128 << 20)?,
         })
     }
 
