@@ -410,3 +410,163 @@ async fn compact_refuses_a_busy_pipeline_and_tables_it_cannot_compact() {
         assert!(err.to_string().contains(why), "{err}");
     }
 }
+
+/// A copy of a folder tree (the pristine warehouse each crash round starts from).
+fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("create copy");
+    for e in std::fs::read_dir(from).expect("read tree") {
+        let e = e.expect("entry");
+        let target = to.join(e.file_name());
+        if e.file_type().expect("type").is_dir() {
+            copy_tree(&e.path(), &target);
+        } else {
+            std::fs::copy(e.path(), &target).expect("copy file");
+        }
+    }
+}
+
+/// Through the binary: exit codes, `ddl` for both dialects, and `compact` killed with
+/// SIGKILL at many moments, each followed by a rerun that must leave every row once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_binary_compacts_after_sigkill_at_any_moment_and_prints_ddl() {
+    use crate::support::cli_proc::{CliEnv, assert_no_panic};
+    let now = t(NOW);
+    let mut env = CliEnv::start(now + Duration::days(1), START).await;
+    let now_arg = now.to_rfc3339();
+    env.run(&["run", "talks", "--now", &now_arg])
+        .await
+        .expect_code(0);
+    let wh = env.warehouse();
+    let expected = count_rows(&wh.join("talks")).expect("quiet read");
+
+    // ddl: Trino needs object storage, DuckDB takes the local folder.
+    let o = env.run(&["ddl", "--dialect", "trino"]).await;
+    o.expect_code(2);
+    assert!(o.stderr.contains("SOBOT_SYNC_WAREHOUSE"), "{}", o.all());
+    let o = env
+        .run(&[
+            "ddl",
+            "--dialect",
+            "trino",
+            "--location",
+            "s3://bucket/sobot/",
+        ])
+        .await;
+    o.expect_code(0);
+    for table in [
+        "talks",
+        "parties",
+        "agent_histories",
+        "report_agents_status",
+    ] {
+        assert!(
+            o.stdout
+                .contains(&format!("external_location = 's3://bucket/sobot/{table}'")),
+            "{table}\n{}",
+            o.stdout
+        );
+    }
+    assert!(
+        !o.stdout.contains("\"recordings\""),
+        "recordings is off by default"
+    );
+    let o = env.run(&["ddl", "--dialect", "duckdb", "talks"]).await;
+    o.expect_code(0);
+    assert!(
+        o.stdout.contains(&format!(
+            "read_parquet('{}/talks/**/*.parquet'",
+            wh.display()
+        )),
+        "{}",
+        o.stdout
+    );
+    env.run(&["ddl", "--dialect", "mysql"]).await.expect_code(2);
+    env.run(&["ddl", "--dialect", "duckdb", "nope"])
+        .await
+        .expect_code(2);
+
+    // compact: bad usage and tables it does not compact are exit 2.
+    env.run(&["compact", "talks", "--before", "2024-13-01"])
+        .await
+        .expect_code(2);
+    env.run(&["compact", "report_gateway_numbers"])
+        .await
+        .expect_code(2);
+    // Busy: another holder of the pipeline lock means exit 1 naming the pipeline.
+    let state_loc = sobot_sync::store::Location::parse(
+        &format!("file://{}/_state", wh.display()),
+        &Default::default(),
+    )
+    .expect("state location");
+    let store = sobot_sync::state::store::StateStore::new(state_loc);
+    let lock = store
+        .acquire_lock("talks", "a-run", std::time::Duration::from_secs(60))
+        .await
+        .expect("lock");
+    let o = env.run(&["compact", "talks", "--now", &now_arg]).await;
+    o.expect_code(1);
+    assert!(
+        o.stderr.contains("talks") && o.stderr.contains("busy"),
+        "{}",
+        o.all()
+    );
+    lock.release().await.expect("release");
+
+    // SIGKILL at many moments of a compaction, each time from the hourly layout.
+    let pristine = env.path().join("pristine");
+    copy_tree(&wh, &pristine);
+    let ttl = 1;
+    env.set("SOBOT_SYNC_LOCK_TTL_SECS", &ttl.to_string());
+    // No API credentials needed: compact touches storage only.
+    env.unset("SOBOT_APP_ID").unset("SOBOT_APP_SECRET");
+    let mut kills_ms: Vec<u64> = vec![5, 20, 60, 120, 250, 400, 700];
+    kills_ms.extend((0..3).map(|_| rand::random_range(1..800)));
+    eprintln!("killing compact after {kills_ms:?} ms");
+    for ms in kills_ms {
+        std::fs::remove_dir_all(&wh).expect("clear warehouse");
+        copy_tree(&pristine, &wh);
+        let mut child = env.spawn(&["compact", "talks", "--now", &now_arg]);
+        tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+        child.kill().await.expect("SIGKILL compact");
+        let status = child.wait().await.expect("reap compact");
+        // Readers between the crash and the rerun see every row once.
+        assert_eq!(
+            count_rows(&wh.join("talks")),
+            Some(expected),
+            "after {ms} ms ({status})"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(ttl * 1000 + 200)).await;
+        let o = env.run(&["compact", "talks", "--now", &now_arg]).await;
+        assert_no_panic(&o);
+        o.expect_code(0);
+        assert_eq!(
+            count_rows(&wh.join("talks")),
+            Some(expected),
+            "after the rerun ({ms} ms)"
+        );
+        let mut days: BTreeMap<String, usize> = BTreeMap::new();
+        for part in std::fs::read_dir(wh.join("talks")).expect("table") {
+            let part = part.expect("partition").path();
+            let n = std::fs::read_dir(&part)
+                .expect("partition")
+                .filter(|f| {
+                    f.as_ref()
+                        .is_ok_and(|f| f.path().extension().is_some_and(|e| e == "parquet"))
+                })
+                .count();
+            days.insert(
+                part.file_name()
+                    .unwrap_or_default()
+                    .to_string_lossy()
+                    .into(),
+                n,
+            );
+        }
+        assert_eq!(days["dt=2024-03-01"], 1, "after {ms} ms: {days:?}");
+        assert_eq!(days["dt=2024-03-02"], 1, "after {ms} ms: {days:?}");
+        assert!(
+            !wh.join(compact::STAGING_DIR).join("talks").exists(),
+            "staging left"
+        );
+    }
+}
