@@ -252,6 +252,12 @@ pub fn script(
         },
         tables.len()
     );
+    if dialect == Dialect::Duckdb && base.contains("://") {
+        let _ = writeln!(
+            out,
+            "-- Remote files: DuckDB needs the httpfs extension and credentials, e.g.\n-- INSTALL httpfs; LOAD httpfs; CREATE SECRET (TYPE s3, KEY_ID '...', SECRET '...', REGION '...');"
+        );
+    }
     let _ = writeln!(out, "CREATE SCHEMA IF NOT EXISTS {};", ident(schema_name));
     for t in tables {
         out.push('\n');
