@@ -16,8 +16,8 @@
 //!   `<warehouse>/_compact/<table>/dt=X` (merged files written there, every other file of
 //!   the partition hard-linked), then exchanged with `<table>/dt=X` in one
 //!   `renameat2(RENAME_EXCHANGE)`. Readers see the old folder or the new one, never a
-//!   mix. The old files (now in `_compact`) are deleted at the end of the run, after a
-//!   short grace so a listing in progress finishes against a folder that still exists.
+//!   mix. The old files (now in `_compact`) are deleted once a short grace has passed
+//!   since the swap, so a listing in progress finishes against a folder that still exists.
 //!   Where the exchange is not available (not Linux/glibc, or a filesystem without it)
 //!   two renames are used, and for that instant the partition is absent.
 //! - S3: one PUT per merged file, then one batch delete of its inputs. Between the two,
@@ -225,7 +225,9 @@ async fn compact_locked(
     report.closed_before = Some(closed_before);
 
     let partitions = list_partitions(loc, &table).await?;
-    let mut retired: Vec<PathBuf> = Vec::new();
+    // Old partitions swapped out, with when; deleted once the grace has passed, so disk
+    // use stays near one partition's worth above the table's size.
+    let mut retired: Vec<(PathBuf, std::time::Instant)> = Vec::new();
     for (dt, files) in partitions.range(..closed_before) {
         if claim.is_lost() {
             return Err(CompactError::LockLost {
@@ -248,7 +250,10 @@ async fn compact_locked(
                 outputs.push((name, encoded, (*g).clone()));
             }
             match loc.local_dir() {
-                Some(root) => retired.push(swap_local(&root, &table, *dt, outputs).await?),
+                Some(root) => {
+                    let old = swap_local(&root, &table, *dt, outputs).await?;
+                    retired.push((old, std::time::Instant::now()));
+                }
                 None => replace_remote(loc, &table, outputs).await?,
             }
             report.compacted += 1;
@@ -262,17 +267,25 @@ async fn compact_locked(
             })
             .collect();
         record(engine, p, *dt, spans, merged_inputs, run_id).await?;
-    }
-    if !retired.is_empty() {
-        tokio::time::sleep(RETIRE_GRACE).await;
-        for dir in retired {
+        while let Some((dir, at)) = retired.first().cloned() {
+            if at.elapsed() < RETIRE_GRACE {
+                break;
+            }
             remove_dir(&table, &dir).await?;
+            retired.remove(0);
         }
-        if let Some(root) = loc.local_dir() {
-            // Leave no empty folders behind; a folder another compaction uses stays.
-            let _ = std::fs::remove_dir(staging_root(&root, &table));
-            let _ = std::fs::remove_dir(root.join(STAGING_DIR));
-        }
+    }
+    if let Some((_, last)) = retired.last() {
+        tokio::time::sleep(RETIRE_GRACE.saturating_sub(last.elapsed())).await;
+    }
+    let cleaned = !retired.is_empty() || report.compacted > 0;
+    for (dir, _) in retired {
+        remove_dir(&table, &dir).await?;
+    }
+    if cleaned && let Some(root) = loc.local_dir() {
+        // Leave no empty folders behind; a folder another compaction uses stays.
+        let _ = std::fs::remove_dir(staging_root(&root, &table));
+        let _ = std::fs::remove_dir(root.join(STAGING_DIR));
     }
     Ok(report)
 }
