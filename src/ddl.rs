@@ -253,6 +253,12 @@ pub fn script(
         },
         tables.len()
     );
+    if dialect == Dialect::Trino {
+        let _ = writeln!(
+            out,
+            "-- Timestamps are UTC instants: set hive.parquet.time-zone=UTC in the Hive catalog to read them as UTC."
+        );
+    }
     if dialect == Dialect::Duckdb && base.contains("://") {
         let _ = writeln!(
             out,
