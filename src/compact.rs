@@ -249,6 +249,14 @@ async fn compact_locked(
                 report.rows_merged += encoded.rows as u64;
                 outputs.push((name, encoded, (*g).clone()));
             }
+            // The merge may have taken a while: make sure no other process took the
+            // lock (and may be writing this partition) before replacing its files.
+            if claim.is_lost() {
+                return Err(CompactError::LockLost {
+                    table,
+                    pipeline: p.name.clone(),
+                });
+            }
             match loc.local_dir() {
                 Some(root) => {
                     let old = swap_local(&root, &table, *dt, outputs).await?;
