@@ -99,7 +99,38 @@ pub enum Command {
     /// The built-in Sobot API simulator.
     Sim(Box<sim::SimArgs>),
     /// Start the simulator in-process and sync three simulated days into the warehouse.
-    Demo,
+    Demo {
+        /// Also write what the demo wrote (rows and files per table) as JSON to FILE.
+        #[arg(long, value_name = "FILE")]
+        summary_json: Option<PathBuf>,
+    },
+    // --- issue 4 (C): warehouse integration, see src/ddl.rs and src/compact.rs ---
+    /// Print CREATE statements that make every enabled table queryable in Trino or DuckDB.
+    Ddl {
+        #[arg(long, value_enum)]
+        dialect: crate::ddl::Dialect,
+        /// Where the tables are (default: SOBOT_SYNC_WAREHOUSE).
+        #[arg(long, value_name = "URL")]
+        location: Option<String>,
+        /// The schema the tables and views are created in.
+        #[arg(long, value_name = "NAME", default_value = "sobot")]
+        schema: String,
+        /// Tables to print (default: every enabled one).
+        tables: Vec<String>,
+    },
+    /// Merge the window files of closed partitions of TABLE into files of SOBOT_SYNC_COMPACT_TARGET_BYTES.
+    Compact {
+        table: String,
+        /// Only partitions before this date (default: today in SOBOT_TIMEZONE).
+        #[arg(long, value_name = "DATE")]
+        before: Option<String>,
+        /// Pretend the current time is TIME (RFC 3339 or a date).
+        #[arg(long, value_name = "TIME")]
+        now: Option<String>,
+        /// The tenant (needed when several are configured).
+        #[arg(long, value_name = "NAME")]
+        tenant: Option<String>,
+    },
 }
 
 /// Errors with their exit status.
@@ -131,7 +162,37 @@ pub async fn main(cli: Cli) -> ExitCode {
         Command::Sim(args) => sim::serve(args.as_ref())
             .await
             .map_err(|e| CliError::Config(format!("simulator: {e}"))),
-        Command::Demo => crate::demo::run(cli.config.as_deref()).await,
+        Command::Demo { summary_json } => {
+            crate::demo::run(cli.config.as_deref(), summary_json.as_deref()).await
+        }
+        Command::Compact {
+            table,
+            before,
+            now,
+            tenant,
+        } => {
+            let args = crate::compact::Args {
+                table,
+                before,
+                now,
+                tenant,
+            };
+            crate::compact::run(cli.config.as_deref(), &args).await
+        }
+        Command::Ddl {
+            dialect,
+            location,
+            schema,
+            tables,
+        } => crate::ddl::run(
+            cli.config.as_deref(),
+            &crate::ddl::Args {
+                dialect,
+                location,
+                schema,
+                tables,
+            },
+        ),
         Command::Check { tenant } => check(cli.config.as_deref(), tenant.as_deref()).await,
         Command::Reconcile {
             from,

@@ -46,7 +46,10 @@ pub async fn table_rows(loc: &crate::store::Location, table: &str) -> Result<(u6
     Ok((rows, files.len()))
 }
 
-pub async fn run(config: Option<&Path>) -> Result<(), CliError> {
+/// `summary_json`: also write `{"warehouse", "tables": {name: {"rows_run", "files_run",
+/// "rows", "files"}}}` there (rows and files read back from the footers), so scripts such
+/// as CI's DuckDB check compare against what was written without parsing the table.
+pub async fn run(config: Option<&Path>, summary_json: Option<&Path>) -> Result<(), CliError> {
     let mut env: BTreeMap<String, String> = std::env::vars().collect();
     let user = Settings::from_sources(config, &env)?;
     let now: DateTime<Utc> = DateTime::parse_from_rfc3339(DEMO_NOW)
@@ -99,6 +102,7 @@ pub async fn run(config: Option<&Path>) -> Result<(), CliError> {
         "{:<28} {:>12} {:>12} {:>12} {:>10}",
         "table", "rows (run)", "files (run)", "rows (all)", "files"
     );
+    let mut summary = serde_json::Map::new();
     for r in &reports {
         let (rows, files) = table_rows(&engine.warehouse, &r.table)
             .await
@@ -107,6 +111,21 @@ pub async fn run(config: Option<&Path>) -> Result<(), CliError> {
             "{:<28} {:>12} {:>12} {:>12} {:>10}",
             r.table, r.rows, r.files, rows, files
         );
+        summary.insert(
+            r.table.clone(),
+            serde_json::json!({"rows_run": r.rows, "files_run": r.files, "rows": rows, "files": files}),
+        );
+    }
+    if let Some(path) = summary_json {
+        let doc = serde_json::json!({"warehouse": engine.warehouse.url(), "tables": summary});
+        let text =
+            serde_json::to_string_pretty(&doc).map_err(|e| CliError::Failed(e.to_string()))?;
+        std::fs::write(path, text).map_err(|e| {
+            CliError::Failed(format!(
+                "--summary-json {}: cannot write: {e}",
+                path.display()
+            ))
+        })?;
     }
     let base = match engine.warehouse.local_dir() {
         Some(dir) => dir.display().to_string(),

@@ -8,7 +8,9 @@
 pub mod api;
 pub mod cli;
 pub mod clock;
+pub mod compact;
 pub mod convert;
+pub mod ddl;
 pub mod demo;
 pub mod extract;
 pub mod mem;

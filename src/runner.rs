@@ -137,6 +137,11 @@ pub struct Claim {
 }
 
 impl Claim {
+    /// Whether a renewal failed, so another process may hold a lock now (issue 4: `compact`).
+    pub fn is_lost(&self) -> bool {
+        self.lost.load(Ordering::SeqCst)
+    }
+
     /// Stops renewing and gives every lock up, so the next run need not wait for expiry.
     pub async fn release(self) {
         self.renewer.abort();

@@ -139,6 +139,11 @@ const KNOWN: &[Known] = &[
         env: "SOBOT_SYNC_PII_KEY",
         secret: true,
     },
+    // issue 4 (C): compact
+    Known {
+        env: "SOBOT_SYNC_COMPACT_TARGET_BYTES",
+        secret: false,
+    },
 ];
 
 fn file_key(env: &str) -> String {
@@ -192,6 +197,9 @@ pub struct Settings {
     /// issue 4 privacy: the HMAC key for `pii` columns (`SOBOT_SYNC_PII_KEY`); `None`
     /// leaves `hash_if_key` columns as sent and refuses `hash` columns.
     pub pii_key: Option<crate::privacy::PiiKey>,
+    /// issue 4 (C): `compact` starts a new file once the window files merged into the
+    /// current one reach this many bytes on storage (`SOBOT_SYNC_COMPACT_TARGET_BYTES`).
+    pub compact_target_bytes: u64,
 }
 
 impl Settings {
@@ -368,6 +376,7 @@ impl Settings {
                         .map_err(|why| err("SOBOT_SYNC_PII_KEY", why))?,
                 ),
             },
+            compact_target_bytes: positive("SOBOT_SYNC_COMPACT_TARGET_BYTES", 128 << 20)?,
         })
     }
 

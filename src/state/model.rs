@@ -117,6 +117,25 @@ pub struct PipelineState {
     #[serde(default)]
     pub backfills: Vec<BackfillState>,
     pub last_run: Option<RunRecord>,
+    /// issue 4: closed `dt` partitions `compact` has processed and the files it left
+    /// there, one entry per partition, by date (`crate::compact`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub compacted: Vec<CompactedPartition>,
+}
+
+/// What `compact` left in one closed partition: the spans of its files afterwards.
+/// A later lookback or backfill of a window inside one of them rewrites that file
+/// around the window (`sink::merge`), so the record stays true about which spans the
+/// files cover even though their rows may be replaced.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CompactedPartition {
+    pub dt: chrono::NaiveDate,
+    /// The partition's files after compaction, in order (their names are these spans).
+    pub files: Vec<Span>,
+    /// How many window files were merged into them by the run that recorded this.
+    pub merged_files: u64,
+    pub run_id: String,
+    pub at: DateTime<Utc>,
 }
 
 /// Finished backfills kept in state; open ones are always kept.
@@ -161,6 +180,7 @@ impl PipelineState {
             completed: Ledger::default(),
             backfills: Vec::new(),
             last_run: None,
+            compacted: Vec::new(),
         }
     }
 }

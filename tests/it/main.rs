@@ -4,6 +4,7 @@ mod support;
 
 mod api_client;
 mod cli;
+mod compact;
 mod deploy;
 mod e2e;
 mod privacy;
