@@ -74,6 +74,14 @@ pub enum Command {
         #[arg(long, value_name = "TIME")]
         now: Option<String>,
     },
+    /// Long-running scheduler: each pipeline on its own cron schedule until SIGTERM/SIGINT.
+    Daemon {
+        /// Pipelines to schedule (default: every enabled one).
+        pipelines: Vec<String>,
+        /// Pretend the current time is TIME in every run (replays and tests).
+        #[arg(long, value_name = "TIME")]
+        now: Option<String>,
+    },
     /// The built-in Sobot API simulator.
     Sim(Box<sim::SimArgs>),
     /// Start the simulator in-process and sync three simulated days into the warehouse.
@@ -110,6 +118,9 @@ pub async fn main(cli: Cli) -> ExitCode {
             .await
             .map_err(|e| CliError::Config(format!("simulator: {e}"))),
         Command::Demo => crate::demo::run(cli.config.as_deref()).await,
+        Command::Daemon { pipelines, now } => {
+            crate::daemon::run(cli.config.as_deref(), &pipelines, now.as_deref()).await
+        }
         Command::Check => check(cli.config.as_deref()).await,
         Command::Reconcile {
             from,
@@ -147,7 +158,7 @@ pub async fn main(cli: Cli) -> ExitCode {
     }
 }
 
-fn clock(settings: &Settings, now: Option<&str>) -> Result<SharedClock, CliError> {
+pub(crate) fn clock(settings: &Settings, now: Option<&str>) -> Result<SharedClock, CliError> {
     match now {
         None => Ok(Arc::new(SystemClock)),
         Some(s) => {
@@ -188,6 +199,7 @@ pub fn engine(settings: Settings, clock: SharedClock) -> Result<Engine, CliError
         warehouse,
         state,
         clock,
+        stop: Default::default(),
     })
 }
 

@@ -9,6 +9,7 @@ pub mod api;
 pub mod cli;
 pub mod clock;
 pub mod convert;
+pub mod daemon;
 pub mod demo;
 pub mod extract;
 pub mod mem;

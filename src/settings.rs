@@ -134,6 +134,11 @@ const KNOWN: &[Known] = &[
         env: "AWS_ALLOW_HTTP",
         secret: false,
     },
+    // issue 4 (daemon)
+    Known {
+        env: "SOBOT_SYNC_SHUTDOWN_GRACE_SECS",
+        secret: false,
+    },
 ];
 
 fn file_key(env: &str) -> String {
@@ -177,6 +182,9 @@ pub struct Settings {
     /// runner's `amount` check (`report::reconcile::Tolerance`; default exact).
     pub reconcile_tolerance: crate::report::reconcile::Tolerance,
     pub s3: S3Options,
+    /// issue 4 (daemon): how long `daemon` lets its runs finish after SIGTERM/SIGINT
+    /// before it abandons them uncommitted, releases their locks and exits.
+    pub shutdown_grace: Duration,
 }
 
 impl Settings {
@@ -326,7 +334,7 @@ impl Settings {
             },
             min_backoff: Duration::from_millis(positive("SOBOT_RETRY_MIN_BACKOFF_MS", 200)?),
             max_backoff: Duration::from_millis(positive("SOBOT_RETRY_MAX_BACKOFF_MS", 30_000)?),
-            lock_ttl: Duration::from_secs(positive("SOBOT_SYNC_LOCK_TTL_SECS", 600)?),
+            lock_ttl: Duration::from_secs(positive("SOBOT_SYNC_LOCK_TTL_SECS", 120)?),
             window_concurrency: positive("SOBOT_SYNC_WINDOW_CONCURRENCY", 2)? as usize,
             reconcile_tolerance: match get("SOBOT_SYNC_RECONCILE_TOLERANCE") {
                 None => crate::report::reconcile::Tolerance::EXACT,
@@ -341,6 +349,9 @@ impl Settings {
                 region: get("AWS_REGION"),
                 allow_http,
             },
+            // Below Kubernetes' default 30 s termination grace, so the daemon exits
+            // (locks released) before it would be killed.
+            shutdown_grace: Duration::from_secs(positive("SOBOT_SYNC_SHUTDOWN_GRACE_SECS", 25)?),
         })
     }
 

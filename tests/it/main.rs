@@ -4,6 +4,7 @@ mod support;
 
 mod api_client;
 mod cli;
+mod daemon;
 mod e2e;
 mod reports_e2e;
 mod sim;

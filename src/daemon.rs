@@ -1,0 +1,363 @@
+//! `sobot-sync daemon` (CONTRACT section 1, issue 4 part 1): every pipeline on its own
+//! cron `schedule`, in `SOBOT_TIMEZONE`, until SIGTERM or SIGINT.
+//!
+//! - A tick runs the pipeline as `sobot-sync run <pipeline>` does: the same [`Engine`],
+//!   lock ([`Engine::claim`]) and driver ([`Engine::run_claimed`]). Missed ticks are not
+//!   replayed: a run always loads everything due from the watermark, so one tick after
+//!   downtime catches up. Every pipeline also runs once at start, so a restarted daemon
+//!   does not wait up to a schedule period before catching up.
+//! - No overlap: a tick that arrives while the same pipeline's previous run in this
+//!   process is still going is skipped (logged), never queued; a pipeline whose lock
+//!   another process holds (a second replica, a manual `run`) is skipped at info level.
+//! - Shutdown: on SIGTERM/SIGINT no new run starts; [`Engine::stop`] makes every run
+//!   stop after the window it is committing; at the end of `SOBOT_SYNC_SHUTDOWN_GRACE_SECS`
+//!   (less a short reserve) runs still going are dropped, leaving their window in flight
+//!   uncommitted, and every held lock is released before the process exits 0.
+
+use crate::cli::{self, CliError};
+use crate::runner::{Engine, Mode, RunError};
+use crate::settings::Settings;
+use chrono::{Offset, TimeZone, Utc};
+use chrono_tz::Tz;
+use croner::Cron;
+use croner::parser::{CronParser, Seconds};
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+use tokio_cron_scheduler::{Job, JobScheduler};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use uuid::Uuid;
+
+/// Parses a pipeline's `schedule` exactly as the scheduler will (seconds required, an
+/// optional year; a restricted day of month and weekday must both match), and refuses a
+/// pattern that never fires, which would otherwise be a pipeline that silently never runs.
+pub fn parse_schedule(s: &str) -> Result<Cron, String> {
+    let cron = CronParser::builder()
+        .seconds(Seconds::Required)
+        .dom_and_dow(true)
+        .build()
+        .parse(s)
+        .map_err(|e| {
+            format!(
+                "schedule {s:?} is not a cron expression (sec min hour day month weekday [year]): {e}"
+            )
+        })?;
+    cron.find_next_occurrence(&Utc::now(), false)
+        .map_err(|e| format!("schedule {s:?} never fires: {e}"))?;
+    Ok(cron)
+}
+
+/// Time left, out of the grace period, to release locks after the runs were dropped.
+fn release_reserve(grace: Duration) -> Duration {
+    (grace / 5).min(Duration::from_secs(3))
+}
+
+/// How often the zone's UTC offset is compared with the one the jobs were built for.
+const OFFSET_CHECK: Duration = Duration::from_secs(60);
+
+/// What the ticks of every pipeline share.
+struct Daemon {
+    engine: Engine,
+    /// Per pipeline: whether a run of it is going in this process.
+    running: BTreeMap<String, Arc<AtomicBool>>,
+    /// Every run in flight, to wait for at shutdown.
+    tracker: TaskTracker,
+    /// Cancelled when the grace period is over: runs still going are dropped.
+    hard_stop: CancellationToken,
+}
+
+/// Clears a pipeline's "running" mark however its run ends (also when dropped).
+struct RunningMark(Arc<AtomicBool>);
+
+impl Drop for RunningMark {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::SeqCst);
+    }
+}
+
+impl Daemon {
+    /// A tick of `name` (`trigger`: "start" or "schedule"): starts a run unless the
+    /// daemon is stopping or the previous run of the pipeline is still going.
+    fn tick(self: &Arc<Self>, name: &str, trigger: &'static str) {
+        if self.engine.stop.is_cancelled() {
+            return;
+        }
+        let Some(flag) = self.running.get(name) else {
+            return;
+        };
+        if flag.swap(true, Ordering::SeqCst) {
+            tracing::info!(
+                pipeline = %name,
+                trigger,
+                "tick skipped: the previous run of this pipeline is still going"
+            );
+            return;
+        }
+        let mark = RunningMark(flag.clone());
+        let this = self.clone();
+        let name = name.to_string();
+        self.tracker.spawn(async move {
+            this.run_one(&name, trigger).await;
+            drop(mark);
+        });
+    }
+
+    /// One run of one pipeline, as `run <pipeline>` does it, logged instead of printed.
+    async fn run_one(&self, name: &str, trigger: &'static str) {
+        let engine = &self.engine;
+        let Some(p) = engine.catalog.get(name) else {
+            return;
+        };
+        let run_id = Engine::new_run_id();
+        let claim = match engine.claim(&[name], &run_id).await {
+            Ok(claim) => claim,
+            Err(e) if e.is_busy() => {
+                tracing::info!(pipeline = %name, trigger, "tick skipped: {e}");
+                return;
+            }
+            Err(e) => {
+                tracing::error!(pipeline = %name, trigger, "run not started: {e}");
+                return;
+            }
+        };
+        tracing::info!(pipeline = %name, run_id = %run_id, trigger, "run started");
+        let outcome = tokio::select! {
+            r = engine.run_claimed(p, Mode::Incremental, &run_id, &claim) => Some(r),
+            () = self.hard_stop.cancelled() => None,
+        };
+        claim.release().await;
+        match outcome {
+            Some(Ok(r)) => tracing::info!(
+                pipeline = %name,
+                run_id = %run_id,
+                windows = r.windows,
+                lookback_windows = r.lookback_windows,
+                rows = r.rows,
+                files = r.files,
+                requests = r.requests,
+                watermark = %r.watermark.map_or("-".into(), |w| w.to_rfc3339()),
+                "run finished"
+            ),
+            Some(Err(e @ RunError::Stopped { .. })) => {
+                tracing::info!(pipeline = %name, run_id = %run_id, "run stopped: {e}")
+            }
+            Some(Err(e)) => tracing::error!(pipeline = %name, run_id = %run_id, "run failed: {e}"),
+            None => tracing::warn!(
+                pipeline = %name,
+                run_id = %run_id,
+                "run abandoned at the end of the shutdown grace period; its windows in flight are uncommitted and loaded by the next run"
+            ),
+        }
+    }
+}
+
+/// Adds one job per pipeline to `sched`, its schedule read in `tz`.
+async fn add_jobs(
+    sched: &JobScheduler,
+    daemon: &Arc<Daemon>,
+    schedules: &[(String, String)],
+    tz: Tz,
+) -> Result<Vec<Uuid>, String> {
+    let mut ids = Vec::with_capacity(schedules.len());
+    for (name, schedule) in schedules {
+        let (d, n) = (daemon.clone(), name.clone());
+        let job = Job::new_async_tz(schedule.as_str(), tz, move |_id, _sched| {
+            d.tick(&n, "schedule");
+            Box::pin(async {})
+        })
+        .map_err(|e| format!("pipeline {name}: schedule {schedule:?}: {e}"))?;
+        let id = sched
+            .add(job)
+            .await
+            .map_err(|e| format!("pipeline {name}: cannot schedule: {e}"))?;
+        ids.push(id);
+    }
+    Ok(ids)
+}
+
+/// The zone's offset from UTC now, in seconds.
+fn offset_now(tz: Tz) -> i32 {
+    tz.offset_from_utc_datetime(&Utc::now().naive_utc())
+        .fix()
+        .local_minus_utc()
+}
+
+/// Resolves on SIGTERM or SIGINT, naming it.
+async fn shutdown_signal() -> Result<&'static str, CliError> {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut term = signal(SignalKind::terminate())
+            .map_err(|e| CliError::Failed(format!("cannot listen for SIGTERM: {e}")))?;
+        tokio::select! {
+            _ = term.recv() => Ok("SIGTERM"),
+            r = tokio::signal::ctrl_c() => r.map(|()| "SIGINT")
+                .map_err(|e| CliError::Failed(format!("cannot listen for SIGINT: {e}"))),
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        tokio::signal::ctrl_c()
+            .await
+            .map(|()| "Ctrl-C")
+            .map_err(|e| CliError::Failed(format!("cannot listen for Ctrl-C: {e}")))
+    }
+}
+
+/// `sobot-sync daemon [PIPELINE ...] [--now TIME]`.
+pub async fn run(
+    config: Option<&Path>,
+    names: &[String],
+    now: Option<&str>,
+) -> Result<(), CliError> {
+    let settings = Settings::load(config)?;
+    let clock = cli::clock(&settings, now)?;
+    let grace = settings.shutdown_grace;
+    let tz = settings.timezone;
+    let engine = cli::engine(settings, clock)?;
+    let selected = engine.catalog.select(names).map_err(CliError::Config)?;
+    if selected.is_empty() {
+        return Err(CliError::Config(format!(
+            "no enabled pipeline in {}: nothing to schedule",
+            engine.catalog.source
+        )));
+    }
+    // The catalog validated every schedule; parse again so that nothing unchecked
+    // reaches the scheduler.
+    let mut schedules = Vec::with_capacity(selected.len());
+    for p in &selected {
+        parse_schedule(&p.schedule).map_err(|why| {
+            CliError::Config(format!(
+                "pipeline {} ({}): {why}",
+                p.name, engine.catalog.source
+            ))
+        })?;
+        schedules.push((p.name.clone(), p.schedule.clone()));
+    }
+    let daemon = Arc::new(Daemon {
+        running: schedules
+            .iter()
+            .map(|(n, _)| (n.clone(), Arc::new(AtomicBool::new(false))))
+            .collect(),
+        engine,
+        tracker: TaskTracker::new(),
+        hard_stop: CancellationToken::new(),
+    });
+
+    let failed = |e: tokio_cron_scheduler::JobSchedulerError| {
+        CliError::Failed(format!("cannot start the scheduler: {e}"))
+    };
+    let mut sched = JobScheduler::new().await.map_err(failed)?;
+    let mut offset = offset_now(tz);
+    let mut jobs = add_jobs(&sched, &daemon, &schedules, tz)
+        .await
+        .map_err(CliError::Config)?;
+    sched.start().await.map_err(failed)?;
+    tracing::info!(
+        pipelines = %schedules.iter().map(|(n, s)| format!("{n} ({s})")).collect::<Vec<_>>().join(", "),
+        timezone = tz.name(),
+        grace_secs = grace.as_secs(),
+        "daemon started"
+    );
+    for (name, _) in &schedules {
+        daemon.tick(name, "start");
+    }
+
+    let signal = shutdown_signal();
+    tokio::pin!(signal);
+    let mut offset_check = tokio::time::interval(OFFSET_CHECK);
+    let name = loop {
+        tokio::select! {
+            s = &mut signal => break s?,
+            _ = offset_check.tick() => {
+                // The scheduler turns the zone into a fixed offset when a job is built;
+                // rebuild the jobs when daylight saving time changes it.
+                let now_offset = offset_now(tz);
+                if now_offset != offset {
+                    tracing::info!(timezone = tz.name(), "UTC offset changed; rescheduling");
+                    for id in jobs.drain(..) {
+                        if let Err(e) = sched.remove(&id).await {
+                            tracing::warn!("could not remove a scheduled job: {e}");
+                        }
+                    }
+                    jobs = add_jobs(&sched, &daemon, &schedules, tz)
+                        .await
+                        .map_err(CliError::Config)?;
+                    offset = now_offset;
+                }
+            }
+        }
+    };
+
+    tracing::info!(
+        signal = name,
+        grace_secs = grace.as_secs(),
+        "shutting down: no new runs; runs in progress stop after the window they are committing"
+    );
+    daemon.engine.stop.cancel();
+    if let Err(e) = sched.shutdown().await {
+        tracing::warn!("scheduler shutdown: {e}");
+    }
+    daemon.tracker.close();
+    let reserve = release_reserve(grace);
+    if tokio::time::timeout(grace - reserve, daemon.tracker.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            "grace period over: abandoning the runs still going and releasing their locks"
+        );
+        daemon.hard_stop.cancel();
+        if tokio::time::timeout(reserve, daemon.tracker.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!("some locks were not released in time; they expire by themselves");
+        }
+    }
+    tracing::info!("daemon stopped");
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shipped_shapes_parse_and_bad_ones_are_refused() {
+        for ok in [
+            "0 5 * * * *",
+            "*/2 * * * * *",
+            "30 */5 * * * *",
+            "0 0 3 * * MON 2099",
+        ] {
+            assert!(parse_schedule(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "",
+            "every hour",
+            "5 * * * *",
+            "99 * * * * *",
+            "0 0 0 30 2 *",
+            "0 0 0 1 1 * 2001",
+        ] {
+            let e = parse_schedule(bad).expect_err(bad);
+            assert!(e.contains("schedule"), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn the_reserve_leaves_most_of_the_grace_to_the_runs() {
+        assert_eq!(
+            release_reserve(Duration::from_secs(25)),
+            Duration::from_secs(3)
+        );
+        assert_eq!(
+            release_reserve(Duration::from_secs(5)),
+            Duration::from_secs(1)
+        );
+    }
+}
