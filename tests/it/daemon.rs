@@ -561,3 +561,83 @@ async fn invalid_schedule_exits_2_naming_pipeline_and_key() {
     o.expect_code(2);
     assert!(o.stderr.contains("nosuch"), "{}", o.all());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runs_outlasting_the_grace_period_are_abandoned_uncommitted_and_unlocked() {
+    let start = "2024-01-02";
+    let mut env = env_with_fast_schedules(start).await;
+    env.set("SOBOT_SYNC_SHUTDOWN_GRACE_SECS", "2");
+    // Every answer (the token's too) takes 4 s: no window can finish within the grace.
+    env.sim.set_faults(Faults {
+        slow_every: Some(1),
+        slow_ms: 4000,
+        ..Faults::default()
+    });
+    let d = Daemon::start(&env, "slow");
+    wait_for(
+        "every pipeline's run started",
+        Duration::from_secs(30),
+        async || {
+            let ev = events(&d.lines());
+            PIPELINES.iter().all(|p| count(&ev, p, "started") == 1)
+        },
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    d.sigterm();
+    let (code, lines, took) = d.exit(Duration::from_secs(30)).await;
+    assert_eq!(code, Some(0), "exit after SIGTERM:\n{}", lines.join("\n"));
+    assert!(
+        took < Duration::from_millis(3500),
+        "took {took:?} to exit with a 2 s grace period"
+    );
+    let abandoned = lines.iter().filter(|l| l.contains("run abandoned")).count();
+    assert_eq!(abandoned, 3, "each run is abandoned:\n{}", lines.join("\n"));
+    // Nothing committed, nothing half written, and no lock left to wait for.
+    let state = state_store(&env);
+    for p in PIPELINES {
+        let st = state
+            .load::<PipelineState>(p)
+            .await
+            .expect("state loads")
+            .map(|v| v.value);
+        if let Some(st) = st {
+            assert_eq!(st.watermark, t(start), "{p}: no window was committed");
+        }
+        let lock = state
+            .acquire_lock(p, "test-probe", Duration::from_secs(60))
+            .await
+            .unwrap_or_else(|e| panic!("{p}: lock not released at shutdown: {e}"));
+        lock.release().await.expect("release the probe lock");
+    }
+    let mut strays = Vec::new();
+    stray_files(&env.warehouse(), &mut strays);
+    assert!(strays.is_empty(), "staging leftovers: {strays:?}");
+
+    env.sim.set_faults(Faults::default());
+    let d = Daemon::start(&env, "again");
+    wait_for(
+        "two finished runs each",
+        Duration::from_secs(120),
+        async || {
+            let ev = events(&d.lines());
+            PIPELINES.iter().all(|p| count(&ev, p, "finished") >= 2)
+        },
+    )
+    .await;
+    d.sigterm();
+    let (code, lines, _) = d.exit(Duration::from_secs(30)).await;
+    assert_eq!(code, Some(0), "{}", lines.join("\n"));
+    assert_warehouse_exact(&env, t(start));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_grace_period_exits_2_naming_the_setting() {
+    let mut env = env_with_fast_schedules("2024-01-02").await;
+    env.set("SOBOT_SYNC_SHUTDOWN_GRACE_SECS", "soon");
+    let o = env.run(&["daemon"]).await;
+    o.expect_code(2);
+    for needle in ["SOBOT_SYNC_SHUTDOWN_GRACE_SECS", "soon"] {
+        assert!(o.stderr.contains(needle), "names {needle:?}\n{}", o.all());
+    }
+}
