@@ -12,11 +12,13 @@
 //! - Shutdown: on SIGTERM/SIGINT no new run starts; [`Engine::stop`] makes every run
 //!   stop after the window it is committing; at the end of `SOBOT_SYNC_SHUTDOWN_GRACE_SECS`
 //!   (less a short reserve) runs still going are dropped, leaving their window in flight
-//!   uncommitted, and every held lock is released before the process exits 0.
+//!   uncommitted (the run recorded as failed), and every held lock is released before the
+//!   process exits 0.
 
 use crate::cli::{self, CliError};
 use crate::runner::{Engine, Mode, RunError};
 use crate::settings::Settings;
+use crate::state::model::{Outcome, PipelineState};
 use chrono::{Offset, TimeZone, Utc};
 use chrono_tz::Tz;
 use croner::Cron;
@@ -128,6 +130,9 @@ impl Daemon {
             r = engine.run_claimed(p, Mode::Incremental, &run_id, &claim) => Some(r),
             () = self.hard_stop.cancelled() => None,
         };
+        if outcome.is_none() {
+            close_abandoned(engine, name, &run_id).await;
+        }
         claim.release().await;
         match outcome {
             Some(Ok(r)) => tracing::info!(
@@ -151,6 +156,45 @@ impl Daemon {
                 "run abandoned at the end of the shutdown grace period; its windows in flight are uncommitted and loaded by the next run"
             ),
         }
+    }
+}
+
+/// Any pipeline kind's state: the part every driver shares, and whatever its driver adds
+/// (a report's period grid), kept as it is.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct AnyState {
+    #[serde(flatten)]
+    base: PipelineState,
+    #[serde(flatten)]
+    rest: serde_json::Map<String, serde_json::Value>,
+}
+
+/// Records a run dropped at the end of the grace period as failed, so that `status` does
+/// not show it running. The lock is still held, so nothing else commits meanwhile.
+async fn close_abandoned(engine: &Engine, name: &str, run_id: &str) {
+    let loaded = match engine.state.load::<AnyState>(name).await {
+        Ok(Some(v)) => v,
+        Ok(None) => return,
+        Err(e) => {
+            tracing::warn!(pipeline = %name, "cannot record the abandoned run: {e}");
+            return;
+        }
+    };
+    let mut st = loaded.value;
+    let ours = st
+        .base
+        .last_run
+        .as_ref()
+        .is_some_and(|r| r.run_id == run_id && r.outcome == Outcome::Running);
+    if !ours {
+        return;
+    }
+    st.base.close_run(Some(format!(
+        "pipeline {name}: abandoned at the end of the shutdown grace period; windows from {} on are loaded by the next run",
+        st.base.watermark.to_rfc3339()
+    )));
+    if let Err(e) = engine.state.commit(name, Some(loaded.version), &st).await {
+        tracing::warn!(pipeline = %name, "cannot record the abandoned run: {e}");
     }
 }
 
@@ -347,6 +391,24 @@ mod tests {
             let e = parse_schedule(bad).expect_err(bad);
             assert!(e.contains("schedule"), "{bad}: {e}");
         }
+    }
+
+    #[test]
+    fn any_state_keeps_every_field_once() {
+        let mut base = PipelineState::new(
+            "r",
+            86_400,
+            "Asia/Singapore",
+            chrono::DateTime::from_timestamp(1_700_000_000, 0).expect("a time"),
+        );
+        base.last_run = None;
+        let mut json = serde_json::to_value(&base).expect("serialize");
+        json["report"] = serde_json::json!({"date_type": "day", "week_start": "monday"});
+        let any: AnyState = serde_json::from_value(json.clone()).expect("deserialize");
+        let text = serde_json::to_string(&any).expect("serialize again");
+        let back: serde_json::Value = serde_json::from_str(&text).expect("parse");
+        assert_eq!(back, json);
+        assert_eq!(text.matches("\"watermark\"").count(), 1, "{text}");
     }
 
     #[test]

@@ -603,6 +603,16 @@ async fn runs_outlasting_the_grace_period_are_abandoned_uncommitted_and_unlocked
             .map(|v| v.value);
         if let Some(st) = st {
             assert_eq!(st.watermark, t(start), "{p}: no window was committed");
+            let run = st.last_run.as_ref().expect("the run is recorded");
+            assert_eq!(
+                run.outcome,
+                sobot_sync::state::model::Outcome::Failed,
+                "{p}: {run:?}"
+            );
+            assert!(
+                run.error.as_ref().is_some_and(|e| e.contains("abandoned")),
+                "{p}: {run:?}"
+            );
         }
         let lock = state
             .acquire_lock(p, "test-probe", Duration::from_secs(60))
