@@ -96,6 +96,14 @@ pub enum Command {
         #[arg(long, value_name = "NAME")]
         tenant: Option<String>,
     },
+    /// Long-running scheduler: each pipeline on its own cron schedule until SIGTERM/SIGINT.
+    Daemon {
+        /// Pipelines to schedule (default: every enabled one).
+        pipelines: Vec<String>,
+        /// Pretend the current time is TIME in every run (replays and tests).
+        #[arg(long, value_name = "TIME")]
+        now: Option<String>,
+    },
     /// The built-in Sobot API simulator.
     Sim(Box<sim::SimArgs>),
     /// Start the simulator in-process and sync three simulated days into the warehouse.
@@ -194,6 +202,9 @@ pub async fn main(cli: Cli) -> ExitCode {
             },
         ),
         Command::Check { tenant } => check(cli.config.as_deref(), tenant.as_deref()).await,
+        Command::Daemon { pipelines, now } => {
+            crate::daemon::run(cli.config.as_deref(), &pipelines, now.as_deref()).await
+        }
         Command::Reconcile {
             from,
             to,
@@ -282,7 +293,7 @@ pub async fn main(cli: Cli) -> ExitCode {
     }
 }
 
-fn clock(settings: &Settings, now: Option<&str>) -> Result<SharedClock, CliError> {
+pub(crate) fn clock(settings: &Settings, now: Option<&str>) -> Result<SharedClock, CliError> {
     match now {
         None => Ok(Arc::new(SystemClock)),
         Some(s) => {
@@ -326,6 +337,7 @@ pub fn engine(settings: Settings, clock: SharedClock) -> Result<Engine, CliError
         warehouse,
         state,
         clock,
+        stop: Default::default(),
     })
 }
 

@@ -10,6 +10,7 @@ pub mod cli;
 pub mod clock;
 pub mod compact;
 pub mod convert;
+pub mod daemon;
 pub mod ddl;
 pub mod demo;
 pub mod extract;

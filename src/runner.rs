@@ -64,6 +64,16 @@ pub enum RunError {
     /// A definition or setting that does not fit the committed state (exit 2).
     #[error("pipeline {pipeline}: {message}")]
     Config { pipeline: String, message: String },
+    /// issue 4 (daemon): [`Engine::stop`] was signalled; the windows after the last
+    /// commit were abandoned uncommitted and are loaded by the next run.
+    #[error(
+        "pipeline {pipeline}: stopped for shutdown; windows from {} on are loaded by the next run",
+        next.to_rfc3339()
+    )]
+    Stopped {
+        pipeline: String,
+        next: DateTime<Utc>,
+    },
 }
 
 impl RunError {
@@ -106,6 +116,9 @@ pub struct Engine {
     pub warehouse: Location,
     pub state: StateStore,
     pub clock: SharedClock,
+    /// issue 4 (daemon): once cancelled, a run commits the window it is finishing and
+    /// then stops instead of starting to commit the next one (`daemon`'s shutdown).
+    pub stop: tokio_util::sync::CancellationToken,
 }
 
 /// A window extracted and waiting, in its group, to be written and committed.
@@ -527,6 +540,14 @@ impl Engine {
                                 .map_err(state_err)?,
                         );
                         tracing::debug!(pipeline = %p.name, from = %file.start.to_rfc3339(), to = %file.end.to_rfc3339(), windows = done.len(), "windows committed");
+                        // issue 4 (daemon): shutdown stops here, between commits.
+                        if self.stop.is_cancelled() && next.is_some() {
+                            failure = Some(RunError::Stopped {
+                                pipeline: p.name.clone(),
+                                next: file.end,
+                            });
+                            break;
+                        }
                     }
                     match next {
                         None => break,

@@ -144,6 +144,11 @@ const KNOWN: &[Known] = &[
         env: "SOBOT_SYNC_COMPACT_TARGET_BYTES",
         secret: false,
     },
+    // issue 4 (daemon)
+    Known {
+        env: "SOBOT_SYNC_SHUTDOWN_GRACE_SECS",
+        secret: false,
+    },
 ];
 
 fn file_key(env: &str) -> String {
@@ -200,6 +205,9 @@ pub struct Settings {
     /// issue 4 (C): `compact` starts a new file once the window files merged into the
     /// current one reach this many bytes on storage (`SOBOT_SYNC_COMPACT_TARGET_BYTES`).
     pub compact_target_bytes: u64,
+    /// issue 4 (daemon): how long `daemon` lets its runs finish after SIGTERM/SIGINT
+    /// before it abandons them uncommitted, releases their locks and exits.
+    pub shutdown_grace: Duration,
 }
 
 impl Settings {
@@ -352,7 +360,7 @@ impl Settings {
             },
             min_backoff: Duration::from_millis(positive("SOBOT_RETRY_MIN_BACKOFF_MS", 200)?),
             max_backoff: Duration::from_millis(positive("SOBOT_RETRY_MAX_BACKOFF_MS", 30_000)?),
-            lock_ttl: Duration::from_secs(positive("SOBOT_SYNC_LOCK_TTL_SECS", 600)?),
+            lock_ttl: Duration::from_secs(positive("SOBOT_SYNC_LOCK_TTL_SECS", 120)?),
             window_concurrency: positive("SOBOT_SYNC_WINDOW_CONCURRENCY", 2)? as usize,
             reconcile_tolerance: match get("SOBOT_SYNC_RECONCILE_TOLERANCE") {
                 None => crate::report::reconcile::Tolerance::EXACT,
@@ -377,6 +385,9 @@ impl Settings {
                 ),
             },
             compact_target_bytes: positive("SOBOT_SYNC_COMPACT_TARGET_BYTES", 128 << 20)?,
+            // Below Kubernetes' default 30 s termination grace, so the daemon exits
+            // (locks released) before it would be killed.
+            shutdown_grace: Duration::from_secs(positive("SOBOT_SYNC_SHUTDOWN_GRACE_SECS", 25)?),
         })
     }
 

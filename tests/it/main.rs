@@ -5,6 +5,7 @@ mod support;
 mod api_client;
 mod cli;
 mod compact;
+mod daemon;
 mod deploy;
 mod e2e;
 mod privacy;
