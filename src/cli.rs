@@ -273,6 +273,7 @@ async fn run_cmd(
     let settings = Settings::load(config)?;
     let clock = clock(&settings, now)?;
     let engine = engine(settings, clock)?;
+    let _http = crate::obs::http::serve_configured(&engine).await?; // issue 4
     run_pipelines(&engine, names).await.map(|_| ())
 }
 
@@ -299,10 +300,14 @@ async fn backfill_cmd(
         .next()
         .ok_or_else(|| CliError::Config(format!("unknown pipeline {name:?}")))?
         .clone();
+    let _http = crate::obs::http::serve_configured(&engine).await?; // issue 4
+    let bar = crate::obs::progress::BackfillBar::start(&p.name); // issue 4
     let report = engine
         .run(&p, Mode::Backfill { from, to })
         .await
-        .map_err(run_error)?;
+        .map_err(run_error);
+    drop(bar);
+    let report = report?;
     print_report(&report);
     Ok(())
 }

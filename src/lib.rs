@@ -12,6 +12,7 @@ pub mod convert;
 pub mod demo;
 pub mod extract;
 pub mod mem;
+pub mod obs;
 pub mod pipeline;
 pub mod plan;
 pub mod record;

@@ -134,6 +134,11 @@ const KNOWN: &[Known] = &[
         env: "AWS_ALLOW_HTTP",
         secret: false,
     },
+    // issue 4 (observability)
+    Known {
+        env: "SOBOT_SYNC_HTTP_ADDR",
+        secret: false,
+    },
 ];
 
 fn file_key(env: &str) -> String {
@@ -177,6 +182,8 @@ pub struct Settings {
     /// runner's `amount` check (`report::reconcile::Tolerance`; default exact).
     pub reconcile_tolerance: crate::report::reconcile::Tolerance,
     pub s3: S3Options,
+    /// issue 4: where `/metrics` and `/healthz` are served (`HOST:PORT`); `None`: off.
+    pub http_addr: Option<std::net::SocketAddr>,
 }
 
 impl Settings {
@@ -340,6 +347,18 @@ impl Settings {
                 secret_access_key: get("AWS_SECRET_ACCESS_KEY").map(Secret::new),
                 region: get("AWS_REGION"),
                 allow_http,
+            },
+            http_addr: match get("SOBOT_SYNC_HTTP_ADDR") {
+                None => None,
+                Some(v) => Some(v.parse().map_err(|_| {
+                    err(
+                        "SOBOT_SYNC_HTTP_ADDR",
+                        format!(
+                            "must be an IP address and port such as 0.0.0.0:9090, got {}",
+                            shown("SOBOT_SYNC_HTTP_ADDR")
+                        ),
+                    )
+                })?),
             },
         })
     }

@@ -5,6 +5,7 @@ mod support;
 mod api_client;
 mod cli;
 mod e2e;
+mod obs;
 mod reports_e2e;
 mod sim;
 mod sim_reports;
