@@ -428,3 +428,81 @@ async fn bad_log_format_and_http_addr_exit_2() {
     o.expect_code(2);
     assert!(o.stderr.contains("SOBOT_SYNC_HTTP_ADDR"), "{}", o.all());
 }
+
+/// `backfill` with `SOBOT_SYNC_HTTP_ADDR` serves `/metrics` and `/healthz` while it
+/// works (a CronJob's scrape), and still exits 0 with nothing on a terminal.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backfill_serves_metrics_while_it_works() {
+    let now = t("2024-03-05T00:00:00+08:00");
+    let config = SimConfig {
+        now: Some(now),
+        faults: Faults {
+            // Every request waits, so the backfill lasts seconds, not milliseconds.
+            slow_every: Some(1),
+            slow_ms: 150,
+            ..Faults::default()
+        },
+        ..SimConfig::default()
+    };
+    let mut env = CliEnv::start_with(config, "2024-03-01").await;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+    env.set("SOBOT_SYNC_HTTP_ADDR", &addr.to_string());
+    let child = env.spawn(&[
+        "backfill",
+        "talks",
+        "--from",
+        "2024-03-01",
+        "--to",
+        "2024-03-03",
+        "--now",
+        &now.to_rfc3339(),
+    ]);
+    let mut scraped = None;
+    for _ in 0..200 {
+        if let Ok(resp) = reqwest::get(format!("http://{addr}/metrics")).await {
+            let text = resp.text().await.unwrap_or_default();
+            let answered = [("endpoint", SEARCH), ("status", "200")];
+            if sum(
+                &parse_prometheus(&text),
+                "sobot_sync_api_requests_total",
+                &answered,
+            ) > 0.0
+            {
+                scraped = Some(text);
+                break;
+            }
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    // A backfill never moves the watermark: talks' state stands at SOBOT_SYNC_START,
+    // four days behind now, which the health rule reports.
+    let (code, body) = health(addr).await;
+    assert_eq!(code, 503, "{body:#}");
+    assert!(
+        body["reasons"]
+            .to_string()
+            .contains("pipeline talks: watermark"),
+        "{body:#}"
+    );
+    let o = crate::support::cli_proc::finish(child).await;
+    o.expect_code(0);
+    let m = parse_prometheus(
+        &scraped.unwrap_or_else(|| panic!("no scrape while running\n{}", o.all())),
+    );
+    assert!(
+        sum(
+            &m,
+            "sobot_sync_api_requests_total",
+            &[("endpoint", SEARCH), ("status", "200")]
+        ) > 0.0
+    );
+    assert!(
+        !o.stderr.contains("windows,") && !o.stderr.contains("ETA"),
+        "no progress bar without a terminal:\n{}",
+        o.stderr
+    );
+}
