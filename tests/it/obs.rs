@@ -506,3 +506,52 @@ async fn backfill_serves_metrics_while_it_works() {
         o.stderr
     );
 }
+
+/// On a terminal (a pseudo-terminal from util-linux `script`), `backfill` draws its
+/// progress bar: windows done of total, rows and ETA.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backfill_on_a_terminal_shows_a_progress_bar() {
+    let now = t("2024-03-05T00:00:00+08:00");
+    let config = SimConfig {
+        now: Some(now),
+        faults: Faults {
+            slow_every: Some(1),
+            slow_ms: 20,
+            ..Faults::default()
+        },
+        ..SimConfig::default()
+    };
+    let env = CliEnv::start_with(config, "2024-03-01").await;
+    let line = [
+        crate::support::cli_proc::BIN,
+        "backfill",
+        "talks",
+        "--from",
+        "2024-03-01",
+        "--to",
+        "2024-03-03",
+        "--now",
+        &now.to_rfc3339(),
+    ]
+    .join(" ");
+    let mut cmd = tokio::process::Command::new("script");
+    cmd.args(["-qec", &line, "/dev/null"])
+        .current_dir(env.path())
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("HOME", env.path())
+        .env("TERM", "xterm")
+        .envs(&env.env)
+        .stdin(std::process::Stdio::null())
+        .kill_on_drop(true);
+    let o = crate::support::cli_proc::output(cmd).await;
+    o.expect_code(0);
+    // 2024-03-01 .. 03 in hourly windows: 48, all done at the end.
+    assert!(o.stdout.contains("48/48 windows"), "{}", o.all());
+    assert!(o.stdout.contains(" rows, ETA "), "{}", o.all());
+    assert!(
+        o.stdout.contains("talks: 48 windows"),
+        "the report follows: {}",
+        o.all()
+    );
+}
