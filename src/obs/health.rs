@@ -77,59 +77,14 @@ impl Health {
 
 /// Applies the rule to every enabled pipeline, with `now` from the command's clock.
 pub async fn evaluate(catalog: &Catalog, state: &StateStore, now: DateTime<Utc>) -> Health {
-    let mut pipelines = Vec::new();
-    let mut reasons = Vec::new();
-    for p in catalog.pipelines.values().filter(|p| p.enabled) {
-        let threshold = alert_lag_secs(p);
-        let loaded =
-            tokio::time::timeout(STATE_READ_TIMEOUT, state.load::<PipelineState>(&p.name)).await;
-        let mut h = PipelineHealth {
-            pipeline: p.name.clone(),
-            healthy: true,
-            watermark: None,
-            lag_secs: None,
-            alert_lag_secs: threshold,
-            last_success: None,
-            reason: None,
-        };
-        match loaded {
-            Err(_) => {
-                h.reason = Some(format!(
-                    "pipeline {}: state cannot be read: no answer from {} within {}s",
-                    p.name,
-                    state.location().url(),
-                    STATE_READ_TIMEOUT.as_secs()
-                ));
-            }
-            Ok(Err(e)) => {
-                h.reason = Some(format!("pipeline {}: state cannot be read: {e}", p.name));
-            }
-            Ok(Ok(None)) => {}
-            Ok(Ok(Some(v))) => {
-                let st = v.value;
-                let lag = (now - st.watermark).num_seconds();
-                h.watermark = Some(st.watermark);
-                h.lag_secs = Some(lag);
-                h.last_success = st
-                    .last_run
-                    .as_ref()
-                    .filter(|r| r.outcome == Outcome::Success)
-                    .and_then(|r| r.ended_at);
-                if lag > 0 && lag.unsigned_abs() > threshold {
-                    h.reason = Some(format!(
-                        "pipeline {}: watermark {} lags now by {lag}s, beyond alert_lag_secs = {threshold}",
-                        p.name,
-                        st.watermark.to_rfc3339()
-                    ));
-                }
-            }
-        }
-        if let Some(r) = &h.reason {
-            h.healthy = false;
-            reasons.push(r.clone());
-        }
-        pipelines.push(h);
-    }
+    // All at once: one slow store costs one timeout per scrape, not one per pipeline.
+    let checks = catalog
+        .pipelines
+        .values()
+        .filter(|p| p.enabled)
+        .map(|p| check(p, state, now));
+    let pipelines = futures::future::join_all(checks).await;
+    let reasons: Vec<String> = pipelines.iter().filter_map(|h| h.reason.clone()).collect();
     Health {
         status: if reasons.is_empty() {
             "ok"
@@ -140,6 +95,56 @@ pub async fn evaluate(catalog: &Catalog, state: &StateStore, now: DateTime<Utc>)
         reasons,
         pipelines,
     }
+}
+
+/// One pipeline against the rule.
+async fn check(p: &Pipeline, state: &StateStore, now: DateTime<Utc>) -> PipelineHealth {
+    let threshold = alert_lag_secs(p);
+    let loaded =
+        tokio::time::timeout(STATE_READ_TIMEOUT, state.load::<PipelineState>(&p.name)).await;
+    let mut h = PipelineHealth {
+        pipeline: p.name.clone(),
+        healthy: true,
+        watermark: None,
+        lag_secs: None,
+        alert_lag_secs: threshold,
+        last_success: None,
+        reason: None,
+    };
+    match loaded {
+        Err(_) => {
+            h.reason = Some(format!(
+                "pipeline {}: state cannot be read: no answer from {} within {}s",
+                p.name,
+                state.location().url(),
+                STATE_READ_TIMEOUT.as_secs()
+            ));
+        }
+        Ok(Err(e)) => {
+            h.reason = Some(format!("pipeline {}: state cannot be read: {e}", p.name));
+        }
+        Ok(Ok(None)) => {}
+        Ok(Ok(Some(v))) => {
+            let st = v.value;
+            let lag = (now - st.watermark).num_seconds();
+            h.watermark = Some(st.watermark);
+            h.lag_secs = Some(lag);
+            h.last_success = st
+                .last_run
+                .as_ref()
+                .filter(|r| r.outcome == Outcome::Success)
+                .and_then(|r| r.ended_at);
+            if lag > 0 && lag.unsigned_abs() > threshold {
+                h.reason = Some(format!(
+                    "pipeline {}: watermark {} lags now by {lag}s, beyond alert_lag_secs = {threshold}",
+                    p.name,
+                    st.watermark.to_rfc3339()
+                ));
+            }
+        }
+    }
+    h.healthy = h.reason.is_none();
+    h
 }
 
 #[cfg(test)]
