@@ -555,3 +555,32 @@ async fn backfill_on_a_terminal_shows_a_progress_bar() {
         o.all()
     );
 }
+
+/// The report driver records its windows (duration histogram) and, at the end of the
+/// run, its rows and files.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn report_runs_record_windows_rows_and_files() {
+    let start = t("2024-03-01T00:00:00+08:00");
+    let now = t("2024-03-03T02:00:00+08:00");
+    let config = SimConfig {
+        now: Some(now + Duration::days(3)),
+        ..SimConfig::default()
+    };
+    let rig = Rig::new(config, Warehouse::local().await, start).await;
+    let engine = rig.engine(now);
+    let srv = server(&engine, now).await;
+    let name = "report_gateway_numbers";
+    let before = scrape(srv.addr).await;
+    let reports = cli::run_pipelines(&engine, &[name.to_string()])
+        .await
+        .expect("report runs");
+    let rows = reports.iter().map(|r| r.rows).sum::<u64>();
+    assert!(rows > 0, "the report loaded rows: {reports:?}");
+    let after = scrape(srv.addr).await;
+    let grew = |metric: &str| {
+        sum(&after, metric, &[("pipeline", name)]) - sum(&before, metric, &[("pipeline", name)])
+    };
+    assert!(grew("sobot_sync_window_duration_seconds_count") >= 2.0);
+    assert!(grew("sobot_sync_rows_written_total") >= rows as f64);
+    assert!(grew("sobot_sync_files_written_total") >= 2.0);
+}
