@@ -422,11 +422,16 @@ async fn run_cmd(
     tenant: Option<&str>,
 ) -> Result<(), CliError> {
     let settings = Settings::load(config)?;
-    // issue 4: every selected tenant at once, each with its own engine.
+    // issue 4: every selected tenant at once, each with its own engine; one
+    // /metrics and /healthz for all of them.
     let selected = crate::tenant::select(&settings, tenant)?;
-    crate::tenant::each(selected, |settings| async move {
+    let mut engines = Vec::with_capacity(selected.len());
+    for settings in selected {
         let clock = clock(&settings, now)?;
-        let engine = engine(settings, clock)?;
+        engines.push(engine(settings, clock)?);
+    }
+    let _http = crate::obs::http::serve_configured(&engines).await?;
+    crate::tenant::each(engines, |engine| async move {
         run_pipelines(&engine, names).await.map(|_| ())
     })
     .await
@@ -456,10 +461,14 @@ async fn backfill_cmd(
         .next()
         .ok_or_else(|| CliError::Config(format!("unknown pipeline {name:?}")))?
         .clone();
+    let _http = crate::obs::http::serve_configured(std::slice::from_ref(&engine)).await?; // issue 4
+    let bar = crate::obs::progress::BackfillBar::start(&p.name); // issue 4
     let report = engine
         .run(&p, Mode::Backfill { from, to })
         .await
-        .map_err(run_error)?;
+        .map_err(run_error);
+    drop(bar);
+    let report = report?;
     print_report(&crate::tenant::label(&engine.settings), &report);
     Ok(())
 }

@@ -321,6 +321,9 @@ pub async fn run(
             });
         }
     }
+    // /metrics and /healthz for every tenant, when SOBOT_SYNC_HTTP_ADDR is set; served
+    // until the daemon returns.
+    let _http = crate::obs::http::serve_configured(&engines).await?;
     let daemon = Arc::new(Daemon {
         running: schedules
             .iter()

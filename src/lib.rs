@@ -15,6 +15,7 @@ pub mod ddl;
 pub mod demo;
 pub mod extract;
 pub mod mem;
+pub mod obs;
 pub mod pipeline;
 pub mod plan;
 pub mod privacy;

@@ -1,5 +1,4 @@
 use clap::Parser;
-use std::io::IsTerminal;
 use std::process::ExitCode;
 
 /// glibc raises its mmap threshold after large frees (zstd's per-column contexts, page
@@ -22,14 +21,11 @@ fn tune_allocator() {}
 fn main() -> ExitCode {
     tune_allocator();
     let cli = sobot_sync::cli::Cli::parse();
-    let filter = tracing_subscriber::EnvFilter::try_from_env("SOBOT_SYNC_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_target(false)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
+    // Human or JSON lines (SOBOT_SYNC_LOG_FORMAT), before the settings are read.
+    if let Err(e) = sobot_sync::obs::logging::init() {
+        eprintln!("error: {e}");
+        return ExitCode::from(2);
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

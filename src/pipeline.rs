@@ -74,6 +74,9 @@ struct PipelineFile {
     child_concurrency: Option<usize>,
     #[serde(default)]
     inherit: BTreeMap<String, String>,
+    /// issue 4: `/healthz` fails when the watermark lags now by more than this.
+    #[serde(default)]
+    alert_lag_secs: Option<u64>,
 }
 
 fn yes() -> bool {
@@ -107,6 +110,9 @@ pub struct Pipeline {
     pub inherit: BTreeMap<String, String>,
     /// For `report`: the validated `[report]` table (`report::definition`).
     pub report: Option<Box<crate::report::definition::ReportDef>>,
+    /// issue 4: the health threshold on watermark lag; `None`: the default of
+    /// `obs::health::default_alert_lag_secs`.
+    pub alert_lag_secs: Option<u64>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -117,6 +123,17 @@ pub struct PipelineError {
 }
 
 const RESERVED_FILTERS: &[&str] = &["startTime", "endTime", "pageNum", "pageSize"];
+
+/// issue 4: `alert_lag_secs`, when given, is at least a minute (a smaller threshold
+/// would flap between runs) and at most a year.
+pub(crate) fn check_alert_lag(v: Option<u64>) -> Result<Option<u64>, String> {
+    match v {
+        Some(s) if !(60..=366 * 86_400).contains(&s) => Err(format!(
+            "alert_lag_secs = {s}: must be 60..=31622400 (a minute to a year)"
+        )),
+        other => Ok(other),
+    }
+}
 
 pub(crate) fn check_schedule(s: &str) -> Result<(), String> {
     // issue 4 (daemon): the daemon's own parser, so what loads here is what it schedules.
@@ -321,6 +338,7 @@ impl Pipeline {
             child_concurrency,
             inherit: f.inherit,
             report: None,
+            alert_lag_secs: check_alert_lag(f.alert_lag_secs).map_err(err)?,
         })
     }
 }

@@ -22,6 +22,7 @@ use chrono::{DateTime, Duration, NaiveDate, Utc};
 use futures::StreamExt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use tracing::Instrument;
 
 /// What a run was asked to do.
 #[derive(Debug, Clone, Copy)]
@@ -273,11 +274,19 @@ impl Engine {
         run_id: &str,
         claim: &Claim,
     ) -> Result<Report, RunError> {
-        // issue 3: reference, snapshot and recordings pipelines have their own driver.
-        if crate::snapshots::handles(p.kind) {
-            return crate::snapshots::run(self, p, mode, run_id, &claim.lost).await;
+        // issue 4: one `run` span per pipeline run, whichever driver runs it.
+        let span = crate::obs::run_span(p, mode, run_id);
+        let result = async {
+            // issue 3: reference, snapshot and recordings pipelines have their own driver.
+            if crate::snapshots::handles(p.kind) {
+                return crate::snapshots::run(self, p, mode, run_id, &claim.lost).await;
+            }
+            self.run_locked(p, mode, run_id, &claim.lost).await
         }
-        self.run_locked(p, mode, run_id, &claim.lost).await
+        .instrument(span)
+        .await;
+        crate::obs::metrics::run_result(p, &result, self.clock.now()); // issue 4
+        result
     }
 
     pub(crate) async fn run_locked(
@@ -424,6 +433,9 @@ impl Engine {
                 .map_err(state_err)?,
         );
         tracing::info!(pipeline = %p.name, run_id, kind, windows = tasks.len(), watermark = %st.watermark.to_rfc3339(), "planned");
+        if backfill_idx.is_some() {
+            crate::obs::progress::planned(tasks.len() as u64); // issue 4
+        }
 
         let mut report = Report {
             pipeline: p.name.clone(),
@@ -436,12 +448,16 @@ impl Engine {
         let shared = Arc::new((self.clone(), p.clone(), parent.cloned(), run_id.to_string()));
         let mut results = futures::stream::iter(tasks.iter().copied().map(|task| {
             let shared = shared.clone();
-            let handle = AbortOnDrop(tokio::spawn(async move {
-                let (engine, p, parent, run_id) = &*shared;
-                engine
-                    .extract_window(p, parent.as_ref(), task.window, run_id)
-                    .await
-            }));
+            let span = crate::obs::window_span(&p.name, kind, &task.window); // issue 4
+            let handle = AbortOnDrop(tokio::spawn(
+                async move {
+                    let (engine, p, parent, run_id) = &*shared;
+                    engine
+                        .extract_window(p, parent.as_ref(), task.window, run_id)
+                        .await
+                }
+                .instrument(span),
+            ));
             async move {
                 let result = match handle.join().await {
                     Ok(r) => r,
@@ -540,6 +556,14 @@ impl Engine {
                                 .map_err(state_err)?,
                         );
                         tracing::debug!(pipeline = %p.name, from = %file.start.to_rfc3339(), to = %file.end.to_rfc3339(), windows = done.len(), "windows committed");
+                        crate::obs::committed(
+                            p,
+                            &done_counts(&done),
+                            written.is_some(),
+                            st.watermark,
+                            self.clock.now(),
+                            backfill_idx.is_some(),
+                        ); // issue 4
                         // issue 4 (daemon): shutdown stops here, between commits.
                         if self.stop.is_cancelled() && next.is_some() {
                             failure = Some(RunError::Stopped {
@@ -646,6 +670,7 @@ impl Engine {
         w: Window,
         run_id: &str,
     ) -> Result<Extracted, WindowError> {
+        let started = std::time::Instant::now(); // issue 4
         let tz = self.settings.timezone;
         let meta = RowMeta {
             run_id: run_id.to_string(),
@@ -665,6 +690,12 @@ impl Engine {
         if extracted.bad_values > 0 {
             tracing::warn!(pipeline = %p.name, window = %w, values = extracted.bad_values, "values that could not be converted are null; see _errors");
         }
+        crate::obs::metrics::window_duration(&p.name, started.elapsed()); // issue 4
+        tracing::debug!(
+            rows = extracted.batch.num_rows(),
+            requests = extracted.requests,
+            "window extracted"
+        );
         Ok(extracted)
     }
 }
@@ -761,6 +792,11 @@ impl<T> Drop for AbortOnDrop<T> {
     fn drop(&mut self) {
         self.0.abort();
     }
+}
+
+/// issue 4: (windows, rows) of a committed group, for metrics and the progress bar.
+fn done_counts(done: &[WindowDone]) -> (u64, u64) {
+    (done.len() as u64, done.iter().map(|d| d.rows).sum())
 }
 
 /// What the committing side receives, in window order.

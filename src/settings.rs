@@ -149,6 +149,11 @@ const KNOWN: &[Known] = &[
         env: "SOBOT_SYNC_SHUTDOWN_GRACE_SECS",
         secret: false,
     },
+    // issue 4 (observability)
+    Known {
+        env: "SOBOT_SYNC_HTTP_ADDR",
+        secret: false,
+    },
 ];
 
 fn file_key(env: &str) -> String {
@@ -208,6 +213,8 @@ pub struct Settings {
     /// issue 4 (daemon): how long `daemon` lets its runs finish after SIGTERM/SIGINT
     /// before it abandons them uncommitted, releases their locks and exits.
     pub shutdown_grace: Duration,
+    /// issue 4: where `/metrics` and `/healthz` are served (`HOST:PORT`); `None`: off.
+    pub http_addr: Option<std::net::SocketAddr>,
 }
 
 impl Settings {
@@ -388,6 +395,18 @@ impl Settings {
             // Below Kubernetes' default 30 s termination grace, so the daemon exits
             // (locks released) before it would be killed.
             shutdown_grace: Duration::from_secs(positive("SOBOT_SYNC_SHUTDOWN_GRACE_SECS", 25)?),
+            http_addr: match get("SOBOT_SYNC_HTTP_ADDR") {
+                None => None,
+                Some(v) => Some(v.parse().map_err(|_| {
+                    err(
+                        "SOBOT_SYNC_HTTP_ADDR",
+                        format!(
+                            "must be an IP address and port such as 0.0.0.0:9090, got {}",
+                            shown("SOBOT_SYNC_HTTP_ADDR")
+                        ),
+                    )
+                })?),
+            },
         })
     }
 

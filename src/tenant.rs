@@ -453,19 +453,19 @@ pub fn label(settings: &Settings) -> String {
 /// so one slow or busy tenant does not hold the others back). Without tenants it is
 /// just `f(settings)`. Every tenant's failure is printed; the result is exit 2 when all
 /// failures are configuration errors, else exit 1.
-pub async fn each<F, Fut>(selected: Vec<Settings>, f: F) -> Result<(), CliError>
+pub async fn each<F, Fut>(selected: Vec<crate::runner::Engine>, f: F) -> Result<(), CliError>
 where
-    F: Fn(Settings) -> Fut,
+    F: Fn(crate::runner::Engine) -> Fut,
     Fut: Future<Output = Result<(), CliError>>,
 {
     if let [only] = selected.as_slice()
-        && only.tenant.is_none()
+        && only.settings.tenant.is_none()
     {
         return f(only.clone()).await;
     }
     let total = selected.len();
     let runs = selected.into_iter().map(|s| {
-        let name = s.tenant.clone().unwrap_or_default();
+        let name = s.settings.tenant.clone().unwrap_or_default();
         // Log lines of tenants running at once say whose they are.
         let span = tracing::info_span!("tenant", tenant = %name);
         let run = f(s);

@@ -52,6 +52,8 @@ pub(crate) struct Call {
 /// How an attempt reads a successful (2xx) body: the envelope's `data` for API calls,
 /// the bytes as they are for downloads.
 pub(crate) trait Reply: Sized {
+    /// Whether an accepted reply counts as a page of data (`sobot_sync_api_pages_total`).
+    const PAGE: bool = false;
     fn read(
         endpoint: &str,
         body: bytes::Bytes,
@@ -60,12 +62,14 @@ pub(crate) trait Reply: Sized {
 }
 
 impl Reply for envelope::Data {
+    const PAGE: bool = true;
     fn read(endpoint: &str, body: bytes::Bytes, _: Option<String>) -> Result<Self, Failure> {
         envelope::open(endpoint, &body)
     }
 }
 
 impl Reply for envelope::PageData {
+    const PAGE: bool = true;
     fn read(endpoint: &str, body: bytes::Bytes, _: Option<String>) -> Result<Self, Failure> {
         envelope::open_page(endpoint, body)
     }
@@ -242,11 +246,12 @@ impl Transport {
             request = request.header(name.clone(), value.clone());
         }
 
-        let response = request
-            .send()
-            .await
-            .map_err(|e| Failure::transient(self.transport_error(endpoint, e)))?;
+        let response = request.send().await.map_err(|e| {
+            crate::obs::metrics::api_request(endpoint, None);
+            Failure::transient(self.transport_error(endpoint, e))
+        })?;
         let status = response.status();
+        crate::obs::metrics::api_request(endpoint, Some(status.as_u16()));
         let retry_after = response
             .headers()
             .get(RETRY_AFTER)
@@ -257,7 +262,7 @@ impl Transport {
             let failure = status_failure(endpoint, status)
                 .with_retry_after(retry_after)
                 .with_rate_limited(status == StatusCode::TOO_MANY_REQUESTS);
-            self.count(&failure);
+            self.count(endpoint, &failure);
             return Err(failure);
         }
         let content_type = response
@@ -268,16 +273,21 @@ impl Transport {
         let body = response.bytes().await.map_err(|e| {
             Failure::transient(self.transport_error(endpoint, e)).with_retry_after(retry_after)
         })?;
-        R::read(endpoint, body, content_type).map_err(|f| {
+        let reply = R::read(endpoint, body, content_type).map_err(|f| {
             let f = f.with_retry_after(retry_after);
-            self.count(&f);
+            self.count(endpoint, &f);
             f
-        })
+        })?;
+        if R::PAGE {
+            crate::obs::metrics::api_page(endpoint);
+        }
+        Ok(reply)
     }
 
-    fn count(&self, failure: &Failure) {
+    fn count(&self, endpoint: &str, failure: &Failure) {
         if failure.rate_limited {
             self.counters.rate_limited.fetch_add(1, Ordering::Relaxed);
+            crate::obs::metrics::api_rate_limited(endpoint);
         }
     }
 

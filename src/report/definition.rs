@@ -58,6 +58,9 @@ struct ReportFile {
     initial_start: String,
     schedule: String,
     report: toml::Table,
+    /// issue 4: the `/healthz` threshold (README "Observability").
+    #[serde(default)]
+    alert_lag_secs: Option<u64>,
 }
 
 fn yes() -> bool {
@@ -189,6 +192,7 @@ pub fn parse_with(
         child_concurrency: 1,
         inherit: BTreeMap::new(),
         report: Some(Box::new(ReportDef { spec, tz })),
+        alert_lag_secs: crate::pipeline::check_alert_lag(f.alert_lag_secs).map_err(err)?,
     })
 }
 

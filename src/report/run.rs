@@ -55,6 +55,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use std::collections::{BTreeMap, HashSet};
 use std::sync::atomic::AtomicBool;
+use tracing::Instrument; // issue 4
 
 /// What a report run adds to the run report.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
@@ -313,7 +314,14 @@ pub async fn run_locked(
             window_start_ms: task.window.start.timestamp_millis(),
             window_end_ms: task.window.end.timestamp_millis(),
         };
-        let r = fetch_window(&engine.client, p, def, &task.window, &meta, tolerance).await;
+        // issue 4: a `window` span and the window duration histogram.
+        let started = std::time::Instant::now();
+        let r = fetch_window(&engine.client, p, def, &task.window, &meta, tolerance)
+            .instrument(crate::obs::window_span(&p.name, kind, &task.window))
+            .await;
+        if r.is_ok() {
+            crate::obs::metrics::window_duration(&p.name, started.elapsed());
+        }
         (task, r)
     }))
     .buffered(engine.settings.window_concurrency.max(1));

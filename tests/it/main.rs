@@ -8,6 +8,7 @@ mod compact;
 mod daemon;
 mod deploy;
 mod e2e;
+mod obs;
 mod privacy;
 mod reports_e2e;
 mod shard;
