@@ -43,7 +43,8 @@ pub fn init() -> Result<LogFormat, String> {
     let raw = std::env::var(FORMAT_VAR).ok();
     let format = LogFormat::parse(raw.as_deref())?;
     let filter = tracing_subscriber::EnvFilter::try_from_env(FILTER_VAR)
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        // The cron scheduler announces its own start-up at info; keep its warnings only.
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,tokio_cron_scheduler=warn"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(super::progress::stderr_writer)
