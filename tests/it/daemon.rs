@@ -651,3 +651,82 @@ async fn a_bad_grace_period_exits_2_naming_the_setting() {
         assert!(o.stderr.contains(needle), "names {needle:?}\n{}", o.all());
     }
 }
+
+/// Several tenants: the daemon runs every pipeline of each tenant (each against its own
+/// simulator, in its own zone), and one `/healthz` reports them all as `tenant/pipeline`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_daemon_with_two_tenants_runs_both_and_serves_their_health() {
+    let mut env = env_with_fast_schedules("2024-01-02").await;
+    let globex = sobot_sync::sim::start(
+        sobot_sync::sim::SimConfig {
+            seed: 7,
+            app_id: "globex-app".into(),
+            app_secret: "globex-secret".into(),
+            company_id: "globex-company".into(),
+            timezone: chrono_tz::America::New_York,
+            now: Some(t(NOW)),
+            ..sobot_sync::sim::SimConfig::default()
+        },
+        ([127, 0, 0, 1], 0).into(),
+    )
+    .await
+    .expect("globex simulator starts");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let addr = format!("127.0.0.1:{port}");
+    env.set("SOBOT_TENANTS", "acme,globex")
+        .set("SOBOT_TENANT_GLOBEX_BASE_URL", &globex.base_url())
+        .set("SOBOT_TENANT_GLOBEX_APP_ID", "globex-app")
+        .set("SOBOT_TENANT_GLOBEX_APP_SECRET", "globex-secret")
+        .set("SOBOT_TENANT_GLOBEX_TIMEZONE", "America/New_York")
+        .set("SOBOT_SYNC_HTTP_ADDR", &addr);
+    let d = Daemon::start(&env, "tenants");
+    let http = reqwest::Client::new();
+    let mut last = serde_json::Value::Null;
+    let every_pipeline_ran = |h: &serde_json::Value| {
+        ["acme", "globex"].iter().all(|tenant| {
+            PIPELINES.iter().all(|p| {
+                h["pipelines"].as_array().is_some_and(|ps| {
+                    ps.iter().any(|x| {
+                        x["pipeline"] == format!("{tenant}/{p}") && !x["watermark"].is_null()
+                    })
+                })
+            })
+        })
+    };
+    let began = Instant::now();
+    while began.elapsed() < Duration::from_secs(120) {
+        if let Ok(r) = http.get(format!("http://{addr}/healthz")).send().await
+            && let Ok(h) = r.json::<serde_json::Value>().await
+        {
+            last = h;
+            if every_pipeline_ran(&last) {
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(
+        every_pipeline_ran(&last),
+        "every pipeline of both tenants ran: {last:#}"
+    );
+    d.sigterm();
+    let (code, lines, _) = d.exit(Duration::from_secs(30)).await;
+    assert_eq!(code, Some(0), "{}", lines.join("\n"));
+    let has = |prefix: &str| {
+        std::fs::read_dir(env.warehouse().join(prefix))
+            .map(|d| d.count() > 0)
+            .unwrap_or(false)
+    };
+    for tenant in ["acme", "globex"] {
+        for table in PIPELINES {
+            assert!(
+                has(&format!("{table}/tenant={tenant}")),
+                "{table} of {tenant} written"
+            );
+        }
+    }
+    assert!(!has("talks/dt=2024-01-02"), "no untenanted partitions");
+}
