@@ -170,6 +170,11 @@ impl Claim {
 }
 
 impl Engine {
+    /// The `pipeline` label of this engine's series of `p` (see `obs::pipeline_label`).
+    pub fn metric_label(&self, p: &Pipeline) -> String {
+        crate::obs::pipeline_label(self.settings.tenant.as_deref(), &p.name)
+    }
+
     pub fn grid(&self, p: &Pipeline) -> Grid {
         Grid::new(self.settings.timezone, p.window_secs)
     }
@@ -285,7 +290,7 @@ impl Engine {
         }
         .instrument(span)
         .await;
-        crate::obs::metrics::run_result(p, &result, self.clock.now()); // issue 4
+        crate::obs::metrics::run_result(p, &self.metric_label(p), &result, self.clock.now()); // issue 4
         result
     }
 
@@ -558,6 +563,7 @@ impl Engine {
                         tracing::debug!(pipeline = %p.name, from = %file.start.to_rfc3339(), to = %file.end.to_rfc3339(), windows = done.len(), "windows committed");
                         crate::obs::committed(
                             p,
+                            &self.metric_label(p),
                             &done_counts(&done),
                             written.is_some(),
                             st.watermark,
@@ -690,7 +696,7 @@ impl Engine {
         if extracted.bad_values > 0 {
             tracing::warn!(pipeline = %p.name, window = %w, values = extracted.bad_values, "values that could not be converted are null; see _errors");
         }
-        crate::obs::metrics::window_duration(&p.name, started.elapsed()); // issue 4
+        crate::obs::metrics::window_duration(&self.metric_label(p), started.elapsed()); // issue 4
         tracing::debug!(
             rows = extracted.batch.num_rows(),
             requests = extracted.requests,

@@ -178,17 +178,18 @@ pub fn last_success(pipeline: &str, at: DateTime<Utc>) {
 /// counted here from the run's report (the search runner counts them per commit).
 pub fn run_result(
     p: &crate::pipeline::Pipeline,
+    label: &str,
     result: &Result<crate::runner::Report, crate::runner::RunError>,
     now: DateTime<Utc>,
 ) {
     use crate::pipeline::Kind;
-    run_finished(&p.name, result.is_ok(), Utc::now());
+    run_finished(label, result.is_ok(), Utc::now());
     let Ok(report) = result else { return };
     if let Some(w) = report.watermark {
-        watermark_lag(&p.name, w, now);
+        watermark_lag(label, w, now);
     }
     if !matches!(p.kind, Kind::Search | Kind::Children) {
-        committed(&p.name, &p.table, report.windows, report.rows, report.files);
+        committed(label, &p.table, report.windows, report.rows, report.files);
     }
 }
 

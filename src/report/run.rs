@@ -320,7 +320,7 @@ pub async fn run_locked(
             .instrument(crate::obs::window_span(&p.name, kind, &task.window))
             .await;
         if r.is_ok() {
-            crate::obs::metrics::window_duration(&p.name, started.elapsed());
+            crate::obs::metrics::window_duration(&engine.metric_label(p), started.elapsed());
         }
         (task, r)
     }))

@@ -712,6 +712,19 @@ async fn a_daemon_with_two_tenants_runs_both_and_serves_their_health() {
         every_pipeline_ran(&last),
         "every pipeline of both tenants ran: {last:#}"
     );
+    // Series are per tenant too.
+    let metrics = http
+        .get(format!("http://{addr}/metrics"))
+        .send()
+        .await
+        .expect("GET /metrics")
+        .text()
+        .await
+        .expect("metrics text");
+    for tenant in ["acme", "globex"] {
+        let series = format!("sobot_sync_rows_written_total{{pipeline=\"{tenant}/talks\"");
+        assert!(metrics.contains(&series), "{series} in\n{metrics}");
+    }
     d.sigterm();
     let (code, lines, _) = d.exit(Duration::from_secs(30)).await;
     assert_eq!(code, Some(0), "{}", lines.join("\n"));
