@@ -403,6 +403,34 @@ async fn a_busy_tenant_does_not_block_the_other() {
         .await;
     o.expect_code(1);
     assert!(o.stderr.contains("busy"), "{}", o.all());
+    // compact, like backfill, works on one tenant's partitions.
+    let o = env.run(&["compact", "talks", "--now", &nowarg]).await;
+    o.expect_code(2);
+    assert!(o.stderr.contains("--tenant"), "{}", o.all());
+    let o = env
+        .run(&["compact", "talks", "--tenant", "acme", "--now", &nowarg])
+        .await;
+    o.expect_code(1);
+    assert!(
+        o.stderr.contains("busy"),
+        "acme's lock is held: {}",
+        o.all()
+    );
+    let tables = || {
+        files_under(&env.warehouse())
+            .into_iter()
+            .filter(|f| !f.starts_with("_state/"))
+            .collect::<BTreeSet<String>>()
+    };
+    let before = tables();
+    env.run(&["compact", "talks", "--tenant", "globex", "--now", &nowarg])
+        .await
+        .expect_code(0);
+    assert_eq!(
+        tables(),
+        before,
+        "nothing of globex is closed yet, and no table file is touched"
+    );
     let o = env
         .run(&["run", "--tenant", "initech", "--now", &nowarg])
         .await;
