@@ -257,9 +257,9 @@ async fn compact_locked(
                     pipeline: p.name.clone(),
                 });
             }
-            match loc.local_dir() {
-                Some(root) => {
-                    let old = swap_local(&root, &table, *dt, outputs).await?;
+            match local_dirs(loc, &table) {
+                Some(dirs) => {
+                    let old = swap_local(dirs, &table, *dt, outputs).await?;
                     retired.push((old, std::time::Instant::now()));
                 }
                 None => replace_remote(loc, &table, outputs).await?,
@@ -290,9 +290,15 @@ async fn compact_locked(
     for (dir, _) in retired {
         remove_dir(&table, &dir).await?;
     }
-    if cleaned && let Some(root) = loc.local_dir() {
+    if cleaned && let (Some(root), Some((_, staging))) = (loc.local_dir(), local_dirs(loc, &table))
+    {
         // Leave no empty folders behind; a folder another compaction uses stays.
-        let _ = std::fs::remove_dir(staging_root(&root, &table));
+        let _ = std::fs::remove_dir(&staging);
+        if let Some(parent) = staging.parent()
+            && parent != root.join(STAGING_DIR)
+        {
+            let _ = std::fs::remove_dir(parent);
+        }
         let _ = std::fs::remove_dir(root.join(STAGING_DIR));
     }
     Ok(report)
@@ -423,9 +429,19 @@ fn io_err(table: &str, path: &Path, e: impl std::fmt::Display) -> CompactError {
     }
 }
 
-/// `<warehouse>/_compact/<table>`, where partitions are built and retired.
-fn staging_root(root: &Path, table: &str) -> PathBuf {
-    root.join(STAGING_DIR).join(table)
+/// On a local warehouse: the folder holding the table's partitions and the folder where
+/// its partitions are built and retired (`<warehouse>/_compact/<table>`), both under the
+/// tenant's partition when tenants are configured (`Location::local_path` places it), so
+/// that a tenant's compaction only ever touches its own folders.
+fn local_dirs(loc: &Location, table: &str) -> Option<(PathBuf, PathBuf)> {
+    let folder = |rel: String| {
+        loc.local_path(&rel)
+            .and_then(|p| p.parent().map(Path::to_path_buf))
+    };
+    Some((
+        folder(format!("{table}/x"))?,
+        folder(format!("{STAGING_DIR}/{table}/x"))?,
+    ))
 }
 
 fn partition_folder(dt: NaiveDate) -> String {
@@ -436,12 +452,10 @@ fn partition_folder(dt: NaiveDate) -> String {
 /// folder: what it holds is either half built or already swapped out, and the live
 /// partitions are complete either way.
 async fn recover_staging(loc: &Location, table: &str) -> Result<(), CompactError> {
-    let Some(root) = loc.local_dir() else {
+    let Some((live, staging)) = local_dirs(loc, table) else {
         return Ok(());
     };
-    let staging = staging_root(&root, table);
     let table_s = table.to_string();
-    let live = root.join(table);
     tokio::task::spawn_blocking(move || -> Result<(), CompactError> {
         let entries = match std::fs::read_dir(&staging) {
             Ok(e) => e,
@@ -473,13 +487,12 @@ async fn recover_staging(loc: &Location, table: &str) -> Result<(), CompactError
 /// Builds the new partition in the staging folder and swaps it in. Returns the folder
 /// now holding the old files, to delete once readers are done with it.
 async fn swap_local(
-    root: &Path,
+    (table_dir, staging_parent): (PathBuf, PathBuf),
     table: &str,
     dt: NaiveDate,
     outputs: Vec<Output>,
 ) -> Result<PathBuf, CompactError> {
-    let live = root.join(table).join(partition_folder(dt));
-    let staging_parent = staging_root(root, table);
+    let live = table_dir.join(partition_folder(dt));
     let staged = staging_parent.join(partition_folder(dt));
     let old = staging_parent.join(format!("{}.old", partition_folder(dt)));
     let table = table.to_string();

@@ -570,3 +570,39 @@ async fn the_binary_compacts_after_sigkill_at_any_moment_and_prints_ddl() {
         );
     }
 }
+
+/// With tenants, a table's partitions sit under `tenant=<name>`: compaction builds,
+/// swaps and cleans inside that tenant's folders and never touches another folder of
+/// the table (here an unscoped `dt=` folder where a tenant-blind compaction would look).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compact_stays_inside_its_tenant_partition() {
+    let now = t(NOW);
+    let config = SimConfig {
+        now: Some(now + Duration::days(1)),
+        ..SimConfig::default()
+    };
+    let rig = Rig::new(config, Warehouse::local().await, t(START)).await;
+    let mut engine = rig.engine(now);
+    engine.warehouse = engine.warehouse.with_table_partition("tenant=acme");
+    let talks = pipeline(&engine, "talks");
+    engine
+        .run(&talks, Mode::Incremental)
+        .await
+        .expect("talks run succeeds");
+    let root = engine.warehouse.local_dir().expect("a local warehouse");
+    let stray = root.join("talks/dt=2024-03-01");
+    std::fs::create_dir_all(&stray).expect("stray folder");
+    std::fs::write(stray.join("other.parquet"), b"not ours").expect("stray file");
+    let count = |dir: PathBuf| std::fs::read_dir(dir).map_or(0, |d| d.count());
+    assert!(count(root.join("talks/tenant=acme/dt=2024-03-01")) > 20);
+
+    let report = compact::compact(&engine, "talks", None)
+        .await
+        .expect("compact succeeds");
+    assert_eq!(report.compacted, 2, "{report:?}");
+    assert_eq!(count(root.join("talks/tenant=acme/dt=2024-03-01")), 1);
+    assert_eq!(count(root.join("talks/tenant=acme/dt=2024-03-02")), 1);
+    assert_eq!(count(stray.clone()), 1, "the unscoped folder is left alone");
+    assert!(!root.join("_compact").exists(), "staging cleaned up");
+    assert_talks_exact(&rig, &engine, t("2024-03-04T00:00:00+08:00")).await;
+}
