@@ -299,6 +299,9 @@ pub async fn run_locked(
     );
     let refetches = tasks.iter().filter(|t| t.refetch).count();
     tracing::info!(pipeline = %p.name, run_id, kind, windows = tasks.len(), provisional = refetches, watermark = %st.base.watermark.to_rfc3339(), "planned");
+    if backfill_idx.is_some() {
+        crate::obs::progress::planned(tasks.len() as u64); // issue 4: the backfill's bar
+    }
 
     let mut report = Report {
         pipeline: p.name.clone(),
@@ -391,6 +394,9 @@ pub async fn run_locked(
                 .await
                 .map_err(state_err)?,
         );
+        if backfill_idx.is_some() {
+            crate::obs::progress::advanced(1, fetched.batch.num_rows() as u64);
+        }
     }
     drop(results);
 

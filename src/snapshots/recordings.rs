@@ -226,6 +226,9 @@ pub async fn run(
         tracing::info!(pipeline = %p.name, parent = %parent_name, "the parent pipeline has not run yet: nothing to download");
     }
     tracing::info!(pipeline = %p.name, run_id, windows = tasks.len(), watermark = %st.watermark.to_rfc3339(), "planned");
+    if backfill_idx.is_some() {
+        crate::obs::progress::planned(tasks.len() as u64); // issue 4: the backfill's bar
+    }
 
     let mut report = Report {
         pipeline: p.name.clone(),
@@ -274,6 +277,9 @@ pub async fn run(
                         .await
                         .map_err(|source| state_err(p, source))?,
                 );
+                if backfill_idx.is_some() {
+                    crate::obs::progress::advanced(1, done.rows);
+                }
             }
             Err(source) => {
                 failure = Some(RunError::Window {

@@ -554,6 +554,26 @@ async fn backfill_on_a_terminal_shows_a_progress_bar() {
         "the report follows: {}",
         o.all()
     );
+
+    // A report pipeline's backfill draws the same bar, to the last window.
+    let line = line.replace(" talks ", " report_gateway_numbers ");
+    let mut cmd = tokio::process::Command::new("script");
+    cmd.args(["-qec", &line, "/dev/null"])
+        .current_dir(env.path())
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("HOME", env.path())
+        .env("TERM", "xterm")
+        .envs(&env.env)
+        .stdin(std::process::Stdio::null())
+        .kill_on_drop(true);
+    let o = crate::support::cli_proc::output(cmd).await;
+    o.expect_code(0);
+    let finished = o.stdout.split(" windows, ").any(|before| {
+        let counts = before.rsplit(' ').next().unwrap_or_default();
+        matches!(counts.split_once('/'), Some((a, b)) if a == b && a != "0")
+    });
+    assert!(finished, "a full bar for the report backfill: {}", o.all());
 }
 
 /// The report driver records its windows (duration histogram) and, at the end of the
