@@ -509,6 +509,22 @@ async fn backfill_serves_metrics_while_it_works() {
 
 /// On a terminal (a pseudo-terminal from util-linux `script`), `backfill` draws its
 /// progress bar: windows done of total, rows and ETA.
+/// Runs a command line of the binary with a terminal on its standard streams (util-linux
+/// `script`), as a person at a shell would.
+async fn on_a_terminal(env: &CliEnv, line: &str) -> crate::support::cli_proc::Outcome {
+    let mut cmd = tokio::process::Command::new("script");
+    cmd.args(["-qec", line, "/dev/null"])
+        .current_dir(env.path())
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("HOME", env.path())
+        .env("TERM", "xterm")
+        .envs(&env.env)
+        .stdin(std::process::Stdio::null())
+        .kill_on_drop(true);
+    crate::support::cli_proc::output(cmd).await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn backfill_on_a_terminal_shows_a_progress_bar() {
     let now = t("2024-03-05T00:00:00+08:00");
@@ -534,17 +550,7 @@ async fn backfill_on_a_terminal_shows_a_progress_bar() {
         &now.to_rfc3339(),
     ]
     .join(" ");
-    let mut cmd = tokio::process::Command::new("script");
-    cmd.args(["-qec", &line, "/dev/null"])
-        .current_dir(env.path())
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("HOME", env.path())
-        .env("TERM", "xterm")
-        .envs(&env.env)
-        .stdin(std::process::Stdio::null())
-        .kill_on_drop(true);
-    let o = crate::support::cli_proc::output(cmd).await;
+    let o = on_a_terminal(&env, &line).await;
     o.expect_code(0);
     // 2024-03-01 .. 03 in hourly windows: 48, all done at the end.
     assert!(o.stdout.contains("48/48 windows"), "{}", o.all());
@@ -557,17 +563,7 @@ async fn backfill_on_a_terminal_shows_a_progress_bar() {
 
     // A report pipeline's backfill draws the same bar, to the last window.
     let line = line.replace(" talks ", " report_gateway_numbers ");
-    let mut cmd = tokio::process::Command::new("script");
-    cmd.args(["-qec", &line, "/dev/null"])
-        .current_dir(env.path())
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("HOME", env.path())
-        .env("TERM", "xterm")
-        .envs(&env.env)
-        .stdin(std::process::Stdio::null())
-        .kill_on_drop(true);
-    let o = crate::support::cli_proc::output(cmd).await;
+    let o = on_a_terminal(&env, &line).await;
     o.expect_code(0);
     let finished = o.stdout.split(" windows, ").any(|before| {
         let counts = before.rsplit(' ').next().unwrap_or_default();
