@@ -437,6 +437,31 @@ async fn run_cmd(
     .await
 }
 
+/// What every form of `backfill` starts from: the (one) tenant's engine and the range,
+/// read in that tenant's zone.
+pub(crate) fn backfill_engine(
+    config: Option<&std::path::Path>,
+    tenant: Option<&str>,
+    (from, to): (&str, &str),
+    now: Option<&str>,
+) -> Result<
+    (
+        Engine,
+        chrono::DateTime<chrono::Utc>,
+        chrono::DateTime<chrono::Utc>,
+    ),
+    CliError,
+> {
+    let settings = crate::tenant::one(&Settings::load(config)?, tenant, "backfill")?;
+    let tz = settings.timezone;
+    let from =
+        timeutil::parse_time(from, tz).map_err(|why| CliError::Config(format!("--from: {why}")))?;
+    let to =
+        timeutil::parse_time(to, tz).map_err(|why| CliError::Config(format!("--to: {why}")))?;
+    let clock = clock(&settings, now)?;
+    Ok((engine(settings, clock)?, from, to))
+}
+
 async fn backfill_cmd(
     config: Option<&std::path::Path>,
     name: &str,
@@ -445,14 +470,7 @@ async fn backfill_cmd(
     now: Option<&str>,
     tenant: Option<&str>,
 ) -> Result<(), CliError> {
-    let settings = crate::tenant::one(&Settings::load(config)?, tenant, "backfill")?;
-    let tz = settings.timezone;
-    let from =
-        timeutil::parse_time(from, tz).map_err(|why| CliError::Config(format!("--from: {why}")))?;
-    let to =
-        timeutil::parse_time(to, tz).map_err(|why| CliError::Config(format!("--to: {why}")))?;
-    let clock = clock(&settings, now)?;
-    let engine = engine(settings, clock)?;
+    let (engine, from, to) = backfill_engine(config, tenant, (from, to), now)?;
     let p = engine
         .catalog
         .select(&[name.to_string()])

@@ -23,10 +23,8 @@
 //! snapshots and recordings have drivers of their own that rely on the pipeline lock.
 
 use crate::cli::CliError;
-use crate::clock::{FixedClock, SharedClock, SystemClock};
 use crate::pipeline::{Kind, Pipeline};
 use crate::runner::{Engine, Mode, Report, RunError};
-use crate::settings::Settings;
 use crate::state::model::PipelineState;
 use crate::timeutil;
 use chrono::{DateTime, Duration, NaiveDate, Utc};
@@ -290,19 +288,8 @@ pub async fn backfill_cmd(
 ) -> Result<(), CliError> {
     let job_index = std::env::var(INDEX_ENV).ok();
     let shard = Shard::from_args(shard, shards, job_index.as_deref()).map_err(CliError::Config)?;
-    let settings = crate::tenant::one(&Settings::load(config)?, tenant, "backfill")?;
-    let tz = settings.timezone;
-    let from =
-        timeutil::parse_time(from, tz).map_err(|why| CliError::Config(format!("--from: {why}")))?;
-    let to =
-        timeutil::parse_time(to, tz).map_err(|why| CliError::Config(format!("--to: {why}")))?;
-    let clock: SharedClock = match now {
-        None => Arc::new(SystemClock),
-        Some(s) => Arc::new(FixedClock(
-            timeutil::parse_time(s, tz).map_err(|why| CliError::Config(format!("--now: {why}")))?,
-        )),
-    };
-    let engine = crate::cli::engine(settings, clock)?;
+    let (engine, from, to) = crate::cli::backfill_engine(config, tenant, (from, to), now)?;
+    let tz = engine.settings.timezone;
     let p = engine
         .catalog
         .get(name)
