@@ -490,6 +490,15 @@ mod tests {
         v.to_string()
     }
 
+    fn meta() -> RowMeta {
+        RowMeta {
+            run_id: "r".into(),
+            extracted_at_ms: 1,
+            window_start_ms: 2,
+            window_end_ms: 3,
+        }
+    }
+
     fn schema() -> TableSchema {
         TableSchema::parse(
             r#"
@@ -624,12 +633,7 @@ type = "local_time"
         assert_eq!(trim("\u{3000}abc"), "abc");
         assert_eq!(trim(""), "");
         let s = schema();
-        let meta = RowMeta {
-            run_id: "r".into(),
-            extracted_at_ms: 1,
-            window_start_ms: 2,
-            window_end_ms: 3,
-        };
+        let meta = meta();
         let mut b = BatchBuilder::new(&s, SG, 4);
         for (id, t) in [("a", 1000), ("b", 1000), ("c", 2000), ("d", 2000)] {
             b.push(&parse_record(&rec(json!({"callID": id, "startTime": t}))).unwrap());
@@ -642,12 +646,7 @@ type = "local_time"
     #[test]
     fn assemble_sorts_by_time_then_key() {
         let s = schema();
-        let meta = RowMeta {
-            run_id: "r".into(),
-            extracted_at_ms: 1,
-            window_start_ms: 2,
-            window_end_ms: 3,
-        };
+        let meta = meta();
         let mut b1 = BatchBuilder::new(&s, SG, 2);
         b1.push(&parse_record(&rec(json!({"callID": "z", "startTime": 3000}))).unwrap());
         b1.push(&parse_record(&rec(json!({"callID": "y", "startTime": 1000}))).unwrap());

@@ -5,7 +5,7 @@
 //! code, the messages, `status --json`, and the Parquet files compared with the
 //! simulator's ground truth.
 
-use crate::support::cli_proc::{CliEnv, Outcome, REPO, assert_no_panic, finish};
+use crate::support::cli_proc::{CliEnv, Outcome, REPO, assert_no_panic, finish, stray_files};
 use crate::support::cli_truth::{self as truth, ALL, Spec, TALKS};
 use chrono::{DateTime, Utc};
 use chrono_tz::Asia::Singapore;
@@ -67,23 +67,6 @@ fn files_under(dir: &Path) -> usize {
         .map(|e| e.expect("directory entry").path())
         .map(|p| if p.is_dir() { files_under(&p) } else { 1 })
         .sum()
-}
-
-/// Files under `dir` that are neither Parquet data nor JSON state: staging leftovers.
-fn stray_files(dir: &Path, out: &mut Vec<String>) {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return;
-    };
-    for path in entries.map(|e| e.expect("directory entry").path()) {
-        if path.is_dir() {
-            stray_files(&path, out);
-        } else if !path
-            .extension()
-            .is_some_and(|e| e == "parquet" || e == "json")
-        {
-            out.push(path.display().to_string());
-        }
-    }
 }
 
 fn copy_dir(from: &Path, to: &Path) {
@@ -606,8 +589,7 @@ async fn sigkill_at_any_moment_leaves_whole_files_and_loadable_state() {
         assert_eq!(watermark(&rows, p), t(WATERMARK), "{p}");
     }
     assert_warehouse_exact(&env, t(start), t(WATERMARK));
-    let mut strays = Vec::new();
-    stray_files(&env.warehouse(), &mut strays);
+    let strays = stray_files(&env.warehouse());
     eprintln!(
         "{} staging leftovers after the crashes: {strays:?}",
         strays.len()

@@ -7,7 +7,7 @@
 //! The daemon's log lines (`run started`, `run finished`, `tick skipped`) carry their
 //! time, which is how overlap across processes is judged.
 
-use crate::support::cli_proc::{CliEnv, REPO, assert_no_panic};
+use crate::support::cli_proc::{CliEnv, REPO, assert_no_panic, stray_files};
 use crate::support::cli_truth::{self as truth, ALL};
 use chrono::{DateTime, Utc};
 use chrono_tz::Asia::Singapore;
@@ -144,6 +144,25 @@ impl Daemon {
     }
 }
 
+/// Faults off, a new daemon until every pipeline finished two runs (the catch-up and a
+/// later one), then SIGTERM: it must exit 0.
+async fn restart_until_two_runs_finish(env: &CliEnv, label: &'static str) {
+    env.sim.set_faults(Faults::default());
+    let d = Daemon::start(env, label);
+    wait_for(
+        "every pipeline caught up and a later run finished",
+        Duration::from_secs(120),
+        async || {
+            let ev = events(&d.lines());
+            PIPELINES.iter().all(|p| count(&ev, p, "finished") >= 2)
+        },
+    )
+    .await;
+    d.sigterm();
+    let (code, lines, _) = d.exit(Duration::from_secs(30)).await;
+    assert_eq!(code, Some(0), "{label} daemon:\n{}", lines.join("\n"));
+}
+
 /// A daemon log event: when, what, and for which pipeline.
 #[derive(Debug, Clone)]
 struct Event {
@@ -243,23 +262,6 @@ fn assert_warehouse_exact(env: &CliEnv, from: DateTime<Utc>) {
         let table = truth::read_table(&env.warehouse(), &spec, Singapore);
         let want = truth::truth(&ds, &spec, from, t(WATERMARK), env.now);
         truth::assert_exact(&table, &want, spec.table);
-    }
-}
-
-/// Files that are neither Parquet data nor JSON state: staging leftovers.
-fn stray_files(dir: &Path, out: &mut Vec<String>) {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return;
-    };
-    for path in entries.map(|e| e.expect("directory entry").path()) {
-        if path.is_dir() {
-            stray_files(&path, out);
-        } else if !path
-            .extension()
-            .is_some_and(|e| e == "parquet" || e == "json")
-        {
-            out.push(path.display().to_string());
-        }
     }
 }
 
@@ -424,25 +426,11 @@ async fn sigterm_mid_window_leaves_state_consistent_and_the_restart_completes_ex
             .unwrap_or_else(|e| panic!("{}: lock not released at shutdown: {e}", spec.table));
         lock.release().await.expect("release the probe lock");
     }
-    let mut strays = Vec::new();
-    stray_files(&env.warehouse(), &mut strays);
+    let strays = stray_files(&env.warehouse());
     assert!(strays.is_empty(), "staging leftovers: {strays:?}");
 
     // The next start completes exactly.
-    env.sim.set_faults(Faults::default());
-    let d = Daemon::start(&env, "second");
-    wait_for(
-        "every pipeline caught up and a later run finished",
-        Duration::from_secs(120),
-        async || {
-            let ev = events(&d.lines());
-            PIPELINES.iter().all(|p| count(&ev, p, "finished") >= 2)
-        },
-    )
-    .await;
-    d.sigterm();
-    let (code, lines, _) = d.exit(Duration::from_secs(30)).await;
-    assert_eq!(code, Some(0), "second daemon:\n{}", lines.join("\n"));
+    restart_until_two_runs_finish(&env, "second").await;
     for (p, w) in watermarks(&env).await {
         assert_eq!(w, Some(t(WATERMARK)), "{p}");
     }
@@ -620,24 +608,10 @@ async fn runs_outlasting_the_grace_period_are_abandoned_uncommitted_and_unlocked
             .unwrap_or_else(|e| panic!("{p}: lock not released at shutdown: {e}"));
         lock.release().await.expect("release the probe lock");
     }
-    let mut strays = Vec::new();
-    stray_files(&env.warehouse(), &mut strays);
+    let strays = stray_files(&env.warehouse());
     assert!(strays.is_empty(), "staging leftovers: {strays:?}");
 
-    env.sim.set_faults(Faults::default());
-    let d = Daemon::start(&env, "again");
-    wait_for(
-        "two finished runs each",
-        Duration::from_secs(120),
-        async || {
-            let ev = events(&d.lines());
-            PIPELINES.iter().all(|p| count(&ev, p, "finished") >= 2)
-        },
-    )
-    .await;
-    d.sigterm();
-    let (code, lines, _) = d.exit(Duration::from_secs(30)).await;
-    assert_eq!(code, Some(0), "{}", lines.join("\n"));
+    restart_until_two_runs_finish(&env, "again").await;
     assert_warehouse_exact(&env, t(start));
 }
 

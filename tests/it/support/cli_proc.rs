@@ -202,3 +202,25 @@ pub async fn finish(child: tokio::process::Child) -> Outcome {
         stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
     }
 }
+
+/// Files under `dir` that are neither Parquet data nor JSON state: staging leftovers.
+pub fn stray_files(dir: &Path) -> Vec<String> {
+    fn walk(dir: &Path, out: &mut Vec<String>) {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for path in entries.map(|e| e.expect("directory entry").path()) {
+            if path.is_dir() {
+                walk(&path, out);
+            } else if !path
+                .extension()
+                .is_some_and(|e| e == "parquet" || e == "json")
+            {
+                out.push(path.display().to_string());
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(dir, &mut out);
+    out
+}
