@@ -332,6 +332,14 @@ pub async fn run_locked(
     let mut failure: Option<RunError> = None;
     while let Some((task, result)) = results.next().await {
         let w = task.window;
+        // Shutdown (`daemon`): stop between commits; this window is loaded by the next run.
+        if engine.stop.is_cancelled() {
+            failure = Some(RunError::Stopped {
+                pipeline: p.name.clone(),
+                next: w.start,
+            });
+            break;
+        }
         let fail = |source: WindowError| RunError::Window {
             pipeline: p.name.clone(),
             window: w,

@@ -237,6 +237,14 @@ pub async fn run(
     };
     let mut failure: Option<RunError> = None;
     for (w, advances) in tasks {
+        // Shutdown (`daemon`): stop between commits; this window is loaded by the next run.
+        if engine.stop.is_cancelled() {
+            failure = Some(RunError::Stopped {
+                pipeline: p.name.clone(),
+                next: w.start,
+            });
+            break;
+        }
         let covered = talks
             .as_ref()
             .is_some_and(|t| t.completed.covers(Span::from(w)));

@@ -555,3 +555,38 @@ async fn recording_downloads_answered_with_an_envelope_are_retried() {
     }
     assert_eq!(checked as u64, report.rows);
 }
+
+/// Shutdown (`daemon`, issue 4): a report or recordings run of a stopped engine commits
+/// no window and says it stopped; the next run loads those windows.
+#[tokio::test]
+async fn stopped_report_and_recordings_runs_commit_nothing() {
+    let start = t("2024-03-01T00:00:00+08:00");
+    let now = t("2024-03-02T02:00:00+08:00");
+    let config = SimConfig {
+        now: Some(now + Duration::days(1)),
+        ..SimConfig::default()
+    };
+    let rig = Rig::new(config, Warehouse::local().await, start).await;
+    run(&rig.engine(now), "talks").await.expect("talks");
+
+    let stopped = rig.engine(now);
+    stopped.stop.cancel();
+    for name in ["report_gateway_numbers", "recordings"] {
+        match run(&stopped, name).await {
+            Err(e @ RunError::Stopped { .. }) => {
+                assert!(e.to_string().contains("stopped for shutdown"), "{e}")
+            }
+            other => panic!("{name}: expected a stopped run, got {other:?}"),
+        }
+        assert_eq!(watermark(&stopped, name).await, start, "{name}");
+        let p = pipeline(&stopped, name);
+        assert_eq!(table::read(&stopped, &p.table).await.rows(), 0, "{name}");
+    }
+
+    let engine = rig.engine(now);
+    for name in ["report_gateway_numbers", "recordings"] {
+        let r = run(&engine, name).await.expect(name);
+        assert!(r.windows > 0 && r.rows > 0, "{name}: {r:?}");
+        assert!(watermark(&engine, name).await > start, "{name}");
+    }
+}
