@@ -436,6 +436,7 @@ impl Settings {
             max_retries: self.max_retries,
             min_backoff: self.min_backoff,
             max_backoff: self.max_backoff.max(self.min_backoff),
+            tenant: self.tenant.clone(),
         })
     }
 

@@ -56,6 +56,9 @@ pub struct ApiSettings {
     /// First backoff delay; doubles per attempt, with jitter, up to `max_backoff`.
     pub min_backoff: Duration,
     pub max_backoff: Duration,
+    /// The tenant this client works for, when a config lists several: its API series
+    /// carry a `tenant` label so one tenant's 429s are not read as another's.
+    pub tenant: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -215,7 +218,7 @@ impl ApiClient {
         let timezone = HeaderValue::from_str(settings.timezone.trim())
             .map_err(|_| ApiError::Config("SOBOT_TIMEZONE cannot be sent as a header".into()))?;
         let base_url = settings.base_url.trim_end_matches('/').to_owned();
-        let transport = Transport::new(
+        let mut transport = Transport::new(
             base_url.clone(),
             timezone,
             settings.request_timeout,
@@ -226,6 +229,7 @@ impl ApiClient {
                 max_backoff: settings.max_backoff,
             },
         )?;
+        transport.counters.tenant = settings.tenant.clone();
         let auth = match settings.credentials {
             Credentials::Token(token) => Auth::Static(Secret::new(token.expose().trim())),
             Credentials::Company { app_id, app_secret } => Auth::Company {
@@ -453,6 +457,7 @@ mod tests {
             max_retries: 0,
             min_backoff: Duration::from_millis(1),
             max_backoff: Duration::from_millis(1),
+            tenant: None,
         };
         let Ok(api) = ApiClient::new(settings) else {
             panic!("valid settings rejected");

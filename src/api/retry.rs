@@ -121,7 +121,7 @@ impl RetryPolicy {
         .adjust(|f: &Failure, proposed| self.next_delay(f, proposed))
         .notify(|f: &Failure, delay: Duration| {
             counters.retries.fetch_add(1, Ordering::Relaxed);
-            crate::obs::metrics::api_retry(endpoint);
+            crate::obs::metrics::api_retry(counters.tenant.as_deref(), endpoint);
             tracing::warn!(
                 endpoint,
                 attempt = attempts.load(Ordering::Relaxed),

@@ -22,6 +22,8 @@ pub(crate) struct Counters {
     pub(crate) retries: AtomicU64,
     pub(crate) rate_limited: AtomicU64,
     pub(crate) token_refreshes: AtomicU64,
+    /// The `tenant` label of this client's Prometheus series (none without tenants).
+    pub(crate) tenant: Option<String>,
 }
 
 impl Counters {
@@ -247,11 +249,15 @@ impl Transport {
         }
 
         let response = request.send().await.map_err(|e| {
-            crate::obs::metrics::api_request(endpoint, None);
+            crate::obs::metrics::api_request(self.counters.tenant.as_deref(), endpoint, None);
             Failure::transient(self.transport_error(endpoint, e))
         })?;
         let status = response.status();
-        crate::obs::metrics::api_request(endpoint, Some(status.as_u16()));
+        crate::obs::metrics::api_request(
+            self.counters.tenant.as_deref(),
+            endpoint,
+            Some(status.as_u16()),
+        );
         let retry_after = response
             .headers()
             .get(RETRY_AFTER)
@@ -279,7 +285,7 @@ impl Transport {
             f
         })?;
         if R::PAGE {
-            crate::obs::metrics::api_page(endpoint);
+            crate::obs::metrics::api_page(self.counters.tenant.as_deref(), endpoint);
         }
         Ok(reply)
     }
@@ -287,7 +293,7 @@ impl Transport {
     fn count(&self, endpoint: &str, failure: &Failure) {
         if failure.rate_limited {
             self.counters.rate_limited.fetch_add(1, Ordering::Relaxed);
-            crate::obs::metrics::api_rate_limited(endpoint);
+            crate::obs::metrics::api_rate_limited(self.counters.tenant.as_deref(), endpoint);
         }
     }
 

@@ -117,26 +117,37 @@ pub fn endpoint_label(path: &str) -> String {
     out
 }
 
+/// The labels of an API series: the endpoint's shape, and the tenant when there are
+/// several (a single-tenant setup keeps series without a `tenant` label).
+fn api_labels(tenant: Option<&str>, endpoint: &str) -> Vec<metrics::Label> {
+    let mut labels = vec![metrics::Label::new("endpoint", endpoint_label(endpoint))];
+    if let Some(t) = tenant {
+        labels.push(metrics::Label::new("tenant", t.to_string()));
+    }
+    labels
+}
+
 /// One HTTP attempt and its status (`None`: no answer: connect error or timeout).
-pub fn api_request(endpoint: &str, status: Option<u16>) {
+pub fn api_request(tenant: Option<&str>, endpoint: &str, status: Option<u16>) {
     let status = status.map_or_else(|| "error".to_string(), |s| s.to_string());
-    metrics::counter!(API_REQUESTS, "endpoint" => endpoint_label(endpoint), "status" => status)
-        .increment(1);
+    let mut labels = api_labels(tenant, endpoint);
+    labels.push(metrics::Label::new("status", status));
+    metrics::counter!(API_REQUESTS, labels).increment(1);
 }
 
 /// An accepted envelope (a page of data).
-pub fn api_page(endpoint: &str) {
-    metrics::counter!(API_PAGES, "endpoint" => endpoint_label(endpoint)).increment(1);
+pub fn api_page(tenant: Option<&str>, endpoint: &str) {
+    metrics::counter!(API_PAGES, api_labels(tenant, endpoint)).increment(1);
 }
 
 /// A backoff pause before another attempt.
-pub fn api_retry(endpoint: &str) {
-    metrics::counter!(API_RETRIES, "endpoint" => endpoint_label(endpoint)).increment(1);
+pub fn api_retry(tenant: Option<&str>, endpoint: &str) {
+    metrics::counter!(API_RETRIES, api_labels(tenant, endpoint)).increment(1);
 }
 
 /// An answer with HTTP 429 or envelope code 429.
-pub fn api_rate_limited(endpoint: &str) {
-    metrics::counter!(API_RATE_LIMITED, "endpoint" => endpoint_label(endpoint)).increment(1);
+pub fn api_rate_limited(tenant: Option<&str>, endpoint: &str) {
+    metrics::counter!(API_RATE_LIMITED, api_labels(tenant, endpoint)).increment(1);
 }
 
 /// Windows committed together with the rows and files that hold them.

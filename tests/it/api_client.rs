@@ -303,6 +303,7 @@ fn settings(base: &str, credentials: Credentials) -> ApiSettings {
         max_retries: 3,
         min_backoff: Duration::from_millis(5),
         max_backoff: Duration::from_millis(20),
+        tenant: None,
     }
 }
 

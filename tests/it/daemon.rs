@@ -698,6 +698,14 @@ async fn a_daemon_with_two_tenants_runs_both_and_serves_their_health() {
     for tenant in ["acme", "globex"] {
         let series = format!("sobot_sync_rows_written_total{{pipeline=\"{tenant}/talks\"");
         assert!(metrics.contains(&series), "{series} in\n{metrics}");
+        // Each tenant's API traffic is its own series, not a sum over tenants.
+        let label = format!("tenant=\"{tenant}\"");
+        assert!(
+            metrics
+                .lines()
+                .any(|l| l.starts_with("sobot_sync_api_requests_total{") && l.contains(&label)),
+            "API requests of {tenant} in\n{metrics}"
+        );
     }
     d.sigterm();
     let (code, lines, _) = d.exit(Duration::from_secs(30)).await;
