@@ -170,7 +170,14 @@ max_rps = 12
     assert_eq!(engines.len(), 2);
     // indicator_plans keeps one current file and deletes the older ones it lists: a
     // tenant's listing must never reach another tenant's file.
-    let names = ["talks", "agent_histories", "indicator_plans"].map(String::from);
+    // A report pipeline too: its windows are cut in each tenant's zone as well.
+    let names = [
+        "talks",
+        "agent_histories",
+        "indicator_plans",
+        "report_gateway_numbers",
+    ]
+    .map(String::from);
     let runs = engines.iter().map(|e| cli::run_pipelines(e, &names));
     for (result, e) in futures::future::join_all(runs)
         .await
@@ -179,7 +186,7 @@ max_rps = 12
     {
         let reports =
             result.unwrap_or_else(|err| panic!("tenant {:?} runs: {err}", e.settings.tenant));
-        assert_eq!(reports.len(), 3);
+        assert_eq!(reports.len(), names.len());
     }
 
     // Windows end where the lags put them, for both; each started at its local midnight.
@@ -266,6 +273,15 @@ max_rps = 12
     assert_eq!(
         partitions(&stored, "indicator_plans", "globex"),
         [day(1)].into()
+    );
+    // Singapore's 1 March is over (and past the report's lag) at 18:00Z; New York's is not.
+    assert_eq!(
+        partitions(&stored, "report_gateway_numbers", "acme"),
+        [day(1)].into()
+    );
+    assert_eq!(
+        partitions(&stored, "report_gateway_numbers", "globex"),
+        BTreeSet::new()
     );
     // Nothing outside a tenant partition, and no state outside the tenants' folders.
     for f in &stored {
