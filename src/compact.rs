@@ -154,9 +154,49 @@ pub async fn compact(
     let p = pipeline_for(engine, table)?;
     let run_id = Engine::new_run_id();
     let claim = engine.claim(&[p.name.as_str()], &run_id).await?;
-    let result = compact_locked(engine, &p, before, &run_id, &claim).await;
+    // The pipeline lock keeps out runs and plain backfills; shards of a sharded backfill
+    // take only range locks, so they are kept out by compaction's own range lock.
+    let result = match exclude_shards(engine, &p, &run_id).await {
+        Ok(range) => {
+            let r = compact_locked(engine, &p, before, &run_id, &claim, &range.lost).await;
+            range.release().await;
+            r
+        }
+        Err(e) => Err(e),
+    };
     claim.release().await;
     result
+}
+
+/// Takes compaction's range lock of the pipeline and makes sure no shard of a sharded
+/// backfill holds one (it could be writing a day file into a partition being swapped).
+async fn exclude_shards(
+    engine: &Engine,
+    p: &Pipeline,
+    run_id: &str,
+) -> Result<crate::shard::RenewedLock, CompactError> {
+    let state_err = |source| {
+        CompactError::Run(Box::new(RunError::State {
+            pipeline: p.name.clone(),
+            source,
+        }))
+    };
+    let lock = engine
+        .state
+        .acquire_range_lock(
+            &p.name,
+            crate::shard::COMPACT_SCOPE,
+            &format!("{run_id}/{}/compact", p.name),
+            engine.settings.lock_ttl,
+        )
+        .await
+        .map_err(state_err)?;
+    let lock = crate::shard::RenewedLock::start(lock, engine.settings.lock_ttl);
+    if let Err(e) = crate::shard::exclude(engine, &p.name, crate::shard::COMPACT_SCOPE).await {
+        lock.release().await;
+        return Err(state_err(e));
+    }
+    Ok(lock)
 }
 
 fn pipeline_for(engine: &Engine, table: &str) -> Result<Pipeline, CompactError> {
@@ -194,7 +234,9 @@ async fn compact_locked(
     before: Option<NaiveDate>,
     run_id: &str,
     claim: &crate::runner::Claim,
+    range_lost: &std::sync::atomic::AtomicBool,
 ) -> Result<CompactReport, CompactError> {
+    let lost = || claim.is_lost() || range_lost.load(std::sync::atomic::Ordering::SeqCst);
     let tz = engine.settings.timezone;
     let table = p.table.clone();
     let state_err = |source| {
@@ -229,7 +271,7 @@ async fn compact_locked(
     // use stays near one partition's worth above the table's size.
     let mut retired: Vec<(PathBuf, std::time::Instant)> = Vec::new();
     for (dt, files) in partitions.range(..closed_before) {
-        if claim.is_lost() {
+        if lost() {
             return Err(CompactError::LockLost {
                 table,
                 pipeline: p.name.clone(),
@@ -251,7 +293,7 @@ async fn compact_locked(
             }
             // The merge may have taken a while: make sure no other process took the
             // lock (and may be writing this partition) before replacing its files.
-            if claim.is_lost() {
+            if lost() {
                 return Err(CompactError::LockLost {
                     table,
                     pipeline: p.name.clone(),
@@ -713,9 +755,9 @@ async fn record(
         at: Utc::now(),
     });
     st.compacted.sort_by_key(|c| c.dt);
-    engine
-        .state
-        .commit(&p.name, Some(v.version), &st)
+    // A shard of a sharded backfill may commit meanwhile (it does not take the pipeline
+    // lock): re-apply on top of its commit instead of failing.
+    crate::state::rebase::commit(&engine.state, &p.name, Some(v.version), &mut st)
         .await
         .map_err(state_err)?;
     Ok(())

@@ -218,7 +218,7 @@ pub async fn run(
         sub_from.format("%Y%m%dT%H%M%SZ"),
         sub_to.format("%Y%m%dT%H%M%SZ")
     );
-    let mut lock = engine
+    let lock = engine
         .state
         .acquire_range_lock(
             &p.name,
@@ -231,25 +231,11 @@ pub async fn run(
     tracing::info!(pipeline = %p.name, %shard, from = %sub_from.to_rfc3339(), to = %sub_to.to_rfc3339(), "shard of a sharded backfill");
     // Renewed in the background like the pipeline lock (`runner::Engine::claim`); the
     // run stops committing once a renewal fails.
-    let lost = Arc::new(AtomicBool::new(false));
-    let (stop_tx, mut stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let renewer = {
-        let lost = lost.clone();
-        let every = engine.settings.lock_ttl / 3;
-        tokio::spawn(async move {
-            loop {
-                tokio::select! {
-                    _ = &mut stop_rx => return lock,
-                    _ = tokio::time::sleep(every) => {}
-                }
-                if let Err(e) = lock.renew().await {
-                    tracing::error!(pipeline = %lock.pipeline(), "lost the range lock: {e}");
-                    lost.store(true, Ordering::SeqCst);
-                    return lock;
-                }
-            }
-        })
-    };
+    let lock = RenewedLock::start(lock, engine.settings.lock_ttl);
+    if let Err(e) = exclude(engine, &p.name, &scope).await {
+        lock.release().await;
+        return Err(state_err(e));
+    }
     let result = engine
         .run_locked(
             p,
@@ -258,24 +244,91 @@ pub async fn run(
                 to: sub_to,
             },
             &run_id,
-            &lost,
+            &lock.lost,
         )
         .await;
-    let _ = stop_tx.send(());
-    match renewer.await {
-        Ok(lock) if !lost.load(Ordering::SeqCst) => {
-            if let Err(e) = lock.release().await {
-                tracing::warn!(pipeline = %p.name, "could not release the range lock (it expires by itself): {e}");
-            }
-        }
-        Ok(_) => {}
-        Err(e) => tracing::warn!(pipeline = %p.name, "range lock renewer stopped: {e}"),
-    }
+    lock.release().await;
     Ok(ShardReport {
         shard,
         range: Some((sub_from, sub_to)),
         report: Some(result?),
     })
+}
+
+/// The range-lock scope `compact` holds while it rewrites a pipeline's partitions. A
+/// shard writing a day file into a partition being swapped would lose that file with the
+/// old folder, so the two never work on one pipeline at once (see [`exclude`]).
+pub const COMPACT_SCOPE: &str = "compact";
+
+/// Refuses to go on (`Busy`) while the other side of the shard/compact exclusion holds
+/// its range lock: for a shard, `compact`; for `compact` (`own` = [`COMPACT_SCOPE`]), any
+/// shard. Called after taking one's own range lock, so of two starting together at
+/// least one sees the other and steps back.
+pub async fn exclude(
+    engine: &Engine,
+    pipeline: &str,
+    own: &str,
+) -> Result<(), crate::state::store::StateError> {
+    let compacting = own == COMPACT_SCOPE;
+    for (scope, busy) in engine.state.held_range_locks(pipeline).await? {
+        if scope != own && (compacting || scope == COMPACT_SCOPE) {
+            return Err(busy);
+        }
+    }
+    Ok(())
+}
+
+/// A range lock renewed in the background every third of its TTL until released;
+/// `lost` turns true when a renewal fails (another process may have taken over), and
+/// the holder must stop committing.
+pub struct RenewedLock {
+    pub lost: Arc<AtomicBool>,
+    stop: tokio::sync::oneshot::Sender<()>,
+    renewer: tokio::task::JoinHandle<crate::state::store::Lock>,
+}
+
+impl RenewedLock {
+    pub fn start(mut lock: crate::state::store::Lock, ttl: std::time::Duration) -> Self {
+        let lost = Arc::new(AtomicBool::new(false));
+        let (stop, mut stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let renewer = {
+            let lost = lost.clone();
+            let every = ttl / 3;
+            tokio::spawn(async move {
+                loop {
+                    tokio::select! {
+                        _ = &mut stop_rx => return lock,
+                        _ = tokio::time::sleep(every) => {}
+                    }
+                    if let Err(e) = lock.renew().await {
+                        tracing::error!(pipeline = %lock.pipeline(), "lost the range lock: {e}");
+                        lost.store(true, Ordering::SeqCst);
+                        return lock;
+                    }
+                }
+            })
+        };
+        Self {
+            lost,
+            stop,
+            renewer,
+        }
+    }
+
+    /// Stops renewing and releases the lock (a lost one is left to expire).
+    pub async fn release(self) {
+        let _ = self.stop.send(());
+        match self.renewer.await {
+            Ok(lock) if !self.lost.load(Ordering::SeqCst) => {
+                let pipeline = lock.pipeline().to_string();
+                if let Err(e) = lock.release().await {
+                    tracing::warn!(pipeline = %pipeline, "could not release the range lock (it expires by itself): {e}");
+                }
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!("range lock renewer stopped: {e}"),
+        }
+    }
 }
 
 /// `backfill PIPELINE --from --to --shard I/N | --shards N`.

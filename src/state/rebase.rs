@@ -10,7 +10,9 @@
 //!   was written, so the union of two writers' ledgers is true;
 //! - the watermark only moves forward, and only the pipeline lock's holder moves it;
 //! - a backfill record belongs to the one run working on its range (the range lock, or the
-//!   pipeline lock), and its `done` ledger only grows.
+//!   pipeline lock), and its `done` ledger only grows;
+//! - a compaction record (`compacted`, one per `dt`) is written only by `compact` under the
+//!   pipeline lock; the newer record of a date wins.
 
 use crate::state::model::{BackfillState, PipelineState};
 use crate::state::store::{StateError, StateStore};
@@ -70,8 +72,16 @@ pub async fn commit(
 /// Merges this writer's state `mine` with the newest committed state `latest`, in place.
 /// `mine` keeps its last run and the order of its backfills (a run holds its backfill by
 /// index); ledgers are united; the watermark is the later one; backfills only `latest`
-/// knows are appended.
+/// knows are appended; of two compaction records of one date the later one is kept.
 pub fn rebase(mine: &mut PipelineState, latest: &PipelineState) {
+    for theirs in &latest.compacted {
+        match mine.compacted.iter_mut().find(|c| c.dt == theirs.dt) {
+            Some(c) if c.at < theirs.at => *c = theirs.clone(),
+            Some(_) => {}
+            None => mine.compacted.push(theirs.clone()),
+        }
+    }
+    mine.compacted.sort_by_key(|c| c.dt);
     for s in &latest.completed.0 {
         mine.completed.add(*s);
     }
@@ -103,7 +113,7 @@ fn merge_backfill(mine: &mut BackfillState, theirs: &BackfillState) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::state::model::{Ledger, Span};
+    use crate::state::model::{CompactedPartition, Ledger, Span};
     use chrono::{DateTime, Utc};
 
     fn t(h: i64) -> DateTime<Utc> {
@@ -170,5 +180,34 @@ mod tests {
         theirs.watermark = t(90);
         rebase(&mut mine, &theirs);
         assert_eq!(mine.watermark, t(102));
+    }
+
+    fn compacted(day: u32, at: i64) -> CompactedPartition {
+        CompactedPartition {
+            dt: chrono::NaiveDate::from_ymd_opt(2024, 3, day).unwrap(),
+            files: vec![span(0, 24)],
+            merged_files: 24,
+            run_id: format!("compact-{day}-{at}"),
+            at: t(at),
+        }
+    }
+
+    /// A shard committing after `compact` must not erase its records: without them a
+    /// later lookback of a compacted day would not know the day's files are wider.
+    #[test]
+    fn rebase_keeps_compaction_records_of_either_side() {
+        let base = PipelineState::new("talks", 3600, "UTC", t(100));
+        let mut mine = base.clone();
+        mine.compacted = vec![compacted(2, 10)];
+        let mut latest = base.clone();
+        latest.compacted = vec![compacted(1, 5), compacted(2, 20), compacted(3, 5)];
+        rebase(&mut mine, &latest);
+        let ids: Vec<&str> = mine.compacted.iter().map(|c| c.run_id.as_str()).collect();
+        assert_eq!(ids, ["compact-1-5", "compact-2-20", "compact-3-5"]);
+        // The newer record of a date stays when it is ours.
+        let mut older = base;
+        older.compacted = vec![compacted(2, 1)];
+        rebase(&mut mine, &older);
+        assert_eq!(mine.compacted[1].run_id, "compact-2-20");
     }
 }

@@ -257,6 +257,42 @@ impl StateStore {
         self.acquire_lock_in(pipeline, dir, owner, ttl).await
     }
 
+    /// The range locks of `pipeline` held right now (not released, not expired), by any
+    /// owner: each range's scope and a `Busy` error naming it. `compact` and sharded backfills use it
+    /// to keep out of each other (`crate::shard::exclude_compaction`): each takes its own
+    /// range lock first and then looks for the other's, so in every interleaving at
+    /// least one of the two sees the other.
+    pub async fn held_range_locks(
+        &self,
+        pipeline: &str,
+    ) -> Result<Vec<(String, StateError)>, StateError> {
+        validate_pipeline(pipeline)?;
+        let dir = format!("{pipeline}/{RANGE_LOCK_DIR}");
+        let prefix = self.loc.list_prefix(&dir);
+        let listing = self
+            .loc
+            .store()
+            .list_with_delimiter(prefix.as_ref())
+            .await
+            .map_err(|source| self.storage_error(&dir, source))?;
+        let now = Utc::now();
+        let mut held = Vec::new();
+        for folder in listing.common_prefixes {
+            let Some(scope) = folder.filename() else {
+                continue;
+            };
+            let rel = format!("{dir}/{scope}");
+            if let Some((_, record)) = self.newest_lock(pipeline, &rel).await?
+                && !record.released
+                && record.expires_at > now
+            {
+                let busy = record.busy(&format!("{pipeline} (range {scope})"));
+                held.push((scope.to_string(), busy));
+            }
+        }
+        Ok(held)
+    }
+
     /// [`Self::acquire_lock`] on the lock generations in folder `dir`.
     async fn acquire_lock_in(
         &self,

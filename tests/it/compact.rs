@@ -606,3 +606,57 @@ async fn compact_stays_inside_its_tenant_partition() {
     assert!(!root.join("_compact").exists(), "staging cleaned up");
     assert_talks_exact(&rig, &engine, t("2024-03-04T00:00:00+08:00")).await;
 }
+
+/// A shard of a sharded backfill writes day files without the pipeline lock: `compact`
+/// must not swap a partition under it, nor a shard start while `compact` works. Each
+/// side holding its range lock keeps the other out, and is refused by name.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compact_and_a_shard_keep_out_of_each_other() {
+    let (_rig, engine) = loaded(Warehouse::local().await).await;
+    let ttl = std::time::Duration::from_secs(60);
+    let shard_scope = "20240301T000000Z_20240302T000000Z";
+    let shard_lock = engine
+        .state
+        .acquire_range_lock("talks", shard_scope, "a-shard", ttl)
+        .await
+        .expect("shard's range lock");
+    let before = files_per_day(&engine, "talks").await;
+    let err = compact::compact(&engine, "talks", None)
+        .await
+        .expect_err("a shard is working");
+    match &err {
+        CompactError::Run(e) => assert!(e.is_busy(), "{e}"),
+        other => panic!("expected busy, got {other}"),
+    }
+    assert!(err.to_string().contains(shard_scope), "{err}");
+    assert_eq!(
+        files_per_day(&engine, "talks").await,
+        before,
+        "nothing merged"
+    );
+    shard_lock.release().await.expect("released");
+
+    // Now compaction's range lock is held: a shard refuses to start.
+    let compact_lock = engine
+        .state
+        .acquire_range_lock("talks", sobot_sync::shard::COMPACT_SCOPE, "a-compact", ttl)
+        .await
+        .expect("compact's range lock");
+    let p = pipeline(&engine, "talks");
+    let shard = sobot_sync::shard::Shard { index: 0, count: 1 };
+    let err = sobot_sync::shard::run(&engine, &p, t(START), t("2024-03-02T00:00:00+08:00"), shard)
+        .await
+        .expect_err("compact is working");
+    assert!(err.is_busy(), "{err}");
+    assert!(err.to_string().contains("compact"), "{err}");
+    compact_lock.release().await.expect("released");
+
+    // Each alone goes ahead.
+    let report = compact::compact(&engine, "talks", None)
+        .await
+        .expect("compact alone");
+    assert!(report.compacted > 0, "{report:?}");
+    sobot_sync::shard::run(&engine, &p, t(START), t("2024-03-02T00:00:00+08:00"), shard)
+        .await
+        .expect("shard alone");
+}
