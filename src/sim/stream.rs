@@ -37,6 +37,9 @@ use super::state::{RequestCtx, Shared};
 /// How often a stream waiting for its next tick looks at the simulated clock again.
 const CLOCK_POLL: Duration = Duration::from_millis(5);
 
+/// How long a connection about to be cut waits for its sent messages to leave.
+const FLUSH_BEFORE_CUT: Duration = Duration::from_millis(30);
+
 /// The kinds of bad message `stream_bad_every` rotates through; none changes the state.
 const BAD_KINDS: u64 = 6;
 
@@ -115,6 +118,9 @@ impl Conn {
             && (faults.stream_drop_after.is_some_and(|n| self.sent >= n)
                 || self.rng.chance(faults.stream_drop_fraction));
         if drop_now {
+            // Let the messages already sent leave first: a cut that also ate the last
+            // message would make "after N messages" mean N - 1.
+            tokio::time::sleep(FLUSH_BEFORE_CUT).await;
             self.dead = true;
             return Some(Err(std::io::Error::new(
                 std::io::ErrorKind::ConnectionReset,
