@@ -179,6 +179,8 @@ pub async fn watch(engine: &Engine, stop: CancellationToken) -> Result<WatchRepo
     };
     let mut delays = backoff();
     let mut refused: Option<u64> = None;
+    // The last connection was refused right after a new token was obtained.
+    let mut just_refreshed = false;
     loop {
         if stop.is_cancelled() {
             break;
@@ -186,14 +188,22 @@ pub async fn watch(engine: &Engine, stop: CancellationToken) -> Result<WatchRepo
         let synced_before = w.report.full_messages;
         match w.connect_and_follow(&stop, refused.take()).await? {
             Ended::Stopped => break,
+            Ended::Unauthorized(_) if just_refreshed => {
+                return Err(WatchError::Refused(
+                    "HTTP 401 for a freshly obtained access token: the app may lack permission for the agent metrics stream".into(),
+                ));
+            }
             Ended::Unauthorized(generation) => {
                 refused = Some(generation);
+                just_refreshed = true;
                 tracing::info!("the stream refused the access token; obtaining a new one");
+                continue; // at once: a refused token is no reason to back off
             }
             Ended::Lost(why) => {
                 tracing::warn!(reason = %why, "agent metrics stream lost; reconnecting")
             }
         }
+        just_refreshed = false;
         if w.report.full_messages > synced_before {
             // This connection was in sync: the next failure starts backing off afresh.
             delays = backoff();

@@ -416,3 +416,65 @@ async fn watch_metrics_command_writes_snapshots_and_exits_0_on_sigterm() {
         out.all()
     );
 }
+
+/// A quiet stream (here: the simulated clock stands still, so no message follows the full
+/// one) still gets its snapshot: once the server's clock, estimated as the last
+/// `creationTime` plus the real time since, passes the boundary by `QUIET_GRACE`, the
+/// silence is taken as "nothing changed".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_quiet_stream_still_gets_its_snapshot_after_the_grace() {
+    let rig = rig(Faults::default(), Warehouse::local().await).await;
+    let engine = rig.engine(start());
+    let stop = CancellationToken::new();
+    let began = tokio::time::Instant::now();
+    let task = {
+        let stop = stop.clone();
+        tokio::spawn(async move { watch(&engine, stop).await })
+    };
+    let reader = rig.engine(start());
+    let deadline =
+        began + sobot_sync::watch_metrics::QUIET_GRACE + std::time::Duration::from_secs(30);
+    loop {
+        let files = sobot_sync::sink::list_files(&reader.warehouse, "agent_metrics")
+            .await
+            .expect("listing");
+        if !files.is_empty() {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no snapshot from a quiet stream"
+        );
+        assert!(!task.is_finished(), "watch ended early: {:?}", task.await);
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(
+        began.elapsed() >= sobot_sync::watch_metrics::QUIET_GRACE,
+        "written before the grace was over"
+    );
+    stop.cancel();
+    let report = tokio::time::timeout(std::time::Duration::from_secs(30), task)
+        .await
+        .expect("watch stops after cancel")
+        .expect("watch task")
+        .expect("watch succeeds");
+    assert_eq!(report.change_messages, 0, "{report:?}");
+    assert_eq!(report.written, [start()], "{report:?}");
+    assert_snapshots_are_true(&rig, &report.written).await;
+}
+
+/// A token the API refuses stops the command with exit 1, naming the setting.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_token_stops_watch_metrics_with_exit_1() {
+    let mut env = CliEnv::start(start(), "2024-03-01").await;
+    env.unset("SOBOT_APP_ID")
+        .unset("SOBOT_APP_SECRET")
+        .set("SOBOT_TOKEN", "not-a-token");
+    let out = env.run(&["watch-metrics"]).await;
+    out.expect_code(1);
+    assert!(out.stderr.contains("SOBOT_TOKEN"), "{}", out.all());
+    assert!(
+        !out.all().contains("not-a-token"),
+        "the token is never shown"
+    );
+}
