@@ -464,14 +464,24 @@ impl<'e> Watcher<'e> {
     fn resync_at(&mut self, t: i64) {
         let at = ms_time(t);
         let first = self.grid.ceil(at);
-        if let Some(mut due) = self.next_due {
+        if let Some(from) = self.next_due.filter(|due| *due < first) {
+            let mut due = from;
+            let mut n = 0u64;
             while due < first {
-                tracing::warn!(snapshot = %due.to_rfc3339(), "snapshot skipped: the stream was disconnected at that time");
                 self.report.skipped.push(due);
                 due += self.interval;
+                n += 1;
             }
+            tracing::warn!(
+                skipped = n,
+                from = %from.to_rfc3339(),
+                to = %(due - self.interval).to_rfc3339(),
+                "snapshots skipped: the stream was disconnected at those times"
+            );
         }
-        self.next_due = Some(first);
+        // A server whose clock went back (another node) must not make the client write
+        // snapshots it already wrote a second time.
+        self.next_due = Some(self.next_due.map_or(first, |due| due.max(first)));
     }
 
     /// Writes every due snapshot strictly before `t` (epoch ms) from `picture`.
