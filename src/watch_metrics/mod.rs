@@ -254,7 +254,14 @@ impl<'e> Watcher<'e> {
         stop: &CancellationToken,
         refused: Option<u64>,
     ) -> Result<Ended, WatchError> {
-        let (mut response, generation) = match self.connect(refused).await? {
+        // A stop while connecting (a slow token or a server that holds the headers back)
+        // must not wait for the connect timeout.
+        let connected = tokio::select! {
+            biased;
+            _ = stop.cancelled() => return Ok(Ended::Stopped),
+            c = self.connect(refused) => c?,
+        };
+        let (mut response, generation) = match connected {
             Ok(r) => r,
             Err(ended) => return Ok(ended),
         };

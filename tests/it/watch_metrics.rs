@@ -494,3 +494,31 @@ async fn a_refused_token_stops_watch_metrics_with_exit_1() {
         "the token is never shown"
     );
 }
+
+/// A stop while the connection is still being made (the server holds its answer back
+/// for a minute) ends `watch` at once, not after the connect timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stop_while_connecting_ends_watch_at_once() {
+    let faults = Faults {
+        slow_every: Some(1),
+        slow_ms: 60_000,
+        ..Faults::default()
+    };
+    let rig = rig(faults, Warehouse::local().await).await;
+    let engine = rig.engine(start());
+    let stop = CancellationToken::new();
+    let task = {
+        let stop = stop.clone();
+        tokio::spawn(async move { watch(&engine, stop).await })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(!task.is_finished(), "watch ended early: {:?}", task.await);
+    stop.cancel();
+    let report = tokio::time::timeout(std::time::Duration::from_secs(5), task)
+        .await
+        .expect("watch stops within 5 s of the stop")
+        .expect("watch task")
+        .expect("watch succeeds");
+    assert_eq!(report.connections, 0, "{report:?}");
+    assert!(report.written.is_empty(), "{report:?}");
+}
