@@ -102,6 +102,15 @@ async fn watch_for(rig: &Rig, minutes: i64, caught_up: bool) -> WatchReport {
 /// Asserts the table holds exactly the snapshots `written`, each equal to the model at its
 /// time, every key once.
 async fn assert_snapshots_are_true(rig: &Rig, written: &[DateTime<Utc>]) {
+    assert_snapshots_are_true_where(rig, written, &|_| true).await;
+}
+
+/// The same for a stream filtered to the agents `keep` accepts in the model.
+async fn assert_snapshots_are_true_where(
+    rig: &Rig,
+    written: &[DateTime<Utc>],
+    keep: &dyn Fn(&serde_json::Value) -> bool,
+) {
     let engine = rig.engine(start());
     let ds = rig.sim.dataset();
     let table = table::read(&engine, "agent_metrics").await;
@@ -169,7 +178,14 @@ async fn assert_snapshots_are_true(rig: &Rig, written: &[DateTime<Utc>]) {
                     "{uuid} {col} at {at}"
                 );
             }
-            let s = &truth["agentsSummary"];
+            // The summary counts the agents the stream serves: all of them unfiltered
+            // (then it is the model's agentsSummary), the kept ones under a filter.
+            let kept: Vec<&serde_json::Value> = truth["agentsMetrics"]["list"]
+                .as_array()
+                .map(|l| l.iter().filter(|a| keep(a)).collect())
+                .unwrap_or_default();
+            let sum = |field: &str| kept.iter().filter_map(|a| a[field].as_i64()).sum::<i64>();
+            let all = kept.len() == 12;
             for (col, field) in [
                 (
                     "summary_inbound_established_calls_count_today",
@@ -188,11 +204,14 @@ async fn assert_snapshots_are_true(rig: &Rig, written: &[DateTime<Utc>]) {
                     "outboundEstablishedCallsCountToday",
                 ),
             ] {
-                assert_eq!(
-                    i64_at(b, col, i),
-                    s[field].as_i64(),
-                    "summary {col} at {at}"
-                );
+                assert_eq!(i64_at(b, col, i), Some(sum(field)), "summary {col} at {at}");
+                if all {
+                    assert_eq!(
+                        truth["agentsSummary"][field].as_i64(),
+                        Some(sum(field)),
+                        "the model's own summary {field}"
+                    );
+                }
             }
             assert!(
                 ms_at(b, "creation_time", i).is_some_and(|c| c <= at_ms),
@@ -201,10 +220,21 @@ async fn assert_snapshots_are_true(rig: &Rig, written: &[DateTime<Utc>]) {
             assert!(str_at(b, "_extra", i).is_none(), "every field has a column");
         }
     }
-    let expected: BTreeMap<i64, usize> =
-        written.iter().map(|w| (w.timestamp_millis(), 12)).collect();
-    assert_eq!(by_time, expected, "snapshot times in the table");
-    assert_eq!(table.files.len(), written.len(), "one file per snapshot");
+    // The model's agents at each time, as the filter keeps them; a snapshot without
+    // agents has no file.
+    let expected: BTreeMap<i64, usize> = written
+        .iter()
+        .map(|w| {
+            let truth = ds.agent_metrics(rig.tz, *w, &Faults::default());
+            let n = truth["agentsMetrics"]["list"]
+                .as_array()
+                .map_or(0, |l| l.iter().filter(|a| keep(a)).count());
+            (w.timestamp_millis(), n)
+        })
+        .filter(|(_, n)| *n > 0)
+        .collect();
+    assert_eq!(by_time, expected, "snapshot times and agents in the table");
+    assert_eq!(table.files.len(), expected.len(), "one file per snapshot");
 }
 
 /// The boundaries are consecutive minutes from `start()`, each written or skipped once.
@@ -521,4 +551,36 @@ async fn a_stop_while_connecting_ends_watch_at_once() {
         .expect("watch succeeds");
     assert_eq!(report.connections, 0, "{report:?}");
     assert!(report.written.is_empty(), "{report:?}");
+}
+
+/// The `filters` of the agent_metrics pipeline reach the stream: with only Ready agents
+/// (`agentWorkStatuses = "1"`) the set of agents changes as they take calls, and the
+/// simulator sends a new full message each time; the client replaces its picture
+/// (writing the snapshots the old one confirmed first), and every snapshot holds
+/// exactly the Ready agents of the model.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn filters_reach_the_stream_and_full_messages_mid_stream_replace_the_picture() {
+    let dir = tempfile::tempdir().expect("temporary pipelines folder");
+    let repo = concat!(env!("CARGO_MANIFEST_DIR"), "/pipelines");
+    for entry in std::fs::read_dir(repo).expect("pipelines folder") {
+        let path = entry.expect("entry").path();
+        let mut text = std::fs::read_to_string(&path).expect("pipeline file");
+        if path.file_name().is_some_and(|n| n == "agent_metrics.toml") {
+            text.push_str("\n[filters]\nagentWorkStatuses = \"1\"\n");
+        }
+        std::fs::write(dir.path().join(path.file_name().expect("name")), text)
+            .expect("write pipeline");
+    }
+    let mut rig = rig(Faults::default(), Warehouse::local().await).await;
+    rig.set("SOBOT_SYNC_PIPELINES", &dir.path().display().to_string());
+    let report = watch_for(&rig, 15, false).await;
+    assert_eq!(report.connections, 1, "{report:?}");
+    assert!(
+        report.full_messages > 1,
+        "the Ready set never changed: {report:?}"
+    );
+    assert!(report.skipped.is_empty(), "{report:?}");
+    assert!(report.written.len() >= 10, "{report:?}");
+    assert_consecutive(&report);
+    assert_snapshots_are_true_where(&rig, &report.written, &|a| a["agentWorkStatus"] == 1).await;
 }
