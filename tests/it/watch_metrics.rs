@@ -580,7 +580,7 @@ async fn filters_reach_the_stream_and_full_messages_mid_stream_replace_the_pictu
         "the Ready set never changed: {report:?}"
     );
     assert!(report.skipped.is_empty(), "{report:?}");
-    assert!(report.written.len() >= 10, "{report:?}");
+    assert!(report.written.len() >= 5, "{report:?}");
     assert_consecutive(&report);
     assert_snapshots_are_true_where(&rig, &report.written, &|a| a["agentWorkStatus"] == 1).await;
 }
