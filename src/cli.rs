@@ -112,6 +112,13 @@ pub enum Command {
         #[arg(long, value_name = "FILE")]
         summary_json: Option<PathBuf>,
     },
+    // --- issue 5 (M): agent metrics stream, see src/watch_metrics/ ---
+    /// Follow the agent metrics stream and write an agent_metrics snapshot every SOBOT_SYNC_METRICS_SNAPSHOT_SECS, until SIGTERM/SIGINT.
+    WatchMetrics {
+        /// The tenant (needed when several are configured).
+        #[arg(long, value_name = "NAME")]
+        tenant: Option<String>,
+    },
     // --- issue 4 (C): warehouse integration, see src/ddl.rs and src/compact.rs ---
     /// Print CREATE statements that make every enabled table queryable in Trino or DuckDB.
     Ddl {
@@ -201,6 +208,9 @@ pub async fn main(cli: Cli) -> ExitCode {
                 tables,
             },
         ),
+        Command::WatchMetrics { tenant } => {
+            crate::watch_metrics::run_cmd(cli.config.as_deref(), tenant.as_deref()).await
+        }
         Command::Check { tenant } => check(cli.config.as_deref(), tenant.as_deref()).await,
         Command::Daemon { pipelines, now } => {
             crate::daemon::run(cli.config.as_deref(), &pipelines, now.as_deref()).await

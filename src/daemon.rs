@@ -259,7 +259,7 @@ fn offset_now(tz: Tz) -> i32 {
 }
 
 /// Resolves on SIGTERM or SIGINT, naming it.
-async fn shutdown_signal() -> Result<&'static str, CliError> {
+pub(crate) async fn shutdown_signal() -> Result<&'static str, CliError> {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};

@@ -34,3 +34,4 @@ pub mod status;
 pub mod store;
 pub mod tenant;
 pub mod timeutil;
+pub mod watch_metrics; // issue 5 (M)

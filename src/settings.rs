@@ -154,6 +154,11 @@ const KNOWN: &[Known] = &[
         env: "SOBOT_SYNC_HTTP_ADDR",
         secret: false,
     },
+    // issue 5 (M): watch-metrics
+    Known {
+        env: "SOBOT_SYNC_METRICS_SNAPSHOT_SECS",
+        secret: false,
+    },
 ];
 
 fn file_key(env: &str) -> String {
@@ -215,6 +220,10 @@ pub struct Settings {
     pub shutdown_grace: Duration,
     /// issue 4: where `/metrics` and `/healthz` are served (`HOST:PORT`); `None`: off.
     pub http_addr: Option<std::net::SocketAddr>,
+    /// issue 5 (M): `watch-metrics` writes one `agent_metrics` snapshot per this many
+    /// seconds (`SOBOT_SYNC_METRICS_SNAPSHOT_SECS`): whole minutes that divide a day, so
+    /// snapshots sit on the local grid and never straddle a `dt` partition.
+    pub metrics_snapshot_secs: u64,
 }
 
 impl Settings {
@@ -407,6 +416,19 @@ impl Settings {
                     )
                 })?),
             },
+            metrics_snapshot_secs: {
+                let secs = positive("SOBOT_SYNC_METRICS_SNAPSHOT_SECS", 60)?;
+                if secs % 60 != 0 || 86_400 % secs != 0 {
+                    return Err(err(
+                        "SOBOT_SYNC_METRICS_SNAPSHOT_SECS",
+                        format!(
+                            "must be whole minutes that divide a day (60, 300, 900, 3600 ...), got {}",
+                            shown("SOBOT_SYNC_METRICS_SNAPSHOT_SECS")
+                        ),
+                    ));
+                }
+                secs
+            },
         })
     }
 
@@ -540,6 +562,24 @@ mod tests {
         assert!(e.to_string().contains("SOBOT_TIMEZONE"), "{e}");
         let e = Settings::from_sources(None, &env(&[("SOBOT_APP_ID", "x")])).unwrap_err();
         assert!(e.to_string().contains("SOBOT_APP_SECRET"), "{e}");
+    }
+
+    #[test]
+    fn metrics_snapshot_interval_is_whole_minutes_dividing_a_day() {
+        let s = Settings::from_sources(None, &env(&[])).unwrap();
+        assert_eq!(s.metrics_snapshot_secs, 60);
+        let s = Settings::from_sources(None, &env(&[("SOBOT_SYNC_METRICS_SNAPSHOT_SECS", "300")]))
+            .unwrap();
+        assert_eq!(s.metrics_snapshot_secs, 300);
+        for bad in ["90", "0", "7000", "soon"] {
+            let e =
+                Settings::from_sources(None, &env(&[("SOBOT_SYNC_METRICS_SNAPSHOT_SECS", bad)]))
+                    .unwrap_err();
+            assert!(
+                e.to_string().contains("SOBOT_SYNC_METRICS_SNAPSHOT_SECS"),
+                "{e}"
+            );
+        }
     }
 
     #[test]

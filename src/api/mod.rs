@@ -335,6 +335,37 @@ impl ApiClient {
         self.inner.transport.counters.snapshot()
     }
 
+    /// issue 5: the access token for a request this client does not send itself (the
+    /// agent metrics stream: one response lasting hours must not hold a concurrency slot
+    /// or run inside the retry loop), with its generation. After the API refused a token,
+    /// pass its generation as `refused` to get a new one (a static `SOBOT_TOKEN` cannot
+    /// be replaced: that is an `Auth` error).
+    pub async fn stream_token(&self, refused: Option<u64>) -> Result<(Secret, u64), ApiError> {
+        match (&self.inner.auth, refused) {
+            (Auth::Static(token), None) => Ok((token.clone(), 0)),
+            (Auth::Static(_), Some(_)) => Err(ApiError::Auth {
+                endpoint: "stream".into(),
+                reason: "the API refused the configured access token (SOBOT_TOKEN); it may have \
+                         expired: set a fresh one, or use SOBOT_APP_ID and SOBOT_APP_SECRET"
+                    .into(),
+            }),
+            (Auth::Company { tokens, .. }, None) => tokens
+                .current(&self.inner.transport)
+                .await
+                .map(|t| (t.value, t.generation)),
+            (Auth::Company { tokens, .. }, Some(generation)) => {
+                let stale = Token {
+                    value: Secret::new(""),
+                    generation,
+                };
+                tokens
+                    .replace(&stale, &self.inner.transport)
+                    .await
+                    .map(|t| (t.value, t.generation))
+            }
+        }
+    }
+
     async fn request(
         &self,
         method: Method,

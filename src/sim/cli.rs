@@ -70,6 +70,13 @@ pub struct SimArgs {
     pub late_fraction: Option<f64>,
     #[arg(long)]
     pub late_secs: Option<i64>,
+    /// issue 5: run the simulated clock at this many simulated seconds per real second,
+    /// from --now (or the real now).
+    #[arg(long, value_name = "N")]
+    pub clock_speed: Option<f64>,
+    /// issue 5: simulated milliseconds between two messages of the agent metrics stream.
+    #[arg(long, default_value_t = 1000)]
+    pub metrics_tick_ms: u64,
 }
 
 impl SimArgs {
@@ -124,6 +131,14 @@ impl SimArgs {
         if let Some(v) = self.late_secs {
             faults.late_secs = v;
         }
+        if let Some(v) = self.clock_speed
+            && !(v.is_finite() && v > 0.0)
+        {
+            return Err(format!("--clock-speed {v} must be a number above 0"));
+        }
+        if self.metrics_tick_ms == 0 {
+            return Err("--metrics-tick-ms must be at least 1".to_string());
+        }
         Ok(SimConfig {
             seed: self.seed,
             app_id: self.app_id.clone(),
@@ -135,6 +150,8 @@ impl SimArgs {
             now,
             max_page_size: self.max_page_size,
             faults,
+            clock_speed: self.clock_speed,
+            metrics_tick_ms: self.metrics_tick_ms,
             ..SimConfig::default()
         })
     }
@@ -203,5 +220,24 @@ mod tests {
         assert!(parse(&["--timezone", "Mars/Base"]).is_err_and(|e| e.contains("--timezone")));
         assert!(parse(&["--faults", "{"]).is_err_and(|e| e.contains("--faults")));
         assert!(parse(&["--late-fraction", "2"]).is_err_and(|e| e.contains("--late-fraction")));
+        assert!(parse(&["--clock-speed", "0"]).is_err_and(|e| e.contains("--clock-speed")));
+        assert!(parse(&["--metrics-tick-ms", "0"]).is_err_and(|e| e.contains("--metrics-tick-ms")));
+    }
+
+    #[test]
+    fn the_stream_options_and_faults_reach_the_config() {
+        let c = parse(&[
+            "--clock-speed",
+            "60",
+            "--metrics-tick-ms",
+            "5000",
+            "--faults",
+            r#"{"stream_drop_after":20,"stream_bad_every":3}"#,
+        ])
+        .unwrap_or_default();
+        assert_eq!(c.clock_speed, Some(60.0));
+        assert_eq!(c.metrics_tick_ms, 5000);
+        assert_eq!(c.faults.stream_drop_after, Some(20));
+        assert_eq!(c.faults.stream_bad_every, Some(3));
     }
 }

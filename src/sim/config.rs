@@ -33,6 +33,12 @@ pub struct SimConfig {
     /// object, as the API document's example shows, instead of a list of plans.
     pub check_plan_single_object: bool,
     pub faults: Faults,
+    /// issue 5: with `now`, a clock that starts there and runs this many simulated
+    /// seconds per real second (without `now`, from the real now); `None`: `now` stays put.
+    pub clock_speed: Option<f64>,
+    /// issue 5: the agent metrics stream (`_watch/agents-metrics`) sends one message per
+    /// tick of this many simulated milliseconds, on the grid of multiples of it.
+    pub metrics_tick_ms: u64,
 }
 
 impl Default for SimConfig {
@@ -54,6 +60,8 @@ impl Default for SimConfig {
             max_page_size: 200,
             check_plan_single_object: false,
             faults: Faults::default(),
+            clock_speed: None,
+            metrics_tick_ms: 1000,
         }
     }
 }
@@ -90,6 +98,15 @@ pub struct Faults {
     pub shifting_page_size: bool,
     /// Server-side rate limit: data requests beyond this many in any second answer 429.
     pub max_rps: Option<u32>,
+    /// issue 5: the agent metrics stream cuts each connection after this many messages
+    /// (the first full message counts), without ending the chunked body properly.
+    pub stream_drop_after: Option<u64>,
+    /// issue 5: each message of the agent metrics stream is followed by a cut connection
+    /// with this probability (seeded per connection, so runs differ only by timing).
+    pub stream_drop_fraction: f64,
+    /// issue 5: every Nth message of the agent metrics stream is followed by a bad one
+    /// (not JSON, an unknown MessageID, unknown ops, paths and agents) that changes nothing.
+    pub stream_bad_every: Option<u64>,
 }
 
 impl Faults {

@@ -60,14 +60,21 @@ pub(crate) async fn set_faults(State(shared): State<Arc<Shared>>, body: Bytes) -
 #[derive(Debug, Deserialize)]
 struct NowBody {
     now: Option<DateTime<Utc>>,
+    /// issue 5: run the clock from `now` (or the real now) at this many simulated
+    /// seconds per real second.
+    #[serde(default)]
+    speed: Option<f64>,
 }
 
-/// `PUT /_sim/now` with `{"now": "RFC 3339" | null}`.
+/// `PUT /_sim/now` with `{"now": "RFC 3339" | null, "speed": N}` (`speed` optional).
 pub(crate) async fn set_now(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
     match parse_body::<NowBody>(&body) {
         Ok(b) => {
-            shared.set_now(b.now);
-            Json(serde_json::json!({ "now": b.now })).into_response()
+            match b.speed {
+                Some(speed) => shared.run_clock(b.now.unwrap_or_else(Utc::now), speed),
+                None => shared.set_now(b.now),
+            }
+            Json(serde_json::json!({ "now": b.now, "speed": b.speed })).into_response()
         }
         Err(m) => failure(StatusCode::BAD_REQUEST, 400, &m),
     }

@@ -38,6 +38,8 @@ fn endpoint_name(path: &str) -> &'static str {
         "depart-table"
     } else if path.ends_with("/check_plan") {
         "check_plan"
+    } else if path.ends_with("/_watch/agents-metrics") {
+        "agents-metrics-watch"
     } else if path.ends_with("/agents-metrics") {
         "agents-metrics"
     } else {
@@ -109,7 +111,8 @@ async fn pass(
         },
         Some(Err(_)) => return envelope_error(400, "timezoneid is not text"),
     };
-    let truncate = fires(faults.truncate_every, n);
+    // A stream has no end to cut in half (issue 5: it has its own drop switches).
+    let truncate = fires(faults.truncate_every, n) && !req.uri().path().contains("/_watch/");
     let now_ms = shared.now().timestamp_millis();
     req.extensions_mut()
         .insert(RequestCtx { tz, faults, now_ms });

@@ -41,9 +41,9 @@ const DEFAULT_PAGE_SIZE: usize = 15;
 /// One entry of `agentsMetrics.list` ("Agent List").
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
-struct AgentMetrics {
+pub(super) struct AgentMetrics {
     #[serde(rename = "agentUUID")]
-    agent_uuid: String,
+    pub(super) agent_uuid: String,
     #[serde(rename = "agentID")]
     agent_id: String,
     agent_name: String,
@@ -69,7 +69,7 @@ struct AgentMetrics {
 
 #[derive(Debug, Clone, Default, Serialize)]
 #[serde(rename_all = "camelCase")]
-struct Summary {
+pub(super) struct Summary {
     inbound_established_calls_count_today: i64,
     inbound_abandon_calls_count_today: i64,
     outbound_calls_count_today: i64,
@@ -77,7 +77,7 @@ struct Summary {
 }
 
 /// Every agent's metrics at `now_ms`, sorted by agent number.
-fn all_agents(ds: &Dataset, tz: Tz, now_ms: i64, faults: &Faults) -> Vec<AgentMetrics> {
+pub(super) fn all_agents(ds: &Dataset, tz: Tz, now_ms: i64, faults: &Faults) -> Vec<AgentMetrics> {
     let agents = ds.generator().agents();
     let n = agents.len();
     let now = DateTime::<Utc>::from_timestamp_millis(now_ms).unwrap_or_default();
@@ -194,7 +194,7 @@ fn all_agents(ds: &Dataset, tz: Tz, now_ms: i64, faults: &Faults) -> Vec<AgentMe
     out
 }
 
-fn summary(list: &[AgentMetrics]) -> Summary {
+pub(super) fn summary(list: &[AgentMetrics]) -> Summary {
     list.iter().fold(Summary::default(), |mut s, a| {
         s.inbound_established_calls_count_today += a.inbound_established_calls_count_today;
         s.inbound_abandon_calls_count_today += a.inbound_abandon_calls_count_today;
@@ -204,7 +204,7 @@ fn summary(list: &[AgentMetrics]) -> Summary {
     })
 }
 
-fn body(
+pub(super) fn body(
     ds: &Dataset,
     now_ms: i64,
     list: &[AgentMetrics],
@@ -277,6 +277,91 @@ fn positive(p: &HashMap<String, Vec<String>>, name: &str, default: usize) -> Res
     }
 }
 
+/// A request's paging and filters (shared by the polled view and the stream).
+pub(super) struct Selection {
+    pub(super) page_num: usize,
+    pub(super) page_size: usize,
+    work: Vec<i64>,
+    login: Vec<i64>,
+    reasons: Vec<i64>,
+    agent_type: Option<i64>,
+    departments: Vec<String>,
+    agents: Vec<String>,
+}
+
+impl Selection {
+    /// Reads `product`, paging and filters from the query; the error is the message of
+    /// the envelope error (code 400) to answer.
+    pub(super) fn parse(raw: Option<&str>, max_page_size: usize) -> Result<Self, String> {
+        let p = params(raw);
+        match p.get("product").and_then(|v| v.first()).map(String::as_str) {
+            Some("scc") => {}
+            Some(other) => return Err(format!("product must be scc, got {other:?}")),
+            None => return Err("product is required (product=scc)".into()),
+        }
+        let filters = (|| -> Result<_, String> {
+            Ok((
+                positive(&p, "pageNum", 1)?,
+                positive(&p, "pageSize", DEFAULT_PAGE_SIZE)?.min(max_page_size),
+                int_list(&p, "agentWorkStatuses")?,
+                int_list(&p, "agentLoginStatuses")?,
+                int_list(&p, "agentBusyReasonCodes")?,
+                int_list(&p, "agentType")?.first().copied(),
+            ))
+        })();
+        let (page_num, page_size, work, login, reasons, agent_type) = filters?;
+        Ok(Self {
+            page_num,
+            page_size,
+            work,
+            login,
+            reasons,
+            agent_type,
+            departments: p.get("departmentIds").cloned().unwrap_or_default(),
+            agents: p.get("agents").cloned().unwrap_or_default(),
+        })
+    }
+
+    /// The agents the filters keep, in list order.
+    pub(super) fn filter(&self, all: Vec<AgentMetrics>) -> Vec<AgentMetrics> {
+        all.into_iter()
+            .filter(|a| self.departments.is_empty() || self.departments.contains(&a.department_id))
+            .filter(|a| {
+                self.agents.is_empty()
+                    || match self.agent_type {
+                        Some(0) => self.agents.contains(&a.agent_id),
+                        Some(1) => self.agents.contains(&a.agent_uuid),
+                        _ => {
+                            self.agents.contains(&a.agent_id) || self.agents.contains(&a.agent_uuid)
+                        }
+                    }
+            })
+            .filter(|a| self.work.is_empty() || self.work.contains(&i64::from(a.agent_work_status)))
+            .filter(|a| {
+                self.login.is_empty() || self.login.contains(&i64::from(a.agent_login_status))
+            })
+            .filter(|a| {
+                self.reasons.is_empty()
+                    || self.reasons.contains(&i64::from(a.agent_busy_reason_code))
+            })
+            .collect()
+    }
+}
+
+/// The `Idempotency-Key` header, required by both monitoring endpoints; the error is
+/// the message of the envelope error (code 400) to answer.
+pub(super) fn idempotency_key(headers: &HeaderMap) -> Result<&str, String> {
+    let key = headers
+        .get("Idempotency-Key")
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .unwrap_or_default();
+    if key.is_empty() {
+        return Err("Idempotency-Key header is required".into());
+    }
+    Ok(key)
+}
+
 /// `GET /callservice/v6/webmsg/monitoring/agents-metrics`
 pub(crate) async fn agents_metrics(
     State(shared): State<Arc<Shared>>,
@@ -284,54 +369,17 @@ pub(crate) async fn agents_metrics(
     headers: HeaderMap,
     RawQuery(raw): RawQuery,
 ) -> Response {
-    let p = params(raw.as_deref());
-    match p.get("product").and_then(|v| v.first()).map(String::as_str) {
-        Some("scc") => {}
-        Some(other) => return envelope_error(400, &format!("product must be scc, got {other:?}")),
-        None => return envelope_error(400, "product is required (product=scc)"),
-    }
-    let key = headers
-        .get("Idempotency-Key")
-        .and_then(|v| v.to_str().ok())
-        .map(str::trim)
-        .unwrap_or_default();
-    if key.is_empty() {
-        return envelope_error(400, "Idempotency-Key header is required");
-    }
-    let filters = (|| -> Result<_, String> {
-        Ok((
-            positive(&p, "pageNum", 1)?,
-            positive(&p, "pageSize", DEFAULT_PAGE_SIZE)?.min(shared.max_page_size),
-            int_list(&p, "agentWorkStatuses")?,
-            int_list(&p, "agentLoginStatuses")?,
-            int_list(&p, "agentBusyReasonCodes")?,
-            int_list(&p, "agentType")?.first().copied(),
-        ))
-    })();
-    let (page_num, page_size, work, login, reasons, agent_type) = match filters {
-        Ok(f) => f,
+    let sel = match Selection::parse(raw.as_deref(), shared.max_page_size) {
+        Ok(s) => s,
         Err(m) => return envelope_error(400, &m),
     };
-    let departments = p.get("departmentIds").cloned().unwrap_or_default();
-    let agents = p.get("agents").cloned().unwrap_or_default();
+    if let Err(m) = idempotency_key(&headers) {
+        return envelope_error(400, &m);
+    }
     let ds = shared.dataset.clone();
-    let list: Vec<AgentMetrics> = all_agents(&ds, ctx.tz, ctx.now_ms, &ctx.faults)
-        .into_iter()
-        .filter(|a| departments.is_empty() || departments.contains(&a.department_id))
-        .filter(|a| {
-            agents.is_empty()
-                || match agent_type {
-                    Some(0) => agents.contains(&a.agent_id),
-                    Some(1) => agents.contains(&a.agent_uuid),
-                    _ => agents.contains(&a.agent_id) || agents.contains(&a.agent_uuid),
-                }
-        })
-        .filter(|a| work.is_empty() || work.contains(&i64::from(a.agent_work_status)))
-        .filter(|a| login.is_empty() || login.contains(&i64::from(a.agent_login_status)))
-        .filter(|a| reasons.is_empty() || reasons.contains(&i64::from(a.agent_busy_reason_code)))
-        .collect();
+    let list = sel.filter(all_agents(&ds, ctx.tz, ctx.now_ms, &ctx.faults));
     success(
         "AgentsMetrics",
-        body(&ds, ctx.now_ms, &list, page_num, page_size),
+        body(&ds, ctx.now_ms, &list, sel.page_num, sel.page_size),
     )
 }

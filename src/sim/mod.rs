@@ -17,6 +17,10 @@
 //!   (with `SimConfig::check_plan_single_object`) one object; `Dataset::indicator_plans`.
 //! - `GET .../webmsg/monitoring/agents-metrics`: agents' live state and today's counts;
 //!   `Dataset::agent_metrics`.
+//! - `GET .../webmsg/monitoring/_watch/agents-metrics` (issue 5): the same state as
+//!   server-sent events, a full message then one incremental message per tick
+//!   (`stream.rs`); `SimHandle::run_clock` lets the simulated clock run faster than real
+//!   time.
 //!
 //! Controls besides `/_sim/{stats,faults,now}`:
 //! - `PUT /_sim/restate` `{"date": "2024-03-02", "pairs": 1}` (also
@@ -48,6 +52,7 @@ mod rng;
 mod server;
 mod state;
 mod stats;
+mod stream;
 
 pub use cli::{SimArgs, serve};
 pub use config::{Faults, SimConfig};

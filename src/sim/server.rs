@@ -15,7 +15,7 @@ use super::config::{Faults, SimConfig};
 use super::dataset::Dataset;
 use super::state::Shared;
 use super::stats::SimStats;
-use super::{control, gate, handlers, metrics, plans, reports};
+use super::{control, gate, handlers, metrics, plans, reports, stream};
 
 /// How long `shutdown` waits for open connections before dropping them.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
@@ -77,6 +77,10 @@ fn router(shared: Arc<Shared>) -> Router {
         .route(
             "/callservice/v6/webmsg/monitoring/agents-metrics",
             get(metrics::agents_metrics),
+        )
+        .route(
+            "/callservice/v6/webmsg/monitoring/_watch/agents-metrics",
+            get(stream::watch_agents_metrics),
         )
         .route_layer(from_fn_with_state(Arc::clone(&shared), gate::gate));
     Router::new()
@@ -150,6 +154,16 @@ impl SimHandle {
     /// Fixes the simulated now (`None` follows the real clock); takes effect on the next request.
     pub fn set_now(&self, now: Option<DateTime<Utc>>) {
         self.shared.set_now(now);
+    }
+
+    /// Runs the simulated clock from `from` at `speed` simulated seconds per real second.
+    pub fn run_clock(&self, from: DateTime<Utc>, speed: f64) {
+        self.shared.run_clock(from, speed);
+    }
+
+    /// The simulated now as the server sees it.
+    pub fn now(&self) -> DateTime<Utc> {
+        self.shared.now()
     }
 
     pub fn set_faults(&self, faults: Faults) {

@@ -27,7 +27,7 @@ use std::collections::HashSet;
 use std::sync::atomic::AtomicBool;
 
 /// The column every snapshot row gets: the interval's start, in epoch milliseconds.
-const SNAPSHOT_FIELD: &str = "snapshotTime";
+pub(crate) const SNAPSHOT_FIELD: &str = "snapshotTime";
 
 pub async fn run(
     engine: &Engine,
@@ -179,22 +179,7 @@ async fn metrics_pass(engine: &Engine, p: &Pipeline) -> Result<Pass, ExtractErro
     let mut max_requests = 64u64;
     loop {
         let page = u32::try_from(page_num).unwrap_or(u32::MAX);
-        let mut query: Vec<(String, String)> = p
-            .filters
-            .iter()
-            .map(|(k, v)| {
-                let text = match v {
-                    Value::String(s) => s.clone(),
-                    Value::Array(a) => a
-                        .iter()
-                        .map(|x| x.as_str().map_or_else(|| x.to_string(), str::to_string))
-                        .collect::<Vec<_>>()
-                        .join(","),
-                    other => other.to_string(),
-                };
-                (k.clone(), text)
-            })
-            .collect();
+        let mut query = filter_query(p);
         query.push(("product".into(), "scc".into()));
         query.push(("pageNum".into(), page_num.to_string()));
         query.push(("pageSize".into(), size.to_string()));
@@ -320,6 +305,26 @@ async fn metrics_pass(engine: &Engine, p: &Pipeline) -> Result<Pass, ExtractErro
             page_num += 1;
         }
     }
+}
+
+/// The pipeline's `filters` as query parameters (lists joined with commas); also the
+/// agent metrics stream's filters (issue 5, `watch_metrics`).
+pub(crate) fn filter_query(p: &Pipeline) -> Vec<(String, String)> {
+    p.filters
+        .iter()
+        .map(|(k, v)| {
+            let text = match v {
+                Value::String(s) => s.clone(),
+                Value::Array(a) => a
+                    .iter()
+                    .map(|x| x.as_str().map_or_else(|| x.to_string(), str::to_string))
+                    .collect::<Vec<_>>()
+                    .join(","),
+                other => other.to_string(),
+            };
+            (k.clone(), text)
+        })
+        .collect()
 }
 
 fn json_kind(v: &Value) -> &'static str {

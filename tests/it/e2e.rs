@@ -125,6 +125,10 @@ fn all_faults(late_secs: i64) -> Faults {
         shifting_page_size: true,
         // A server cap above the pace these runs reach: its 429s ask for a whole second.
         max_rps: Some(1000),
+        // issue 5: the agent metrics stream's switches (no polled pipeline meets them).
+        stream_drop_after: Some(50),
+        stream_drop_fraction: 0.01,
+        stream_bad_every: Some(7),
     }
 }
 

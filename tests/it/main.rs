@@ -17,3 +17,4 @@ mod sim_reports;
 mod snapshots_e2e;
 mod storage;
 mod tenants;
+mod watch_metrics;
