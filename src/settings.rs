@@ -154,6 +154,43 @@ const KNOWN: &[Known] = &[
         env: "SOBOT_SYNC_HTTP_ADDR",
         secret: false,
     },
+    // issue 5 (receive): see src/receive/settings.rs
+    Known {
+        env: "SOBOT_PUSH_APP_KEY",
+        secret: true,
+    },
+    Known {
+        env: "SOBOT_PUSH_MAX_SKEW_SECS",
+        secret: false,
+    },
+    Known {
+        env: "SOBOT_PUSH_COMPANY_IDS",
+        secret: false,
+    },
+    Known {
+        env: "SOBOT_PUSH_AES_KEY",
+        secret: true,
+    },
+    Known {
+        env: "SOBOT_PUSH_CIPHER",
+        secret: false,
+    },
+    Known {
+        env: "SOBOT_SYNC_RECEIVE_ADDR",
+        secret: false,
+    },
+    Known {
+        env: "SOBOT_SYNC_RECEIVE_WAL",
+        secret: false,
+    },
+    Known {
+        env: "SOBOT_SYNC_RECEIVE_FLUSH_ROWS",
+        secret: false,
+    },
+    Known {
+        env: "SOBOT_SYNC_RECEIVE_FLUSH_SECS",
+        secret: false,
+    },
 ];
 
 fn file_key(env: &str) -> String {
@@ -215,6 +252,8 @@ pub struct Settings {
     pub shutdown_grace: Duration,
     /// issue 4: where `/metrics` and `/healthz` are served (`HOST:PORT`); `None`: off.
     pub http_addr: Option<std::net::SocketAddr>,
+    /// issue 5: the push receiver's settings (`SOBOT_PUSH_*`, `SOBOT_SYNC_RECEIVE_*`).
+    pub receive: crate::receive::settings::ReceiveSettings,
 }
 
 impl Settings {
@@ -407,6 +446,7 @@ impl Settings {
                     )
                 })?),
             },
+            receive: crate::receive::settings::ReceiveSettings::parse(&get, &err)?,
         })
     }
 
