@@ -326,3 +326,47 @@ fn row_key(cols: &[&dyn Array], row: usize) -> Option<u128> {
     }
     Some(u128::from_le_bytes(h.finalize().into()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    fn talk(id: &str) -> String {
+        serde_json::json!({"companyId": "c", "callID": id, "startTime": 1_709_251_200_000_i64})
+            .to_string()
+    }
+
+    /// A crash after a file was stored but before its WAL segments were deleted replays
+    /// the same pushes: the second flush must store none of them again.
+    #[tokio::test]
+    async fn a_replayed_wal_already_flushed_adds_no_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("file://{}", dir.path().join("wh").display());
+        let loc = Location::parse(&url, &Default::default()).unwrap();
+        let schemas = Arc::new(super::super::tables::load(Path::new("/nonexistent")).unwrap());
+        let tz = chrono_tz::Asia::Singapore;
+        let entries: Vec<Entry> = ["a", "b", "a", "c"]
+            .iter()
+            .map(|id| Entry {
+                kind: PushKind::Talk,
+                received_ms: 1,
+                json: talk(id),
+                segment: 1,
+            })
+            .collect();
+        let (wal, _) = Wal::open(&dir.path().join("wal")).unwrap();
+        let mut f = Flusher::new(loc.clone(), schemas.clone(), tz, None, entries.clone());
+        let first = f.flush(&wal, Utc::now()).await.unwrap();
+        assert_eq!((first.rows, first.duplicates, first.files.len()), (3, 1, 1));
+        // A new process (empty key memory) replays the same records, plus a new one.
+        let mut again = entries;
+        again.push(Entry {
+            json: talk("d"),
+            ..again[0].clone()
+        });
+        let mut f = Flusher::new(loc, schemas, tz, None, again);
+        let second = f.flush(&wal, Utc::now()).await.unwrap();
+        assert_eq!((second.rows, second.duplicates), (1, 4));
+    }
+}

@@ -22,6 +22,7 @@ use crate::receive::PushKind;
 use crate::receive::cipher::{self, AesKey, CipherMode};
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
+use futures::future::BoxFuture;
 use serde::Serialize;
 use serde_json::{Value, json};
 use std::path::PathBuf;
@@ -211,8 +212,13 @@ pub async fn send(plan: &PushPlan) -> Vec<Sent> {
         Err(_) => reqwest::Client::new(),
     };
     let base = plan.target.trim_end_matches('/').to_string();
-    futures::stream::iter(plan.records.iter().enumerate())
-        .map(|(i, (kind, record))| send_one(&client, &base, plan, i as u64, *kind, record))
+    // Indexes, not references, as the stream's items, and boxed futures: with
+    // borrowed items rustc cannot prove the future `Send` for callers that spawn it.
+    futures::stream::iter(0..plan.records.len())
+        .map(|i| -> BoxFuture<'_, Sent> {
+            let (kind, record) = &plan.records[i];
+            Box::pin(send_one(&client, &base, plan, i as u64, *kind, record))
+        })
         .buffered(plan.concurrency.max(1))
         .collect()
         .await
@@ -240,22 +246,6 @@ async fn send_one(
     };
     let url = format!("{base}/push/{}", kind.path());
     let mut attempts = Vec::new();
-    let attempt = |fault: &'static str, headers: Headers| {
-        let req = client
-            .post(&url)
-            .header("content-type", "application/json;charset=utf-8")
-            .header("X-Log-TimeStamp", headers.ts.clone())
-            .header("X-Log-RandomCode", headers.code.clone())
-            .header("X-Log-Sign", headers.sign.clone())
-            .body(body.clone());
-        async move {
-            let status = req.send().await.ok().map(|r| r.status().as_u16());
-            Attempt {
-                kind: fault,
-                status,
-            }
-        }
-    };
     let fresh = |key: &str, age_ms: i64| {
         let ts = (Utc::now().timestamp_millis() - age_ms).to_string();
         let code = uuid::Uuid::new_v4().simple().to_string();
@@ -263,24 +253,52 @@ async fn send_one(
         Headers { ts, code, sign }
     };
     if every(plan.bad_sign_every, i) {
-        attempts.push(attempt("bad_sign", fresh("not-the-app-key", 0)).await);
+        let h = fresh("not-the-app-key", 0);
+        attempts.push(attempt(client, &url, &body, "bad_sign", h).await);
     }
     if every(plan.stale_every, i) {
-        attempts.push(attempt("stale", fresh(&plan.app_key, 3_600_000)).await);
+        let h = fresh(&plan.app_key, 3_600_000);
+        attempts.push(attempt(client, &url, &body, "stale", h).await);
     }
     let good = fresh(&plan.app_key, 0);
-    attempts.push(attempt("ok", good.clone()).await);
+    attempts.push(attempt(client, &url, &body, "ok", good.clone()).await);
     if every(plan.replay_every, i) {
-        attempts.push(attempt("replay", good).await);
+        attempts.push(attempt(client, &url, &body, "replay", good).await);
     }
     if every(plan.repeat_every, i) {
-        attempts.push(attempt("repeat", fresh(&plan.app_key, 0)).await);
+        let h = fresh(&plan.app_key, 0);
+        attempts.push(attempt(client, &url, &body, "repeat", h).await);
     }
     Sent {
         push: kind.path(),
         key,
         encrypted,
         attempts,
+    }
+}
+
+/// One POST of a body with these headers.
+async fn attempt(
+    client: &reqwest::Client,
+    url: &str,
+    body: &str,
+    fault: &'static str,
+    headers: Headers,
+) -> Attempt {
+    let status = client
+        .post(url)
+        .header("content-type", "application/json;charset=utf-8")
+        .header("X-Log-TimeStamp", headers.ts)
+        .header("X-Log-RandomCode", headers.code)
+        .header("X-Log-Sign", headers.sign)
+        .body(body.to_string())
+        .send()
+        .await
+        .ok()
+        .map(|r| r.status().as_u16());
+    Attempt {
+        kind: fault,
+        status,
     }
 }
 
