@@ -128,7 +128,7 @@ async fn push(
             Refusal::MissingHeaders.label(),
         );
     };
-    if sign::check_timestamp(ts, now_ms, app.max_skew_ms).is_err() {
+    let Ok(ts_ms) = sign::check_timestamp(ts, now_ms, app.max_skew_ms) else {
         tracing::warn!(
             push = kind.path(),
             reason = "stale_timestamp",
@@ -139,7 +139,7 @@ async fn push(
             StatusCode::UNAUTHORIZED,
             Refusal::StaleTimestamp.label(),
         );
-    }
+    };
     let cipher = app.cipher.as_ref().map(|(m, k)| (*m, k));
     let decoded = match body::decode(kind, &raw, cipher) {
         Ok(d) => d,
@@ -150,7 +150,7 @@ async fn push(
         Some(Refusal::UnknownCompany)
     } else if !sign::verify(company, ts, code, app.app_key.expose(), given) {
         Some(Refusal::BadSignature)
-    } else if !app.replay.first_use(company, code, now_ms) {
+    } else if !app.replay.first_use(company, code, ts_ms, now_ms) {
         Some(Refusal::Replay)
     } else {
         None

@@ -67,55 +67,65 @@ pub fn check_timestamp(timestamp: &str, now_ms: i64, max_skew_ms: i64) -> Result
 }
 
 /// Random codes seen within the skew, per company. Memory is bounded by the push rate
-/// times the skew: entries older than the skew are dropped on every insert (a code that
-/// old would be refused as stale anyway), and a hard cap drops the oldest beyond it.
+/// times the skew: a code is remembered only until its timestamp leaves the skew (after
+/// that the push would be refused as stale anyway), each entry is a 128-bit hash of
+/// (company, code) and its expiry (about 50 bytes with the map's overhead: 75 MB at
+/// 5,000 pushes/s and a 300 s skew), and a hard cap drops the oldest beyond it.
 pub struct ReplayGuard {
-    max_age_ms: i64,
+    max_skew_ms: i64,
     cap: usize,
     inner: Mutex<Seen>,
 }
 
 #[derive(Default)]
 struct Seen {
-    codes: HashMap<(String, String), i64>,
-    /// Insertion order (arrival time, company, code) for expiry.
-    order: VecDeque<(i64, String, String)>,
+    /// Hash -> expiry (ms).
+    codes: HashMap<u128, i64>,
+    /// Insertion order (expiry, hash) for expiry.
+    order: VecDeque<(i64, u128)>,
+}
+
+fn code_hash(company: &str, code: &str) -> u128 {
+    let mut h = Md5::new();
+    h.update(company.as_bytes());
+    h.update([0x1f]);
+    h.update(code.as_bytes());
+    u128::from_le_bytes(h.finalize().into())
 }
 
 impl ReplayGuard {
-    pub fn new(max_age_ms: i64, cap: usize) -> Self {
+    pub fn new(max_skew_ms: i64, cap: usize) -> Self {
         Self {
-            max_age_ms,
+            max_skew_ms,
             cap,
             inner: Mutex::new(Seen::default()),
         }
     }
 
-    /// Records the code; `false` when it was already seen within the skew (a replay).
-    /// Call only after the signature checked out, so forged requests cannot fill it.
-    pub fn first_use(&self, company: &str, code: &str, now_ms: i64) -> bool {
+    /// Records the code of a push stamped `ts_ms`; `false` when it was already seen
+    /// while still within the skew (a replay). Call only after the signature checked
+    /// out, so forged requests cannot fill it.
+    pub fn first_use(&self, company: &str, code: &str, ts_ms: i64, now_ms: i64) -> bool {
         let mut seen = match self.inner.lock() {
             Ok(g) => g,
             Err(p) => p.into_inner(),
         };
-        while let Some((at, _, _)) = seen.order.front() {
-            if now_ms - *at <= 2 * self.max_age_ms && seen.order.len() <= self.cap {
+        while let Some(&(expiry, hash)) = seen.order.front() {
+            if expiry >= now_ms && seen.order.len() <= self.cap {
                 break;
             }
-            if let Some((at, c, r)) = seen.order.pop_front() {
-                let key = (c, r);
-                if seen.codes.get(&key) == Some(&at) {
-                    seen.codes.remove(&key);
-                }
+            seen.order.pop_front();
+            if seen.codes.get(&hash) == Some(&expiry) {
+                seen.codes.remove(&hash);
             }
         }
-        let key = (company.to_string(), code.to_string());
-        if seen.codes.contains_key(&key) {
+        let hash = code_hash(company, code);
+        if seen.codes.get(&hash).is_some_and(|&e| e >= now_ms) {
             return false;
         }
-        seen.codes.insert(key, now_ms);
-        seen.order
-            .push_back((now_ms, company.to_string(), code.to_string()));
+        let expiry = ts_ms.saturating_add(self.max_skew_ms);
+        seen.codes.insert(hash, expiry);
+        seen.order.push_back((expiry, hash));
         true
     }
 
@@ -163,14 +173,14 @@ mod tests {
     #[test]
     fn replays_are_caught_and_memory_expires() {
         let g = ReplayGuard::new(1_000, 1_000_000);
-        assert!(g.first_use("c", "r1", 0));
-        assert!(!g.first_use("c", "r1", 500));
-        assert!(g.first_use("other", "r1", 500));
+        assert!(g.first_use("c", "r1", 0, 0));
+        assert!(!g.first_use("c", "r1", 0, 500));
+        assert!(g.first_use("other", "r1", 0, 500));
         for i in 0..100 {
-            g.first_use("c", &format!("x{i}"), 600);
+            g.first_use("c", &format!("x{i}"), 600, 600);
         }
-        // Far later, everything older than twice the skew is gone.
-        assert!(g.first_use("c", "late", 10_000));
+        // Far later, every code whose timestamp left the skew is forgotten.
+        assert!(g.first_use("c", "late", 10_000, 10_000));
         assert_eq!(g.len(), 1);
     }
 
@@ -178,7 +188,7 @@ mod tests {
     fn the_cap_bounds_memory() {
         let g = ReplayGuard::new(1_000_000, 10);
         for i in 0..100 {
-            g.first_use("c", &format!("x{i}"), 0);
+            g.first_use("c", &format!("x{i}"), 0, 0);
         }
         assert!(g.len() <= 11, "{}", g.len());
     }
