@@ -129,3 +129,63 @@ impl ReceiveSettings {
         Ok((key, &self.company_ids))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::settings::Settings;
+    use std::collections::BTreeMap;
+
+    fn load(pairs: &[(&str, &str)]) -> Result<Settings, crate::settings::ConfigError> {
+        let env: BTreeMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Settings::from_sources(None, &env)
+    }
+
+    #[test]
+    fn defaults_and_values() {
+        let s = load(&[]).unwrap().receive;
+        assert_eq!(s.addr.to_string(), "0.0.0.0:8780");
+        assert_eq!(s.max_skew.as_secs(), 300);
+        assert!(s.require().is_err(), "receive needs an app key");
+        let s = load(&[
+            ("SOBOT_PUSH_APP_KEY", "k"),
+            ("SOBOT_PUSH_COMPANY_IDS", " a , b ,"),
+            ("SOBOT_PUSH_CIPHER", "AES-GCM"),
+            ("SOBOT_SYNC_RECEIVE_FLUSH_ROWS", "10"),
+        ])
+        .unwrap()
+        .receive;
+        assert_eq!(s.company_ids, vec!["a", "b"]);
+        assert_eq!(s.cipher, super::CipherMode::Gcm);
+        assert_eq!(s.flush_rows, 10);
+        assert!(s.require().is_ok());
+    }
+
+    #[test]
+    fn bad_values_name_the_setting_and_hide_keys() {
+        let e = load(&[("SOBOT_PUSH_AES_KEY", "sixteen-no-more!x")]).unwrap_err();
+        assert!(e.to_string().contains("SOBOT_PUSH_AES_KEY"), "{e}");
+        assert!(!e.to_string().contains("sixteen-no-more"), "{e}");
+        let e = load(&[("SOBOT_PUSH_CIPHER", "rot13")]).unwrap_err();
+        assert!(e.to_string().contains("SOBOT_PUSH_CIPHER"), "{e}");
+        let e = load(&[("SOBOT_SYNC_RECEIVE_ADDR", "here")]).unwrap_err();
+        assert!(e.to_string().contains("SOBOT_SYNC_RECEIVE_ADDR"), "{e}");
+        let e = load(&[("SOBOT_SYNC_RECEIVE_FLUSH_SECS", "0")]).unwrap_err();
+        assert!(
+            e.to_string().contains("SOBOT_SYNC_RECEIVE_FLUSH_SECS"),
+            "{e}"
+        );
+        let s = load(&[
+            ("SOBOT_PUSH_APP_KEY", "app-key-value"),
+            ("SOBOT_PUSH_AES_KEY", "0123456789abcdef"),
+        ])
+        .unwrap();
+        let dbg = format!("{s:?}");
+        assert!(
+            !dbg.contains("app-key-value") && !dbg.contains("0123456789abcdef"),
+            "{dbg}"
+        );
+    }
+}
