@@ -103,105 +103,73 @@ impl Flusher {
         Ok(flushed)
     }
 
+    /// Converts, de-duplicates and stores the pending pushes. The CPU work (parsing,
+    /// conversion, hashing, sorting, encoding) runs on blocking threads, so a flush of
+    /// tens of thousands of pushes never stalls the tasks acknowledging new ones.
     async fn store_pending(&mut self, now: DateTime<Utc>) -> Result<Flushed, String> {
-        let first_seg = self.pending.iter().map(|e| e.segment).min().unwrap_or(0);
-        let last_seg = self.pending.iter().map(|e| e.segment).max().unwrap_or(0);
-        let mut groups: BTreeMap<(PushKind, NaiveDate), Vec<usize>> = BTreeMap::new();
-        for (i, e) in self.pending.iter().enumerate() {
-            let Some(schema) = self.schemas.get(&e.kind) else {
-                continue;
-            };
-            let record = match parse_record(&e.json) {
-                Ok(r) => r,
-                Err(why) => {
-                    // Cannot happen: the receiver logged only JSON objects.
-                    tracing::error!(push = e.kind.path(), error = %why, "an unreadable record in the write-ahead log was skipped");
-                    continue;
-                }
-            };
-            let ms = record_time(schema, &record, self.tz).unwrap_or(e.received_ms);
-            let dt = DateTime::<Utc>::from_timestamp_millis(ms)
-                .unwrap_or(now)
-                .with_timezone(&self.tz)
-                .date_naive();
-            groups.entry((e.kind, dt)).or_default().push(i);
-        }
+        let pending = std::mem::take(&mut self.pending);
+        let (schemas, tz) = (self.schemas.clone(), self.tz);
+        let (pending, built) = tokio::task::spawn_blocking(move || {
+            let built = build_groups(&pending, &schemas, tz, now);
+            (pending, built)
+        })
+        .await
+        .map_err(|e| format!("cannot convert pushes: {e}"))?;
+        self.pending = pending;
+        let (first_seg, last_seg, groups) = built?;
         let mut out = Flushed::default();
-        for ((kind, dt), rows) in groups {
+        for ((kind, dt), batch) in groups {
             let Some(schema) = self.schemas.get(&kind).cloned() else {
                 continue;
             };
-            let mut builder = BatchBuilder::new(&schema, self.tz, rows.len());
-            let (mut lo, mut hi) = (i64::MAX, i64::MIN);
-            for &i in &rows {
-                let e = &self.pending[i];
-                if let Ok(record) = parse_record(&e.json) {
-                    builder.push(&record);
-                    lo = lo.min(e.received_ms);
-                    hi = hi.max(e.received_ms);
-                }
-            }
-            let meta = RowMeta {
-                run_id: format!("receive-{first_seg}-{last_seg}"),
-                extracted_at_ms: now.timestamp_millis(),
-                window_start_ms: lo,
-                window_end_ms: hi.saturating_add(1),
-            };
             let table = kind.table();
-            let batch = builder
-                .finish(&meta)
-                .map_err(|e| format!("cannot build rows of {table}: {e}"))?;
             self.ensure_loaded(kind, dt, &schema).await?;
             self.tick += 1;
-            let tick = self.tick;
-            let part = self
+            let mut part = self
                 .index
-                .get_mut(&(kind, dt))
+                .remove(&(kind, dt))
                 .ok_or_else(|| format!("the keys of {table} dt={dt} are not loaded"))?;
-            part.used = tick;
-            let keys = batch_keys(&schema, &batch);
-            let mut fresh: HashSet<u128> = HashSet::new();
-            let mask: BooleanArray = keys
-                .iter()
-                .map(|k| {
-                    Some(match k {
-                        Some(h) => !part.keys.contains(h) && fresh.insert(*h),
-                        None => true,
-                    })
-                })
-                .collect();
-            let kept = filter_record_batch(&batch, &mask)
-                .map_err(|e| format!("cannot filter rows of {table}: {e}"))?;
-            out.duplicates += batch.num_rows() - kept.num_rows();
-            if kept.num_rows() == 0 {
+            part.used = self.tick;
+            let pii = self.pii_key.clone();
+            let shown = self.loc.display(&format!("{table}/dt={dt}"));
+            let (part, prepared) = tokio::task::spawn_blocking(move || {
+                let prepared = prepare(&schema, &part.keys, batch, pii.as_ref());
+                (part, prepared)
+            })
+            .await
+            .map_err(|e| format!("cannot encode rows of {shown}: {e}"))?;
+            let mut part = part;
+            let prepared = match prepared {
+                Ok(p) => p,
+                Err(e) => {
+                    self.index.insert((kind, dt), part);
+                    return Err(format!("{shown}: {e}"));
+                }
+            };
+            out.duplicates += prepared.duplicates;
+            let Some(bytes) = prepared.bytes else {
+                self.index.insert((kind, dt), part);
                 continue;
-            }
-            let kept = crate::privacy::protect(&schema, self.pii_key.as_ref(), kept)
-                .map_err(|e| format!("{table}: {e}"))?;
-            let kept = assemble(&schema, &[kept])
-                .map_err(|e| format!("cannot sort rows of {table}: {e}"))?;
-            let rows_n = kept.num_rows();
+            };
             let rel = format!(
                 "{table}/dt={}/push-{first_seg:020}-{last_seg:020}-{}.parquet",
                 dt.format("%Y-%m-%d"),
                 &uuid::Uuid::new_v4().simple().to_string()[..8]
             );
-            let shown = self.loc.display(&rel);
-            let bytes = tokio::task::spawn_blocking(move || crate::sink::encode(&kept))
-                .await
-                .map_err(|e| format!("cannot encode {shown}: {e}"))?
-                .map_err(|e| format!("cannot encode {shown}: {e}"))?;
-            self.loc
+            let put = self
+                .loc
                 .store()
                 .put(&self.loc.path(&rel), PutPayload::from(bytes))
-                .await
-                .map_err(|e| format!("cannot write {}: {e}", self.loc.display(&rel)))?;
-            if let Some(part) = self.index.get_mut(&(kind, dt)) {
-                part.keys.extend(fresh);
+                .await;
+            if let Err(e) = put {
+                self.index.insert((kind, dt), part);
+                return Err(format!("cannot write {}: {e}", self.loc.display(&rel)));
             }
+            part.keys.extend(prepared.fresh);
+            self.index.insert((kind, dt), part);
             metrics::counter!(super::server::ROWS_FLUSHED, "table" => table)
-                .increment(rows_n as u64);
-            out.rows += rows_n;
+                .increment(prepared.rows as u64);
+            out.rows += prepared.rows;
             out.files.push(rel);
         }
         Ok(out)
@@ -256,6 +224,119 @@ impl Flusher {
         self.index.insert((kind, dt), Partition { keys, used: 0 });
         Ok(())
     }
+}
+
+type Groups = Vec<((PushKind, NaiveDate), RecordBatch)>;
+
+/// The pending pushes as one converted batch per (table, `dt`), rows in arrival order;
+/// also the first and last WAL segment they came from.
+fn build_groups(
+    pending: &[Entry],
+    schemas: &HashMap<PushKind, TableSchema>,
+    tz: Tz,
+    now: DateTime<Utc>,
+) -> Result<(u64, u64, Groups), String> {
+    let first_seg = pending.iter().map(|e| e.segment).min().unwrap_or(0);
+    let last_seg = pending.iter().map(|e| e.segment).max().unwrap_or(0);
+    let mut groups: BTreeMap<(PushKind, NaiveDate), Vec<usize>> = BTreeMap::new();
+    for (i, e) in pending.iter().enumerate() {
+        let Some(schema) = schemas.get(&e.kind) else {
+            continue;
+        };
+        let record = match parse_record(&e.json) {
+            Ok(r) => r,
+            Err(why) => {
+                // Cannot happen: the receiver logs only JSON objects.
+                tracing::error!(push = e.kind.path(), error = %why, "an unreadable record in the write-ahead log was skipped");
+                continue;
+            }
+        };
+        let ms = record_time(schema, &record, tz).unwrap_or(e.received_ms);
+        let dt = DateTime::<Utc>::from_timestamp_millis(ms)
+            .unwrap_or(now)
+            .with_timezone(&tz)
+            .date_naive();
+        groups.entry((e.kind, dt)).or_default().push(i);
+    }
+    let mut out = Vec::new();
+    for ((kind, dt), rows) in groups {
+        let Some(schema) = schemas.get(&kind) else {
+            continue;
+        };
+        let mut builder = BatchBuilder::new(schema, tz, rows.len());
+        let (mut lo, mut hi) = (i64::MAX, i64::MIN);
+        for &i in &rows {
+            let e = &pending[i];
+            if let Ok(record) = parse_record(&e.json) {
+                builder.push(&record);
+                lo = lo.min(e.received_ms);
+                hi = hi.max(e.received_ms);
+            }
+        }
+        let meta = RowMeta {
+            run_id: format!("receive-{first_seg}-{last_seg}"),
+            extracted_at_ms: now.timestamp_millis(),
+            window_start_ms: lo,
+            window_end_ms: hi.saturating_add(1),
+        };
+        let batch = builder
+            .finish(&meta)
+            .map_err(|e| format!("cannot build rows of {}: {e}", kind.table()))?;
+        out.push(((kind, dt), batch));
+    }
+    Ok((first_seg, last_seg, out))
+}
+
+/// One partition's rows ready to store.
+struct Prepared {
+    /// The Parquet file; `None` when every row was a duplicate.
+    bytes: Option<Vec<u8>>,
+    rows: usize,
+    duplicates: usize,
+    /// Keys of the rows kept, to add to the partition's once the file is stored.
+    fresh: HashSet<u128>,
+}
+
+/// Drops rows whose key is in `known` or earlier in the batch (first copy wins), then
+/// protects `pii` columns, sorts by time and key, and encodes.
+fn prepare(
+    schema: &TableSchema,
+    known: &HashSet<u128>,
+    batch: RecordBatch,
+    pii: Option<&crate::privacy::PiiKey>,
+) -> Result<Prepared, String> {
+    let keys = batch_keys(schema, &batch);
+    let mut fresh: HashSet<u128> = HashSet::new();
+    let mask: BooleanArray = keys
+        .iter()
+        .map(|k| {
+            Some(match k {
+                Some(h) => !known.contains(h) && fresh.insert(*h),
+                None => true,
+            })
+        })
+        .collect();
+    let kept =
+        filter_record_batch(&batch, &mask).map_err(|e| format!("cannot filter rows: {e}"))?;
+    let duplicates = batch.num_rows() - kept.num_rows();
+    if kept.num_rows() == 0 {
+        return Ok(Prepared {
+            bytes: None,
+            rows: 0,
+            duplicates,
+            fresh,
+        });
+    }
+    let kept = crate::privacy::protect(schema, pii, kept).map_err(|e| e.to_string())?;
+    let kept = assemble(schema, &[kept]).map_err(|e| format!("cannot sort rows: {e}"))?;
+    let rows = kept.num_rows();
+    let bytes = crate::sink::encode(&kept).map_err(|e| format!("cannot encode Parquet: {e}"))?;
+    Ok(Prepared {
+        bytes: Some(bytes),
+        rows,
+        duplicates,
+        fresh,
+    })
 }
 
 /// The key hashes of every row of a Parquet file (reading the key columns only).
