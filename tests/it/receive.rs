@@ -551,3 +551,36 @@ async fn healthz_and_pushes_answer_503_when_the_wal_cannot_be_written() {
     assert_eq!(h.status(), 200);
     r.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreadable_body_whose_dead_letter_cannot_be_stored_gets_503() {
+    let mut r = Receiver::new().await;
+    r.start().await;
+    // The warehouse is a plain file: nothing can be stored under it.
+    let wh = r.env.warehouse();
+    let _ = std::fs::remove_dir_all(&wh);
+    std::fs::write(&wh, b"not a folder").expect("block the warehouse");
+    let ts = Utc::now().timestamp_millis().to_string();
+    let res = reqwest::Client::new()
+        .post(format!("{}/push/talks", r.url()))
+        .header("X-Log-TimeStamp", &ts)
+        .header("X-Log-RandomCode", "rc")
+        .header("X-Log-Sign", "00")
+        .body("not json")
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(res.status(), 503, "Sobot must retry what could not be kept");
+    let m = r.metrics().await;
+    assert_eq!(
+        metric(
+            &m,
+            "sobot_sync_push_refused_total",
+            &["reason=\"dead_letter_failed\""]
+        ),
+        1.0,
+        "{m}"
+    );
+    std::fs::remove_file(&wh).expect("unblock");
+    r.stop().await;
+}
