@@ -207,6 +207,9 @@ async fn flush_loop(
         due = false;
         match flusher.flush(&app.wal, chrono::Utc::now()).await {
             Ok(f) => {
+                // A flush frees the pushes' JSON and the encoded files: hand the pages
+                // back, as the window runner does after each file (`crate::mem`).
+                crate::mem::release_free_memory();
                 app.flush_failing.store(false, Ordering::Relaxed);
                 backoff = Duration::ZERO;
                 if f.rows > 0 || f.duplicates > 0 {
