@@ -584,3 +584,51 @@ async fn an_unreadable_body_whose_dead_letter_cannot_be_stored_gets_503() {
     std::fs::remove_file(&wh).expect("unblock");
     r.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sim_push_command_sends_signed_pushes_and_reports_them() {
+    let mut r = Receiver::new().await;
+    r.start().await;
+    let report = r.env.path().join("pushes.json");
+    let out = r
+        .env
+        .run(&[
+            "sim",
+            "push",
+            "--target",
+            &r.url(),
+            "--from",
+            "2024-03-01T01:00:00Z",
+            "--to",
+            "2024-03-01T03:00:00Z",
+            "--kinds",
+            "talks,call-events",
+            "--bad-sign-every",
+            "3",
+            "--encrypt-every",
+            "2",
+            "--report",
+            &report.display().to_string(),
+        ])
+        .await;
+    out.expect_code(0);
+    let summary: Value = serde_json::from_str(out.stdout.trim()).expect("a JSON summary");
+    let records = summary["records"].as_u64().expect("records");
+    assert!(records > 0);
+    assert_eq!(summary["acknowledged"].as_u64(), Some(records));
+    assert_eq!(summary["attempts"]["ok:200"].as_u64(), Some(records));
+    assert_eq!(
+        summary["attempts"]["bad_sign:401"].as_u64(),
+        Some(records / 3)
+    );
+    let sent: Vec<Value> =
+        serde_json::from_slice(&std::fs::read(&report).expect("report")).expect("report JSON");
+    assert_eq!(sent.len() as u64, records);
+    r.stop().await;
+    let talks: BTreeSet<String> = sent
+        .iter()
+        .filter(|s| s["push"] == "talks")
+        .filter_map(|s| s["key"].as_str().map(str::to_string))
+        .collect();
+    assert_eq!(keys_once(&r.env.warehouse(), PushKind::Talk), talks);
+}
