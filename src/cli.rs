@@ -146,6 +146,13 @@ pub enum Command {
         #[arg(long, value_name = "NAME")]
         tenant: Option<String>,
     },
+    // --- issue 5 (R): push receiver, see src/receive/ ---
+    /// Receive Sobot's pushes: verify, log durably, acknowledge, flush to Parquet; until SIGTERM.
+    Receive {
+        /// Listen address (default SOBOT_SYNC_RECEIVE_ADDR, else 0.0.0.0:8780).
+        #[arg(long, value_name = "HOST:PORT")]
+        addr: Option<String>,
+    },
 }
 
 /// Errors with their exit status.
@@ -174,6 +181,9 @@ impl From<ConfigError> for CliError {
 
 pub async fn main(cli: Cli) -> ExitCode {
     let result = match cli.command {
+        Command::Receive { addr } => {
+            crate::receive::run(cli.config.as_deref(), addr.as_deref()).await
+        }
         Command::Sim(args) => sim::serve(args.as_ref())
             .await
             .map_err(|e| CliError::Config(format!("simulator: {e}"))),

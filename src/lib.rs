@@ -19,6 +19,7 @@ pub mod obs;
 pub mod pipeline;
 pub mod plan;
 pub mod privacy;
+pub mod receive;
 pub mod record;
 pub mod report;
 pub mod runner;

@@ -159,6 +159,43 @@ const KNOWN: &[Known] = &[
         env: "SOBOT_SYNC_METRICS_SNAPSHOT_SECS",
         secret: false,
     },
+    // issue 5 (receive): see src/receive/settings.rs
+    Known {
+        env: "SOBOT_PUSH_APP_KEY",
+        secret: true,
+    },
+    Known {
+        env: "SOBOT_PUSH_MAX_SKEW_SECS",
+        secret: false,
+    },
+    Known {
+        env: "SOBOT_PUSH_COMPANY_IDS",
+        secret: false,
+    },
+    Known {
+        env: "SOBOT_PUSH_AES_KEY",
+        secret: true,
+    },
+    Known {
+        env: "SOBOT_PUSH_CIPHER",
+        secret: false,
+    },
+    Known {
+        env: "SOBOT_SYNC_RECEIVE_ADDR",
+        secret: false,
+    },
+    Known {
+        env: "SOBOT_SYNC_RECEIVE_WAL",
+        secret: false,
+    },
+    Known {
+        env: "SOBOT_SYNC_RECEIVE_FLUSH_ROWS",
+        secret: false,
+    },
+    Known {
+        env: "SOBOT_SYNC_RECEIVE_FLUSH_SECS",
+        secret: false,
+    },
 ];
 
 fn file_key(env: &str) -> String {
@@ -224,6 +261,8 @@ pub struct Settings {
     /// seconds (`SOBOT_SYNC_METRICS_SNAPSHOT_SECS`): whole minutes that divide a day, so
     /// snapshots sit on the local grid and never straddle a `dt` partition.
     pub metrics_snapshot_secs: u64,
+    /// issue 5: the push receiver's settings (`SOBOT_PUSH_*`, `SOBOT_SYNC_RECEIVE_*`).
+    pub receive: crate::receive::settings::ReceiveSettings,
 }
 
 impl Settings {
@@ -429,6 +468,7 @@ impl Settings {
                 }
                 secs
             },
+            receive: crate::receive::settings::ReceiveSettings::parse(&get, &err)?,
         })
     }
 

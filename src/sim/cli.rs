@@ -77,6 +77,16 @@ pub struct SimArgs {
     /// issue 5: simulated milliseconds between two messages of the agent metrics stream.
     #[arg(long, default_value_t = 1000)]
     pub metrics_tick_ms: u64,
+    /// issue 5: instead of serving, send this data set's pushes to a receiver.
+    #[command(subcommand)]
+    pub action: Option<SimAction>,
+}
+
+/// What `sim` does besides serving the API.
+#[derive(clap::Subcommand, Debug, Clone)]
+pub enum SimAction {
+    /// Send pushes (talks, parties, agent statuses, call events) to `sobot-sync receive`.
+    Push(super::push::PushArgs),
 }
 
 impl SimArgs {
@@ -162,6 +172,11 @@ pub async fn serve(args: &SimArgs) -> std::io::Result<()> {
     let config = args
         .to_config()
         .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+    if let Some(SimAction::Push(push)) = &args.action {
+        return super::push::run(&config, push)
+            .await
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e));
+    }
     let app_id = config.app_id.clone();
     let handle = start(config, args.addr).await?;
     println!(

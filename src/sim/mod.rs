@@ -47,6 +47,7 @@ mod model;
 mod periods;
 mod plans;
 mod protocol;
+pub mod push;
 mod reports;
 mod rng;
 mod server;

@@ -10,6 +10,7 @@ mod deploy;
 mod e2e;
 mod obs;
 mod privacy;
+mod receive;
 mod reports_e2e;
 mod shard;
 mod sim;

@@ -1,0 +1,240 @@
+//! The HTTP side: `POST /push/{talks,parties,agent-status,call-events}`, `GET /healthz`,
+//! `GET /metrics`.
+//!
+//! Order of checks for a push, each refusal counted in `/metrics` by push and reason:
+//! 1. the `X-Log-*` headers are present and the timestamp is within the skew (401);
+//! 2. the body is read: plain JSON or decrypted `{"content"}` (400, dead letter; 503 if
+//!    the dead letter cannot be stored);
+//! 3. its `companyId` is a configured company (401), the signature matches (401), and
+//!    its random code was not used within the skew (401);
+//! 4. it is appended to the WAL and synced: 200, or 503 when that fails.
+//!
+//! Steps 1 and 3 need no secret in a log line; a refusal is logged with the push, the
+//! reason and the company (never the signature, the key or the body).
+
+use super::PushKind;
+use super::body::{self, BodyError};
+use super::cipher::{AesKey, CipherMode};
+use super::deadletter;
+use super::sign::{self, Refusal, ReplayGuard};
+use super::wal::Wal;
+use crate::secret::Secret;
+use crate::store::Location;
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use chrono::Utc;
+use chrono_tz::Tz;
+use metrics_exporter_prometheus::PrometheusHandle;
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+pub const RECEIVED: &str = "sobot_sync_push_received_total";
+pub const REFUSED: &str = "sobot_sync_push_refused_total";
+pub const ACKNOWLEDGED: &str = "sobot_sync_push_acknowledged_total";
+pub const DEAD_LETTERS: &str = "sobot_sync_push_dead_letters_total";
+pub const ROWS_FLUSHED: &str = "sobot_sync_push_rows_flushed_total";
+
+/// Everything a request needs.
+pub struct App {
+    pub app_key: Secret,
+    pub companies: HashSet<String>,
+    pub max_skew_ms: i64,
+    pub cipher: Option<(CipherMode, AesKey)>,
+    pub replay: ReplayGuard,
+    pub wal: Wal,
+    pub warehouse: Location,
+    pub tz: Tz,
+    pub metrics: PrometheusHandle,
+    /// The last flush failed: pushes are durable in the WAL, but not reaching Parquet.
+    pub flush_failing: AtomicBool,
+    /// Shutting down: new pushes get 503 (Sobot retries them elsewhere or later).
+    pub stopping: AtomicBool,
+}
+
+pub fn router(app: Arc<App>) -> Router {
+    let mut r = Router::new()
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics_text));
+    for kind in PushKind::ALL {
+        r = r.route(
+            &format!("/push/{}", kind.path()),
+            post(move |s: State<Arc<App>>, h: HeaderMap, b: Bytes| push(s, kind, h, b)),
+        );
+    }
+    r.with_state(app)
+}
+
+pub fn describe() {
+    use metrics::describe_counter;
+    describe_counter!(RECEIVED, "Pushes received, by push type");
+    describe_counter!(
+        REFUSED,
+        "Pushes refused, by push type, HTTP status and reason (bad_signature, stale_timestamp, replay, unknown_company, missing_headers, unparseable, undecryptable, incomplete, not_durable)"
+    );
+    describe_counter!(
+        ACKNOWLEDGED,
+        "Pushes acknowledged (durable in the write-ahead log)"
+    );
+    describe_counter!(
+        DEAD_LETTERS,
+        "Unreadable push bodies stored as dead letters"
+    );
+    describe_counter!(ROWS_FLUSHED, "Push rows written to Parquet, by table");
+}
+
+fn refuse(kind: PushKind, status: StatusCode, reason: &'static str) -> Response {
+    metrics::counter!(REFUSED, "push" => kind.path(), "status" => status.as_str().to_string(), "reason" => reason)
+        .increment(1);
+    (status, axum::Json(serde_json::json!({ "error": reason }))).into_response()
+}
+
+fn header<'h>(h: &'h HeaderMap, name: &str) -> Option<&'h str> {
+    h.get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+}
+
+async fn push(
+    State(app): State<Arc<App>>,
+    kind: PushKind,
+    headers: HeaderMap,
+    raw: Bytes,
+) -> Response {
+    metrics::counter!(RECEIVED, "push" => kind.path()).increment(1);
+    if app.stopping.load(Ordering::Relaxed) {
+        return refuse(kind, StatusCode::SERVICE_UNAVAILABLE, "stopping");
+    }
+    let now = Utc::now();
+    let now_ms = now.timestamp_millis();
+    let (Some(ts), Some(code), Some(given)) = (
+        header(&headers, "x-log-timestamp"),
+        header(&headers, "x-log-randomcode"),
+        header(&headers, "x-log-sign"),
+    ) else {
+        tracing::warn!(
+            push = kind.path(),
+            reason = "missing_headers",
+            "push refused"
+        );
+        return refuse(
+            kind,
+            StatusCode::UNAUTHORIZED,
+            Refusal::MissingHeaders.label(),
+        );
+    };
+    let Ok(ts_ms) = sign::check_timestamp(ts, now_ms, app.max_skew_ms) else {
+        tracing::warn!(
+            push = kind.path(),
+            reason = "stale_timestamp",
+            "push refused"
+        );
+        return refuse(
+            kind,
+            StatusCode::UNAUTHORIZED,
+            Refusal::StaleTimestamp.label(),
+        );
+    };
+    let cipher = app.cipher.as_ref().map(|(m, k)| (*m, k));
+    let decoded = match body::decode(kind, &raw, cipher) {
+        Ok(d) => d,
+        Err(e) => return dead_letter(&app, kind, raw, &headers, &e).await,
+    };
+    let company = decoded.company_id.as_str();
+    let refusal = if !app.companies.contains(company) {
+        Some(Refusal::UnknownCompany)
+    } else if !sign::verify(company, ts, code, app.app_key.expose(), given) {
+        Some(Refusal::BadSignature)
+    } else if !app.replay.first_use(company, code, ts_ms, now_ms) {
+        Some(Refusal::Replay)
+    } else {
+        None
+    };
+    if let Some(r) = refusal {
+        tracing::warn!(
+            push = kind.path(),
+            company,
+            reason = r.label(),
+            "push refused"
+        );
+        return refuse(kind, StatusCode::UNAUTHORIZED, r.label());
+    }
+    match app.wal.append(kind, now_ms, decoded.json).await {
+        Ok(()) => {
+            metrics::counter!(ACKNOWLEDGED, "push" => kind.path()).increment(1);
+            (
+                StatusCode::OK,
+                axum::Json(serde_json::json!({ "ok": true })),
+            )
+                .into_response()
+        }
+        Err(e) => {
+            tracing::error!(push = kind.path(), error = %e, "push not acknowledged: cannot make it durable");
+            refuse(kind, StatusCode::SERVICE_UNAVAILABLE, "not_durable")
+        }
+    }
+}
+
+async fn dead_letter(
+    app: &App,
+    kind: PushKind,
+    raw: Bytes,
+    headers: &HeaderMap,
+    why: &BodyError,
+) -> Response {
+    let reason = why.to_string();
+    match deadletter::store(
+        &app.warehouse,
+        kind,
+        raw,
+        headers,
+        &reason,
+        Utc::now(),
+        app.tz,
+    )
+    .await
+    {
+        Ok(path) => {
+            metrics::counter!(DEAD_LETTERS, "push" => kind.path()).increment(1);
+            tracing::warn!(push = kind.path(), reason = %reason, dead_letter = %path, "unreadable push kept as a dead letter");
+            refuse(kind, StatusCode::BAD_REQUEST, why.label())
+        }
+        Err(e) => {
+            tracing::error!(push = kind.path(), error = %e, "unreadable push not kept: answering 503 so Sobot retries");
+            refuse(kind, StatusCode::SERVICE_UNAVAILABLE, "dead_letter_failed")
+        }
+    }
+}
+
+async fn healthz(State(app): State<Arc<App>>) -> Response {
+    let wal_ok = app.wal.healthy();
+    let stopping = app.stopping.load(Ordering::Relaxed);
+    let body = serde_json::json!({
+        "wal": if wal_ok { "ok" } else { "failing" },
+        "flush": if app.flush_failing.load(Ordering::Relaxed) { "failing" } else { "ok" },
+        "pending": app.wal.status().pending.load(Ordering::Relaxed),
+        "stopping": stopping,
+    });
+    let code = if wal_ok && !stopping {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (code, axum::Json(body)).into_response()
+}
+
+async fn metrics_text(State(app): State<Arc<App>>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        app.metrics.render(),
+    )
+        .into_response()
+}
