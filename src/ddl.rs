@@ -308,30 +308,33 @@ pub fn render(settings: &Settings, args: &Args) -> Result<String, CliError> {
         )));
     }
     let catalog = cli::load_catalog(settings)?;
-    let pipelines: Vec<&Pipeline> = if args.tables.is_empty() {
-        catalog.select(&[]).map_err(CliError::Config)?
-    } else {
-        args.tables
-            .iter()
-            .map(|t| {
-                catalog
-                    .pipelines
-                    .values()
-                    .find(|p| &p.table == t)
-                    .ok_or_else(|| {
-                        let known: Vec<&str> = catalog
-                            .pipelines
-                            .values()
-                            .map(|p| p.table.as_str())
-                            .collect();
-                        CliError::Config(format!(
-                            "unknown table {t:?}; defined: {}",
-                            known.join(", ")
-                        ))
-                    })
-            })
-            .collect::<Result<_, _>>()?
-    };
+    // The push tables of `receive` are named explicitly: a warehouse without a receiver
+    // has no such folders, and a DuckDB view over no files fails when it is created.
+    let push = crate::receive::tables::load(&settings.schemas_dir).map_err(CliError::Config)?;
+    let mut pipelines: Vec<&Pipeline> = Vec::new();
+    let mut pushed: Vec<&crate::schema::TableSchema> = Vec::new();
+    if args.tables.is_empty() {
+        pipelines = catalog.select(&[]).map_err(CliError::Config)?;
+    }
+    for t in &args.tables {
+        if let Some(p) = catalog.pipelines.values().find(|p| &p.table == t) {
+            pipelines.push(p);
+        } else if let Some(s) = push.values().find(|s| &s.table == t) {
+            pushed.push(s);
+        } else {
+            let mut known: Vec<&str> = catalog
+                .pipelines
+                .values()
+                .map(|p| p.table.as_str())
+                .chain(push.values().map(|s| s.table.as_str()))
+                .collect();
+            known.sort_unstable();
+            return Err(CliError::Config(format!(
+                "unknown table {t:?}; defined: {}",
+                known.join(", ")
+            )));
+        }
+    }
     let url = args.location.as_deref().unwrap_or(&settings.warehouse);
     let cwd = std::env::current_dir()
         .map_err(|e| CliError::Config(format!("--location: no current directory: {e}")))?;
@@ -342,9 +345,9 @@ pub fn render(settings: &Settings, args: &Args) -> Result<String, CliError> {
         )),
     })?;
     let partitions = partition_columns(settings);
-    let mut sorted = pipelines;
-    sorted.sort_by(|a, b| a.table.cmp(&b.table));
-    let defs: Vec<TableDef<'_>> = sorted
+    // `receive` serves every company from one endpoint: its tables have no tenant level.
+    let push_partitions = ["dt"];
+    let mut defs: Vec<TableDef<'_>> = pipelines
         .iter()
         .map(|p| TableDef {
             table: &p.table,
@@ -352,7 +355,14 @@ pub fn render(settings: &Settings, args: &Args) -> Result<String, CliError> {
             schema: &p.schema.arrow,
             partitions: &partitions,
         })
+        .chain(pushed.iter().map(|s| TableDef {
+            table: &s.table,
+            doc: s.doc.as_deref(),
+            schema: &s.arrow,
+            partitions: &push_partitions,
+        }))
         .collect();
+    defs.sort_by(|a, b| a.table.cmp(b.table));
     script(args.dialect, &args.schema, &base, &defs).map_err(|e| CliError::Config(e.to_string()))
 }
 
@@ -502,5 +512,50 @@ FROM read_parquet('/data/wh/talks/**/*.parquet', hive_partitioning = true, hive_
             }
         }
         assert!(catalog.pipelines.len() >= 12);
+    }
+
+    /// The push tables of `receive` come when named, in both dialects, partitioned by
+    /// `dt` alone even when tenants are configured (one receiver serves every company).
+    #[test]
+    fn push_tables_are_printed_when_named() {
+        let env: std::collections::BTreeMap<String, String> = [
+            ("SOBOT_TENANTS", "acme,globex"),
+            ("SOBOT_SYNC_WAREHOUSE", "s3://b/wh"),
+            ("SOBOT_SYNC_PIPELINES", "/nonexistent-use-built-in"),
+            ("SOBOT_SYNC_SCHEMAS", "/nonexistent-use-built-in"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        let settings = Settings::from_sources(None, &env).unwrap();
+        let args = |dialect, tables: &[&str]| Args {
+            dialect,
+            location: None,
+            schema: "sobot".into(),
+            tables: tables.iter().map(|t| t.to_string()).collect(),
+        };
+        let all = render(&settings, &args(Dialect::Duckdb, &[])).unwrap();
+        assert!(!all.contains("push_talks"), "not unless named");
+        let tables = [
+            "push_talks",
+            "push_parties",
+            "agent_status_events",
+            "call_events",
+        ];
+        let duck = render(&settings, &args(Dialect::Duckdb, &tables)).unwrap();
+        for t in tables {
+            assert!(
+                duck.contains(&format!("read_parquet('s3://b/wh/{t}/**/*.parquet', hive_partitioning = true, hive_types = {{'dt': 'VARCHAR'}}")),
+                "{t}: {duck}"
+            );
+        }
+        let trino = render(&settings, &args(Dialect::Trino, &["talks", "call_events"])).unwrap();
+        assert!(trino.contains("partitioned_by = ARRAY['dt']"), "{trino}");
+        assert!(
+            trino.contains("partitioned_by = ARRAY['tenant', 'dt']"),
+            "{trino}"
+        );
+        let e = render(&settings, &args(Dialect::Trino, &["nope"])).unwrap_err();
+        assert!(e.to_string().contains("call_events"), "{e}");
     }
 }

@@ -3,11 +3,14 @@
 //!
 //! Order of checks for a push, each refusal counted in `/metrics` by push and reason:
 //! 1. the `X-Log-*` headers are present and the timestamp is within the skew (401);
-//! 2. the body is read: plain JSON or decrypted `{"content"}` (400, dead letter; 503 if
+//! 2. the signature is one of a configured company's (401): the company ids are few, so
+//!    each is tried, and a request nobody signed never reaches the body or the object
+//!    store (an anonymous sender cannot fill the dead-letter area);
+//! 3. the body is read: plain JSON or decrypted `{"content"}` (400, dead letter; 503 if
 //!    the dead letter cannot be stored);
-//! 3. its `companyId` is a configured company (401), the signature matches (401), and
-//!    its random code was not used within the skew (401);
-//! 4. it is appended to the WAL and synced: 200, or 503 when that fails.
+//! 4. its `companyId` is the company that signed (401), and its random code was not used
+//!    within the skew (401);
+//! 5. it is appended to the WAL and synced: 200, or 503 when that fails.
 //!
 //! Steps 1 and 3 need no secret in a log line; a refusal is logged with the push, the
 //! reason and the company (never the signature, the key or the body).
@@ -141,14 +144,28 @@ async fn push(
         );
     };
     let cipher = app.cipher.as_ref().map(|(m, k)| (*m, k));
+    let key = app.app_key.expose();
+    let signer = app
+        .companies
+        .iter()
+        .find(|c| sign::verify(c, ts, code, key, given));
+    let Some(signer) = signer else {
+        // Unsigned: refused without storing anything. The body is only looked at to tell
+        // an unknown company from a bad signature in the count.
+        let reason = match body::decode(kind, &raw, cipher) {
+            Ok(d) if !app.companies.contains(d.company_id.as_str()) => Refusal::UnknownCompany,
+            _ => Refusal::BadSignature,
+        };
+        tracing::warn!(push = kind.path(), reason = reason.label(), "push refused");
+        return refuse(kind, StatusCode::UNAUTHORIZED, reason.label());
+    };
     let decoded = match body::decode(kind, &raw, cipher) {
         Ok(d) => d,
         Err(e) => return dead_letter(&app, kind, raw, &headers, &e).await,
     };
     let company = decoded.company_id.as_str();
-    let refusal = if !app.companies.contains(company) {
-        Some(Refusal::UnknownCompany)
-    } else if !sign::verify(company, ts, code, app.app_key.expose(), given) {
+    let refusal = if company != signer.as_str() {
+        // Signed by one company for another's record.
         Some(Refusal::BadSignature)
     } else if !app.replay.first_use(company, code, ts_ms, now_ms) {
         Some(Refusal::Replay)

@@ -352,17 +352,32 @@ async fn unreadable_bodies_get_400_and_are_kept_as_dead_letters() {
         ("call-events", b"[1, 2, 3]".to_vec()),
         ("agent-status", vec![0xff, 0xfe, 0x00, 0x01]),
     ];
+    let send = |path: &str, body: Vec<u8>, sign: String, ts: String| {
+        client
+            .post(format!("{}/push/{path}", r.url()))
+            .header("X-Log-TimeStamp", ts)
+            .header("X-Log-RandomCode", "rc")
+            .header("X-Log-Sign", sign)
+            .body(body)
+            .send()
+    };
+    // Unsigned garbage is refused before its body is looked at: nothing is stored.
     for (path, body) in &bodies {
         let ts = Utc::now().timestamp_millis().to_string();
-        let res = client
-            .post(format!("{}/push/{path}", r.url()))
-            .header("X-Log-TimeStamp", &ts)
-            .header("X-Log-RandomCode", "rc")
-            .header("X-Log-Sign", "00")
-            .body(body.clone())
-            .send()
+        let res = send(path, body.clone(), "00".into(), ts)
             .await
             .expect("answer");
+        assert_eq!(res.status(), 401, "{path}");
+    }
+    assert!(
+        !r.env.warehouse().join("_dead_letters").exists(),
+        "no dead letter from an unsigned request"
+    );
+    // Signed by a configured company: kept as dead letters.
+    for (path, body) in &bodies {
+        let ts = Utc::now().timestamp_millis().to_string();
+        let sign = sobot_sync::receive::sign::sign(&company(), &ts, "rc", APP_KEY);
+        let res = send(path, body.clone(), sign, ts).await.expect("answer");
         assert_eq!(res.status(), 400, "{path}");
     }
     let m = r.metrics().await;
@@ -561,11 +576,12 @@ async fn an_unreadable_body_whose_dead_letter_cannot_be_stored_gets_503() {
     let _ = std::fs::remove_dir_all(&wh);
     std::fs::write(&wh, b"not a folder").expect("block the warehouse");
     let ts = Utc::now().timestamp_millis().to_string();
+    let sign = sobot_sync::receive::sign::sign(&company(), &ts, "rc", APP_KEY);
     let res = reqwest::Client::new()
         .post(format!("{}/push/talks", r.url()))
         .header("X-Log-TimeStamp", &ts)
         .header("X-Log-RandomCode", "rc")
-        .header("X-Log-Sign", "00")
+        .header("X-Log-Sign", sign)
         .body("not json")
         .send()
         .await
