@@ -128,16 +128,30 @@ async fn search_pass(
     let mut page_num: u64 = 1;
     let mut requests: u64 = 0;
     let mut max_requests: u64 = 64;
-    loop {
+    let request = |page_num: u64, size: u64| {
         let mut body = p.filters.clone();
         body.insert("startTime".into(), start.clone());
         body.insert("endTime".into(), end.clone());
         body.insert("pageNum".into(), page_num.into());
         body.insert("pageSize".into(), size.into());
+        let (client, endpoint) = (client.clone(), p.endpoint.clone());
+        async move { client.post_page(&endpoint, &Value::Object(body)).await }
+    };
+    // The next page is requested before this one is converted, so the server works on
+    // it meanwhile; still one request in flight per window, as without it. Aborted when
+    // dropped unused (the window ended early or failed).
+    type Ahead = crate::runner::AbortOnDrop<Result<crate::api::PageData, crate::api::ApiError>>;
+    let mut prefetched: Option<Ahead> = None;
+    loop {
         let page_no = u32::try_from(page_num).unwrap_or(u32::MAX);
-        let (text, index) = client
-            .post_page(&p.endpoint, &Value::Object(body))
-            .await
+        let answer = match prefetched.take() {
+            Some(next) => match next.join().await {
+                Ok(answer) => answer,
+                Err(join) => return Err(ExtractError::Task(join.to_string())),
+            },
+            None => request(page_num, size).await,
+        };
+        let (text, index) = answer
             .map_err(|source| ExtractError::Api {
                 page: page_no,
                 source,
@@ -181,6 +195,16 @@ async fn search_pass(
         size = eff;
         let n = page.records.len() as u64;
         let page_start = (page_num - 1) * eff;
+        let next = next_page(page_start, n, size);
+        let t = total.unwrap_or(0);
+        if let Some((num, sz)) = next
+            && n > 0
+            && page_start + n < t
+            && requests < max_requests
+        {
+            let ahead = tracing::Instrument::instrument(request(num, sz), tracing::Span::current());
+            prefetched = Some(crate::runner::AbortOnDrop(tokio::spawn(ahead)));
+        }
         let mut kept = Vec::new();
         for obj in page.records {
             match convert::record_key(&p.schema, &obj) {
@@ -200,7 +224,6 @@ async fn search_pass(
         }
         keep(kept)?;
         let fetched = seen.len() as u64 + keyless;
-        let t = total.unwrap_or(0);
         if fetched >= t || n == 0 {
             return Ok(Pass {
                 fetched,
@@ -217,27 +240,34 @@ async fn search_pass(
                 problem: Some(format!("gave up after {requests} pages")),
             });
         }
-        // Next page: start at or before the position after the last record received, so
-        // a short page is re-read from where it stopped instead of skipped.
-        let offset = page_start + n;
-        let mut q = size;
-        loop {
-            let s = (offset / q) * q;
-            if s > page_start {
-                page_num = offset / q + 1;
-                size = q;
-                break;
-            }
-            if q == 1 {
-                return Ok(Pass {
-                    fetched,
-                    total: t,
-                    requests,
-                    problem: Some("paging made no progress".into()),
-                });
-            }
-            q -= 1;
+        let Some((num, sz)) = next else {
+            return Ok(Pass {
+                fetched,
+                total: t,
+                requests,
+                problem: Some("paging made no progress".into()),
+            });
+        };
+        (page_num, size) = (num, sz);
+    }
+}
+
+/// The page after the one at `page_start` that held `n` records, as (page number, page
+/// size): it starts at or before the position after the last record received, so a
+/// short page is re-read from where it stopped instead of skipped. `None`: no page size
+/// makes progress.
+fn next_page(page_start: u64, n: u64, size: u64) -> Option<(u64, u64)> {
+    let offset = page_start + n;
+    let mut q = size.max(1);
+    loop {
+        let s = (offset / q) * q;
+        if s > page_start {
+            return Some((offset / q + 1, q));
         }
+        if q == 1 {
+            return None;
+        }
+        q -= 1;
     }
 }
 

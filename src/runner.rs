@@ -786,10 +786,10 @@ pub(crate) fn lock_lost(p: &Pipeline, lost: &AtomicBool) -> Option<RunError> {
 
 /// A spawned window task that is cancelled when the run stops waiting for it (a failed
 /// window, a lost lock): windows after a failure must not keep calling the API.
-struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+pub(crate) struct AbortOnDrop<T>(pub(crate) tokio::task::JoinHandle<T>);
 
 impl<T> AbortOnDrop<T> {
-    async fn join(mut self) -> Result<T, tokio::task::JoinError> {
+    pub(crate) async fn join(mut self) -> Result<T, tokio::task::JoinError> {
         (&mut self.0).await
     }
 }
