@@ -96,6 +96,18 @@ fn refuse(kind: PushKind, status: StatusCode, reason: &'static str) -> Response 
     (status, axum::Json(serde_json::json!({ "error": reason }))).into_response()
 }
 
+/// A 401 for `why`, counted and logged (with the company once it is known; never the
+/// signature, the key or the body).
+fn unauthorized(kind: PushKind, why: Refusal, company: Option<&str>) -> Response {
+    tracing::warn!(
+        push = kind.path(),
+        company = company.unwrap_or("-"),
+        reason = why.label(),
+        "push refused"
+    );
+    refuse(kind, StatusCode::UNAUTHORIZED, why.label())
+}
+
 fn header<'h>(h: &'h HeaderMap, name: &str) -> Option<&'h str> {
     h.get(name)
         .and_then(|v| v.to_str().ok())
@@ -120,28 +132,10 @@ async fn push(
         header(&headers, "x-log-randomcode"),
         header(&headers, "x-log-sign"),
     ) else {
-        tracing::warn!(
-            push = kind.path(),
-            reason = "missing_headers",
-            "push refused"
-        );
-        return refuse(
-            kind,
-            StatusCode::UNAUTHORIZED,
-            Refusal::MissingHeaders.label(),
-        );
+        return unauthorized(kind, Refusal::MissingHeaders, None);
     };
     let Ok(ts_ms) = sign::check_timestamp(ts, now_ms, app.max_skew_ms) else {
-        tracing::warn!(
-            push = kind.path(),
-            reason = "stale_timestamp",
-            "push refused"
-        );
-        return refuse(
-            kind,
-            StatusCode::UNAUTHORIZED,
-            Refusal::StaleTimestamp.label(),
-        );
+        return unauthorized(kind, Refusal::StaleTimestamp, None);
     };
     let cipher = app.cipher.as_ref().map(|(m, k)| (*m, k));
     let key = app.app_key.expose();
@@ -156,8 +150,7 @@ async fn push(
             Ok(d) if !app.companies.contains(d.company_id.as_str()) => Refusal::UnknownCompany,
             _ => Refusal::BadSignature,
         };
-        tracing::warn!(push = kind.path(), reason = reason.label(), "push refused");
-        return refuse(kind, StatusCode::UNAUTHORIZED, reason.label());
+        return unauthorized(kind, reason, None);
     };
     let decoded = match body::decode(kind, &raw, cipher) {
         Ok(d) => d,
@@ -173,13 +166,7 @@ async fn push(
         None
     };
     if let Some(r) = refusal {
-        tracing::warn!(
-            push = kind.path(),
-            company,
-            reason = r.label(),
-            "push refused"
-        );
-        return refuse(kind, StatusCode::UNAUTHORIZED, r.label());
+        return unauthorized(kind, r, Some(company));
     }
     match app.wal.append(kind, now_ms, decoded.json).await {
         Ok(()) => {
