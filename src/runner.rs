@@ -135,6 +135,11 @@ struct WindowDone {
 /// however long the range is.
 const GROUP_MAX_BYTES: usize = 16 << 20;
 
+/// Finished windows that may wait, per lane, for an earlier window still extracting.
+/// They hold decoded rows, so this bounds memory; 3 kept both lanes busy in the
+/// benchmark where windows range from one page to several.
+const WINDOWS_WAITING_PER_LANE: usize = 3;
+
 /// A task of a run: a window and whether it moves the watermark.
 #[derive(Debug, Clone, Copy)]
 struct Task {
@@ -450,28 +455,45 @@ impl Engine {
         let window_concurrency = self.settings.window_concurrency.max(1);
         // Each window is extracted on a task of its own, so the decoding of windows in
         // flight spreads over the runtime's threads instead of sharing this one.
+        // At most `window_concurrency` windows extract at once (one lane each, taken in
+        // window order before the window's task starts), but finished windows may wait
+        // behind a slower earlier one: with plain ordered buffering, one window of many
+        // pages held the other lanes idle. Results still leave in window order, and the
+        // finished ones waiting are bounded.
+        let lanes = Arc::new(tokio::sync::Semaphore::new(window_concurrency));
         let shared = Arc::new((self.clone(), p.clone(), parent.cloned(), run_id.to_string()));
-        let mut results = futures::stream::iter(tasks.iter().copied().map(|task| {
-            let shared = shared.clone();
-            let span = crate::obs::window_span(&p.name, kind, &task.window); // issue 4
-            let handle = AbortOnDrop(tokio::spawn(
-                async move {
-                    let (engine, p, parent, run_id) = &*shared;
-                    engine
-                        .extract_window(p, parent.as_ref(), task.window, run_id)
-                        .await
-                }
-                .instrument(span),
-            ));
-            async move {
-                let result = match handle.join().await {
-                    Ok(r) => r,
-                    Err(join) => Err(WindowError::Extract(ExtractError::Task(join.to_string()))),
-                };
-                (task, result)
-            }
-        }))
-        .buffered(window_concurrency);
+        let mut results = Box::pin(
+            futures::stream::iter(tasks.iter().copied())
+                .then(|task| {
+                    let (shared, lanes) = (shared.clone(), lanes.clone());
+                    let span = crate::obs::window_span(&p.name, kind, &task.window); // issue 4
+                    async move {
+                        // The semaphore is never closed, so this only waits for a lane.
+                        let lane = lanes.acquire_owned().await.ok();
+                        let handle = AbortOnDrop(tokio::spawn(
+                            async move {
+                                let _lane = lane;
+                                let (engine, p, parent, run_id) = &*shared;
+                                engine
+                                    .extract_window(p, parent.as_ref(), task.window, run_id)
+                                    .await
+                            }
+                            .instrument(span),
+                        ));
+                        (task, handle)
+                    }
+                })
+                .map(|(task, handle)| async move {
+                    let result = match handle.join().await {
+                        Ok(r) => r,
+                        Err(join) => {
+                            Err(WindowError::Extract(ExtractError::Task(join.to_string())))
+                        }
+                    };
+                    (task, result)
+                })
+                .buffered(window_concurrency * (1 + WINDOWS_WAITING_PER_LANE)),
+        );
         // Only a backfill groups windows into wider files: an incremental run writes few
         // windows, and its lookback windows would otherwise rewrite a wider file each run.
         let grouping = backfill_idx.is_some();
