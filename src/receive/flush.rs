@@ -19,8 +19,9 @@
 //! Memory: the key index keeps a partition's keys on local disk
 //! (`<SOBOT_SYNC_RECEIVE_WAL>/keys/<table>/dt=YYYY-MM-DD/`) as sorted runs, holding in
 //! memory one Bloom filter per run (about 1.25 bytes per key) and the keys of files
-//! stored since its last spill (at most [`keyindex::SPILL_KEYS`] per partition and
-//! [`MAX_UNSPILLED`] in all). At most [`MAX_PARTITIONS`] partitions are open; the least
+//! stored since its last spill (a partition spills after the flush that brings it to
+//! [`keyindex::SPILL_KEYS`], and the largest spill while all hold more than
+//! [`MAX_UNSPILLED`]), so key memory no longer grows with what was received. At most [`MAX_PARTITIONS`] partitions are open; the least
 //! recently used, and any unused for [`IDLE`], are spilled and closed. The warehouse
 //! stays the source of truth: when a partition is opened, the keys of every file its
 //! manifest does not cover (a crash before the spill, a first start on an existing
