@@ -749,6 +749,45 @@ mod tests {
         assert_eq!(idx.durable_keys(), 5);
     }
 
+    /// More partitions than may stay open: the least recently used are spilled and
+    /// closed (memory stays bounded), and reopening one still finds its keys.
+    #[tokio::test]
+    async fn closed_partitions_keep_their_keys() {
+        let s = setup();
+        let day = 86_400_000_i64;
+        let entry = |id: &str, d: i64| {
+            Entry {
+            kind: PushKind::Talk,
+            received_ms: 1,
+            json: serde_json::json!({"companyId": "c", "callID": id, "startTime": 1_709_251_200_000_i64 + d * day})
+                .to_string(),
+            segment: 1,
+        }
+        };
+        let days = MAX_PARTITIONS as i64 + 4;
+        let mut f = s.flusher(&[]);
+        f.pending = (0..days).map(|d| entry(&format!("k{d}"), d)).collect();
+        let first = f.flush(&s.wal, Utc::now()).await.unwrap();
+        assert_eq!(
+            (first.rows, first.files.len()),
+            (days as usize, days as usize)
+        );
+        assert_eq!(f.open_partitions(), MAX_PARTITIONS);
+        // The first day was closed: its key went to a run that covers its file.
+        let closed = keyindex::PartitionKeys::open(&s.partition_keys()).unwrap();
+        assert_eq!(
+            (closed.durable_keys(), closed.covered_files().count()),
+            (1, 1)
+        );
+        drop(closed);
+        // Every day again (the first four were closed), plus one new key.
+        f.pending = (0..days).map(|d| entry(&format!("k{d}"), d)).collect();
+        f.pending.push(entry("new", 0));
+        let second = f.flush(&s.wal, Utc::now()).await.unwrap();
+        assert_eq!((second.rows, second.duplicates), (1, days as usize));
+        assert!(f.open_partitions() <= MAX_PARTITIONS);
+    }
+
     /// A crash after a file was stored but before its WAL segments were deleted replays
     /// the same pushes: the second flush must store none of them again.
     #[tokio::test]
