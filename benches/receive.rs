@@ -282,6 +282,19 @@ async fn run() -> Result<(), String> {
         .map(|(s, k)| format!("{s}s:{:.0}", *k as f64 / 1024.0))
         .collect();
     println!("\nRSS MiB over the run: {}", shown.join(" "));
+    // The replay memory grows until the skew (300 s) has passed, then levels off; the
+    // key index keeps only filters: the figures at 1, 5 and 10 minutes show both.
+    let at: Vec<String> = [60u64, 300, 600]
+        .into_iter()
+        .filter(|m| *m <= opts.secs)
+        .filter_map(|m| {
+            let (s, k) = samples.iter().min_by_key(|(s, _)| s.abs_diff(m))?;
+            Some(format!("{} min ({s} s): {:.0}", m / 60, *k as f64 / 1024.0))
+        })
+        .collect();
+    if !at.is_empty() {
+        println!("RSS MiB at {}", at.join(", "));
+    }
     eprintln!(
         "targets: >= 5000/s {}; p99 < 50 ms {}; rows {} for {} acknowledged",
         // With a paced load the rate is the offered one (less pacing jitter): met when

@@ -8,16 +8,28 @@
 //! `<table>/dt=YYYY-MM-DD/push-<first segment>-<last segment>-<uuid>.parquet`.
 //! Only when every group is stored are the WAL segments deleted.
 //!
-//! Exactly once: each partition's keys are known in memory (loaded from its files, key
-//! columns only, the first time a flush touches it), so a push already in the warehouse
-//! — a Sobot retry, or a WAL replayed after a crash that came between storing a file and
-//! deleting its segments — is dropped, and a key appears once per table. The first
-//! copy wins (retries are identical). Files get fresh names, so a flush never overwrites
-//! rows of another. This assumes one receiver writes a warehouse's push tables.
-//! Memory: 16 bytes (a hash) plus set overhead per key of the partitions held; at most
-//! [`MAX_PARTITIONS`] are held, the least recently used dropped and reloaded on demand.
+//! Exactly once: before a partition's rows are written, each row's key (an md5 of its key
+//! columns) is looked up in that partition's key index (`keyindex`), so a push already in
+//! the warehouse — a Sobot retry, or a WAL replayed after a crash that came between
+//! storing a file and deleting its segments — is dropped, and a key appears once per
+//! table. The first copy wins (retries are identical). Files get fresh names, so a flush
+//! never overwrites rows of another. This assumes one receiver writes a warehouse's push
+//! tables.
+//!
+//! Memory: the key index keeps a partition's keys on local disk
+//! (`<SOBOT_SYNC_RECEIVE_WAL>/keys/<table>/dt=YYYY-MM-DD/`) as sorted runs, holding in
+//! memory one Bloom filter per run (about 1.25 bytes per key) and the keys of files
+//! stored since its last spill (a partition spills after the flush that brings it to
+//! [`keyindex::SPILL_KEYS`], and the largest spill while all hold more than
+//! [`MAX_UNSPILLED`]), so key memory no longer grows with what was received. At most [`MAX_PARTITIONS`] partitions are open; the least
+//! recently used, and any unused for [`IDLE`], are spilled and closed. The warehouse
+//! stays the source of truth: when a partition is opened, the keys of every file its
+//! manifest does not cover (a crash before the spill, a first start on an existing
+//! warehouse, a lost local disk) are read from the file, and an index that names a file
+//! no longer there, or that does not read back, is rebuilt from the partition's files.
 
 use super::PushKind;
+use super::keyindex::{self, PartitionKeys};
 use super::wal::{Entry, Wal};
 use crate::convert::{BatchBuilder, RowMeta, assemble, record_time};
 use crate::record::parse_record;
@@ -34,10 +46,17 @@ use object_store::{ObjectStoreExt, PutPayload};
 use parquet::arrow::ProjectionMask;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-/// Partitions whose keys stay in memory.
+/// Partitions whose key index is open (filters in memory).
 pub const MAX_PARTITIONS: usize = 16;
+/// An open partition unused this long is spilled and closed (its filters freed).
+pub const IDLE: Duration = Duration::from_secs(600);
+/// Keys held in memory (not yet spilled) over every open partition; beyond it the
+/// partitions holding most are spilled.
+pub const MAX_UNSPILLED: usize = 4 * keyindex::SPILL_KEYS;
 
 /// What one flush stored.
 #[derive(Debug, Default, Clone, PartialEq)]
@@ -54,22 +73,43 @@ pub struct Flusher {
     pii_key: Option<crate::privacy::PiiKey>,
     /// Pushes taken from the WAL and not yet stored (kept across a failed flush).
     pending: Vec<Entry>,
+    /// Root of the partitions' key indexes.
+    keys_dir: PathBuf,
     index: HashMap<(PushKind, NaiveDate), Partition>,
     tick: u64,
 }
 
 struct Partition {
-    keys: HashSet<u128>,
+    keys: PartitionKeys,
+    /// Flush tick of the last use (least recently used is closed first).
     used: u64,
+    touched: Instant,
+}
+
+/// Runs `f` on a partition's index on a blocking thread (its disk reads and writes must
+/// not stall the tasks acknowledging pushes), handing the index back.
+async fn on_index<T: Send + 'static>(
+    keys: PartitionKeys,
+    f: impl FnOnce(&mut PartitionKeys) -> T + Send + 'static,
+) -> Result<(PartitionKeys, T), String> {
+    tokio::task::spawn_blocking(move || {
+        let mut keys = keys;
+        let out = f(&mut keys);
+        (keys, out)
+    })
+    .await
+    .map_err(|e| format!("the key index task failed: {e}"))
 }
 
 impl Flusher {
+    /// `keys_dir`: where the partitions' key indexes live (local disk);
     /// `replayed`: the pushes the WAL held at start.
     pub fn new(
         loc: Location,
         schemas: Arc<HashMap<PushKind, TableSchema>>,
         tz: Tz,
         pii_key: Option<crate::privacy::PiiKey>,
+        keys_dir: &Path,
         replayed: Vec<Entry>,
     ) -> Self {
         Self {
@@ -78,9 +118,29 @@ impl Flusher {
             tz,
             pii_key,
             pending: replayed,
+            keys_dir: keys_dir.to_path_buf(),
             index: HashMap::new(),
             tick: 0,
         }
+    }
+
+    /// Spills and closes every open key index (at shutdown, so the next start reads no
+    /// warehouse file again).
+    pub async fn close_all(&mut self) {
+        let open: Vec<_> = self.index.keys().copied().collect();
+        for at in open {
+            self.close(at).await;
+        }
+    }
+
+    /// Partitions whose key index is open now.
+    pub fn open_partitions(&self) -> usize {
+        self.index.len()
+    }
+
+    /// Bytes the open key indexes hold in memory (filters, fences, unspilled keys).
+    pub fn key_memory(&self) -> usize {
+        self.index.values().map(|p| p.keys.memory()).sum()
     }
 
     /// Pushes waiting here (taken from the WAL but not stored).
@@ -123,39 +183,35 @@ impl Flusher {
                 continue;
             };
             let table = kind.table();
-            self.ensure_loaded(kind, dt, &schema).await?;
+            self.ensure_open(kind, dt, &schema).await?;
             self.tick += 1;
             let mut part = self
                 .index
                 .remove(&(kind, dt))
-                .ok_or_else(|| format!("the keys of {table} dt={dt} are not loaded"))?;
+                .ok_or_else(|| format!("the key index of {table} dt={dt} is not open"))?;
             part.used = self.tick;
+            part.touched = Instant::now();
             let pii = self.pii_key.clone();
             let shown = self.loc.display(&format!("{table}/dt={dt}"));
-            let (part, prepared) = tokio::task::spawn_blocking(move || {
-                let prepared = prepare(&schema, &part.keys, batch, pii.as_ref());
-                (part, prepared)
-            })
-            .await
-            .map_err(|e| format!("cannot encode rows of {shown}: {e}"))?;
-            let mut part = part;
+            let (keys, prepared) =
+                on_index(part.keys, move |k| prepare(&schema, k, batch, pii.as_ref())).await?;
+            part.keys = keys;
             let prepared = match prepared {
                 Ok(p) => p,
-                Err(e) => {
-                    self.index.insert((kind, dt), part);
-                    return Err(format!("{shown}: {e}"));
-                }
+                // The partition stays closed: the next flush reopens its index from
+                // disk (rebuilding it if it does not read back).
+                Err(e) => return Err(format!("{shown}: {e}")),
             };
             out.duplicates += prepared.duplicates;
             let Some(bytes) = prepared.bytes else {
                 self.index.insert((kind, dt), part);
                 continue;
             };
-            let rel = format!(
-                "{table}/dt={}/push-{first_seg:020}-{last_seg:020}-{}.parquet",
-                dt.format("%Y-%m-%d"),
+            let name = format!(
+                "push-{first_seg:020}-{last_seg:020}-{}.parquet",
                 &uuid::Uuid::new_v4().simple().to_string()[..8]
             );
+            let rel = format!("{table}/dt={}/{name}", dt.format("%Y-%m-%d"));
             let put = self
                 .loc
                 .store()
@@ -165,19 +221,33 @@ impl Flusher {
                 self.index.insert((kind, dt), part);
                 return Err(format!("cannot write {}: {e}", self.loc.display(&rel)));
             }
-            part.keys.extend(prepared.fresh);
-            self.index.insert((kind, dt), part);
+            part.keys.add_file(name, prepared.fresh);
+            let (keys, spilled) = on_index(part.keys, |k| k.spill_if_full()).await?;
+            part.keys = keys;
+            match spilled {
+                Ok(()) => {
+                    self.index.insert((kind, dt), part);
+                }
+                // The file is stored; its keys are not durable in the index, so it is
+                // closed: reopening reads the keys of the file it does not cover.
+                Err(e) => {
+                    tracing::warn!(partition = %shown, error = %e, "cannot spill keys; the partition's index is reopened on its next use")
+                }
+            }
             metrics::counter!(super::server::ROWS_FLUSHED, "table" => table)
                 .increment(prepared.rows as u64);
             out.rows += prepared.rows;
             out.files.push(rel);
         }
+        self.close_idle().await;
         Ok(out)
     }
 
-    /// Loads the keys of partition `(kind, dt)` from its files unless held; drops the
-    /// least recently used partition beyond [`MAX_PARTITIONS`].
-    async fn ensure_loaded(
+    /// Opens the key index of partition `(kind, dt)` unless open, closing the least
+    /// recently used beyond [`MAX_PARTITIONS`]. The warehouse decides: the keys of every
+    /// file the index does not cover are read from the file, and an index that names a
+    /// file no longer there, or does not read back, is rebuilt from every file.
+    async fn ensure_open(
         &mut self,
         kind: PushKind,
         dt: NaiveDate,
@@ -185,6 +255,17 @@ impl Flusher {
     ) -> Result<(), String> {
         if self.index.contains_key(&(kind, dt)) {
             return Ok(());
+        }
+        while self.index.len() >= MAX_PARTITIONS {
+            let Some(oldest) = self
+                .index
+                .iter()
+                .min_by_key(|(_, p)| p.used)
+                .map(|(k, _)| *k)
+            else {
+                break;
+            };
+            self.close(oldest).await;
         }
         let folder = format!("{}/dt={}", kind.table(), dt.format("%Y-%m-%d"));
         let prefix = self.loc.list_prefix(&format!("{folder}/"));
@@ -195,34 +276,131 @@ impl Flusher {
             .try_collect()
             .await
             .map_err(|e| format!("cannot list {}: {e}", self.loc.display(&folder)))?;
-        let mut keys = HashSet::new();
-        for m in metas
+        let files: Vec<String> = metas
             .iter()
             .filter(|m| m.location.extension() == Some("parquet"))
-        {
-            let rel = self.loc.relative(&m.location).unwrap_or_default();
+            .filter_map(|m| m.location.filename().map(str::to_string))
+            .collect();
+        let dir = self.keys_dir.join(&folder);
+        let shown = dir.display().to_string();
+        let listed: HashSet<String> = files.iter().cloned().collect();
+        let mut keys = tokio::task::spawn_blocking(move || {
+            let opened = match PartitionKeys::open(&dir) {
+                Ok(k) => {
+                    let gone = k
+                        .covered_files()
+                        .find(|f| !listed.contains(*f))
+                        .map(str::to_string);
+                    match gone {
+                        None => return Ok(k),
+                        Some(gone) => {
+                            format!("it covers {gone}, which is no longer in the warehouse")
+                        }
+                    }
+                }
+                Err(e) => e.to_string(),
+            };
+            tracing::warn!(index = %shown, reason = %opened, "rebuilding a partition's key index from the warehouse");
+            PartitionKeys::reset(&dir)
+        })
+        .await
+        .map_err(|e| format!("the key index task failed: {e}"))?
+        .map_err(|e| e.to_string())?;
+        let uncovered: Vec<String> = files.into_iter().filter(|f| !keys.covers(f)).collect();
+        for name in uncovered {
+            let rel = format!("{folder}/{name}");
             let bytes = crate::sink::fetch(&self.loc, &rel)
                 .await
                 .map_err(|e| e.to_string())?;
             let schema = schema.clone();
             let shown = self.loc.display(&rel);
-            let found = tokio::task::spawn_blocking(move || file_keys(&schema, bytes))
-                .await
-                .map_err(|e| format!("cannot read {shown}: {e}"))?
-                .map_err(|e| format!("cannot read {shown}: {e}"))?;
-            keys.extend(found);
+            let (back, read) = on_index(keys, move |k| {
+                let found = file_keys(&schema, bytes)?;
+                k.add_file(name, found);
+                k.spill_if_full().map_err(|e| e.to_string())
+            })
+            .await?;
+            keys = back;
+            read.map_err(|e| format!("cannot read the keys of {shown}: {e}"))?;
         }
-        if self.index.len() >= MAX_PARTITIONS
-            && let Some(oldest) = self
+        // What was read from the warehouse becomes durable now, not at a later spill.
+        let (keys, spilled) = on_index(keys, |k| k.spill()).await?;
+        spilled.map_err(|e| e.to_string())?;
+        self.index.insert(
+            (kind, dt),
+            Partition {
+                keys,
+                used: 0,
+                touched: Instant::now(),
+            },
+        );
+        Ok(())
+    }
+
+    /// Spills and closes one partition's index. A failed spill only costs a re-read:
+    /// the files it would have covered are read again when the partition reopens.
+    async fn close(&mut self, at: (PushKind, NaiveDate)) {
+        let Some(part) = self.index.remove(&at) else {
+            return;
+        };
+        match on_index(part.keys, |k| k.spill()).await {
+            Ok((_, Ok(()))) => {}
+            Ok((_, Err(e))) => {
+                tracing::warn!(table = at.0.table(), dt = %at.1, error = %e, "cannot spill keys while closing a partition's index")
+            }
+            Err(e) => {
+                tracing::warn!(table = at.0.table(), dt = %at.1, error = %e, "cannot close a partition's key index")
+            }
+        }
+    }
+
+    /// Closes partitions unused for [`IDLE`], then spills the partitions holding most
+    /// keys in memory while all together hold more than [`MAX_UNSPILLED`].
+    async fn close_idle(&mut self) {
+        let idle: Vec<_> = self
+            .index
+            .iter()
+            .filter(|(_, p)| p.touched.elapsed() >= IDLE)
+            .map(|(k, _)| *k)
+            .collect();
+        for at in idle {
+            self.close(at).await;
+        }
+        while self
+            .index
+            .values()
+            .map(|p| p.keys.unspilled())
+            .sum::<usize>()
+            > MAX_UNSPILLED
+        {
+            let Some(at) = self
                 .index
                 .iter()
-                .min_by_key(|(_, p)| p.used)
+                .max_by_key(|(_, p)| p.keys.unspilled())
                 .map(|(k, _)| *k)
-        {
-            self.index.remove(&oldest);
+            else {
+                break;
+            };
+            let Some(part) = self.index.remove(&at) else {
+                break;
+            };
+            match on_index(part.keys, |k| k.spill()).await {
+                Ok((keys, Ok(()))) => {
+                    self.index.insert(
+                        at,
+                        Partition {
+                            keys,
+                            used: part.used,
+                            touched: part.touched,
+                        },
+                    );
+                }
+                Ok((_, Err(e))) => {
+                    tracing::warn!(table = at.0.table(), dt = %at.1, error = %e, "cannot spill keys; the partition's index is reopened on its next use")
+                }
+                Err(e) => tracing::warn!(error = %e, "cannot spill keys"),
+            }
         }
-        self.index.insert((kind, dt), Partition { keys, used: 0 });
-        Ok(())
     }
 }
 
@@ -301,21 +479,24 @@ struct Prepared {
 /// protects `pii` columns, sorts by time and key, and encodes.
 fn prepare(
     schema: &TableSchema,
-    known: &HashSet<u128>,
+    known: &PartitionKeys,
     batch: RecordBatch,
     pii: Option<&crate::privacy::PiiKey>,
 ) -> Result<Prepared, String> {
     let keys = batch_keys(schema, &batch);
     let mut fresh: HashSet<u128> = HashSet::new();
-    let mask: BooleanArray = keys
-        .iter()
-        .map(|k| {
-            Some(match k {
-                Some(h) => !known.contains(h) && fresh.insert(*h),
-                None => true,
-            })
-        })
-        .collect();
+    let mut mask = Vec::with_capacity(keys.len());
+    for k in &keys {
+        mask.push(match k {
+            Some(h) => {
+                !fresh.contains(h)
+                    && !known.contains(*h).map_err(|e| e.to_string())?
+                    && fresh.insert(*h)
+            }
+            None => true,
+        });
+    }
+    let mask = BooleanArray::from(mask);
     let kept =
         filter_record_batch(&batch, &mask).map_err(|e| format!("cannot filter rows: {e}"))?;
     let duplicates = batch.num_rows() - kept.num_rows();
@@ -418,6 +599,195 @@ mod tests {
             .to_string()
     }
 
+    struct Setup {
+        dir: tempfile::TempDir,
+        loc: Location,
+        schemas: Arc<HashMap<PushKind, TableSchema>>,
+        wal: Wal,
+    }
+
+    fn setup() -> Setup {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("file://{}", dir.path().join("wh").display());
+        let loc = Location::parse(&url, &Default::default()).unwrap();
+        let schemas = Arc::new(super::super::tables::load(Path::new("/nonexistent")).unwrap());
+        let (wal, _) = Wal::open(&dir.path().join("wal")).unwrap();
+        Setup {
+            dir,
+            loc,
+            schemas,
+            wal,
+        }
+    }
+
+    impl Setup {
+        /// A new flusher (a new process: nothing in memory) with these talks pending.
+        fn flusher(&self, ids: &[&str]) -> Flusher {
+            let entries = ids
+                .iter()
+                .map(|id| Entry {
+                    kind: PushKind::Talk,
+                    received_ms: 1,
+                    json: talk(id),
+                    segment: 1,
+                })
+                .collect();
+            Flusher::new(
+                self.loc.clone(),
+                self.schemas.clone(),
+                chrono_tz::Asia::Singapore,
+                None,
+                &self.keys(),
+                entries,
+            )
+        }
+
+        fn keys(&self) -> std::path::PathBuf {
+            self.dir.path().join("wal/keys")
+        }
+
+        fn partition_keys(&self) -> std::path::PathBuf {
+            self.keys().join("push_talks/dt=2024-03-01")
+        }
+
+        async fn flush(&self, ids: &[&str], close: bool) -> Flushed {
+            let mut f = self.flusher(ids);
+            let out = f.flush(&self.wal, Utc::now()).await.unwrap();
+            if close {
+                f.close_all().await;
+            }
+            out
+        }
+
+        fn files(&self) -> Vec<std::path::PathBuf> {
+            let dir = self.dir.path().join("wh/push_talks/dt=2024-03-01");
+            std::fs::read_dir(dir)
+                .unwrap()
+                .map(|e| e.unwrap().path())
+                .collect()
+        }
+    }
+
+    /// Shutdown spills: the next process answers from the index alone (nothing
+    /// uncovered), and still drops every stored key.
+    #[tokio::test]
+    async fn keys_spilled_at_shutdown_are_found_by_the_next_process() {
+        let s = setup();
+        let first = s.flush(&["a", "b", "a", "c"], true).await;
+        assert_eq!((first.rows, first.duplicates, first.files.len()), (3, 1, 1));
+        let idx = keyindex::PartitionKeys::open(&s.partition_keys()).unwrap();
+        assert_eq!(idx.durable_keys(), 3);
+        assert_eq!(idx.covered_files().count(), 1);
+        let second = s.flush(&["c", "d", "b"], true).await;
+        assert_eq!((second.rows, second.duplicates), (1, 2));
+    }
+
+    /// The file of a flush whose keys never reached a run (a crash), and the files of a
+    /// warehouse the index has never seen (a lost local disk, a first start), are read.
+    #[tokio::test]
+    async fn files_the_index_does_not_cover_are_read_from_the_warehouse() {
+        let s = setup();
+        s.flush(&["a", "b"], true).await;
+        // Not closed: the keys of this flush's file are not in a run.
+        s.flush(&["c"], false).await;
+        let idx = keyindex::PartitionKeys::open(&s.partition_keys()).unwrap();
+        assert_eq!(idx.covered_files().count(), 1);
+        drop(idx);
+        let third = s.flush(&["a", "c", "e"], true).await;
+        assert_eq!((third.rows, third.duplicates), (1, 2));
+        // The local disk is lost: every key is read again from the warehouse.
+        std::fs::remove_dir_all(s.keys()).unwrap();
+        let fourth = s.flush(&["a", "b", "c", "e", "f"], true).await;
+        assert_eq!((fourth.rows, fourth.duplicates), (1, 4));
+        let idx = keyindex::PartitionKeys::open(&s.partition_keys()).unwrap();
+        assert_eq!(idx.durable_keys(), 5);
+        assert_eq!(idx.covered_files().count(), s.files().len());
+    }
+
+    /// A file the index covers is gone from the warehouse (removed by hand, or rewritten
+    /// by a tool): the index is rebuilt, so its keys are accepted again, not dropped.
+    #[tokio::test]
+    async fn an_index_naming_a_missing_file_is_rebuilt_from_the_warehouse() {
+        let s = setup();
+        s.flush(&["a", "b"], true).await;
+        s.flush(&["c"], true).await;
+        let first = s
+            .files()
+            .into_iter()
+            .find(|p| {
+                let b = std::fs::read(p).unwrap();
+                file_keys(&s.schemas[&PushKind::Talk], b.into())
+                    .unwrap()
+                    .len()
+                    == 2
+            })
+            .unwrap();
+        std::fs::remove_file(first).unwrap();
+        let again = s.flush(&["a", "b", "c", "d"], true).await;
+        assert_eq!((again.rows, again.duplicates), (3, 1));
+    }
+
+    /// A truncated or corrupted run, or an unreadable manifest, is rebuilt from the
+    /// warehouse: the answers stay exact, nothing panics.
+    #[tokio::test]
+    async fn a_damaged_index_is_rebuilt_from_the_warehouse() {
+        let s = setup();
+        s.flush(&["a", "b", "c"], true).await;
+        let run = std::fs::read_dir(s.partition_keys())
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .find(|p| p.extension().is_some_and(|e| e == "keys"))
+            .unwrap();
+        let bytes = std::fs::read(&run).unwrap();
+        std::fs::write(&run, &bytes[..bytes.len() / 2]).unwrap();
+        let second = s.flush(&["a", "d"], true).await;
+        assert_eq!((second.rows, second.duplicates), (1, 1));
+        std::fs::write(s.partition_keys().join("MANIFEST"), b"not json").unwrap();
+        let third = s.flush(&["b", "d", "e"], true).await;
+        assert_eq!((third.rows, third.duplicates), (1, 2));
+        let idx = keyindex::PartitionKeys::open(&s.partition_keys()).unwrap();
+        assert_eq!(idx.durable_keys(), 5);
+    }
+
+    /// More partitions than may stay open: the least recently used are spilled and
+    /// closed (memory stays bounded), and reopening one still finds its keys.
+    #[tokio::test]
+    async fn closed_partitions_keep_their_keys() {
+        let s = setup();
+        let day = 86_400_000_i64;
+        let entry = |id: &str, d: i64| {
+            Entry {
+            kind: PushKind::Talk,
+            received_ms: 1,
+            json: serde_json::json!({"companyId": "c", "callID": id, "startTime": 1_709_251_200_000_i64 + d * day})
+                .to_string(),
+            segment: 1,
+        }
+        };
+        let days = MAX_PARTITIONS as i64 + 4;
+        let mut f = s.flusher(&[]);
+        f.pending = (0..days).map(|d| entry(&format!("k{d}"), d)).collect();
+        let first = f.flush(&s.wal, Utc::now()).await.unwrap();
+        assert_eq!(
+            (first.rows, first.files.len()),
+            (days as usize, days as usize)
+        );
+        assert_eq!(f.open_partitions(), MAX_PARTITIONS);
+        // The first day was closed: its key went to a run that covers its file.
+        let closed = keyindex::PartitionKeys::open(&s.partition_keys()).unwrap();
+        assert_eq!(
+            (closed.durable_keys(), closed.covered_files().count()),
+            (1, 1)
+        );
+        drop(closed);
+        // Every day again (the first four were closed), plus one new key.
+        f.pending = (0..days).map(|d| entry(&format!("k{d}"), d)).collect();
+        f.pending.push(entry("new", 0));
+        let second = f.flush(&s.wal, Utc::now()).await.unwrap();
+        assert_eq!((second.rows, second.duplicates), (1, days as usize));
+        assert!(f.open_partitions() <= MAX_PARTITIONS);
+    }
+
     /// A crash after a file was stored but before its WAL segments were deleted replays
     /// the same pushes: the second flush must store none of them again.
     #[tokio::test]
@@ -437,7 +807,14 @@ mod tests {
             })
             .collect();
         let (wal, _) = Wal::open(&dir.path().join("wal")).unwrap();
-        let mut f = Flusher::new(loc.clone(), schemas.clone(), tz, None, entries.clone());
+        let mut f = Flusher::new(
+            loc.clone(),
+            schemas.clone(),
+            tz,
+            None,
+            &dir.path().join("keys"),
+            entries.clone(),
+        );
         let first = f.flush(&wal, Utc::now()).await.unwrap();
         assert_eq!((first.rows, first.duplicates, first.files.len()), (3, 1, 1));
         // A new process (empty key memory) replays the same records, plus a new one.
@@ -446,7 +823,7 @@ mod tests {
             json: talk("d"),
             ..again[0].clone()
         });
-        let mut f = Flusher::new(loc, schemas, tz, None, again);
+        let mut f = Flusher::new(loc, schemas, tz, None, &dir.path().join("keys"), again);
         let second = f.flush(&wal, Utc::now()).await.unwrap();
         assert_eq!((second.rows, second.duplicates), (1, 4));
     }

@@ -11,6 +11,7 @@ pub mod body;
 pub mod cipher;
 pub mod deadletter;
 pub mod flush;
+pub mod keyindex;
 pub mod server;
 pub mod settings;
 pub mod sign;
@@ -129,6 +130,7 @@ pub async fn run(config_file: Option<&Path>, addr: Option<&str>) -> Result<(), C
         schemas,
         settings.timezone,
         settings.pii_key.clone(),
+        &rs.wal_dir.join("keys"),
         replayed,
     );
     let stop = tokio_util::sync::CancellationToken::new();
@@ -166,6 +168,7 @@ pub async fn run(config_file: Option<&Path>, addr: Option<&str>) -> Result<(), C
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
+    flusher.close_all().await;
     match last {
         Ok(f) => {
             tracing::info!(rows = f.rows, "flushed; stopped");

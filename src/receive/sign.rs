@@ -66,40 +66,78 @@ pub fn check_timestamp(timestamp: &str, now_ms: i64, max_skew_ms: i64) -> Result
     Ok(ts)
 }
 
-/// Random codes seen within the skew, per company. Memory is bounded by the push rate
-/// times the skew: a code is remembered only until its timestamp leaves the skew (after
-/// that the push would be refused as stale anyway), each entry is a 128-bit hash of
-/// (company, code) and its expiry (about 50 bytes with the map's overhead: 75 MB at
-/// 5,000 pushes/s and a 300 s skew), and a hard cap drops the oldest beyond it.
+/// Random codes seen within the skew, per company.
+///
+/// Memory is bounded by the push rate times the skew: a code is remembered only until
+/// its timestamp leaves the skew (after that the push would be refused as stale anyway),
+/// and a hard cap drops the oldest beyond it. Each code is kept compactly: a 64-bit hash
+/// of (company, code) mapped to its expiry in whole seconds (u32, counted from the
+/// guard's start, rounded up so a code is never forgotten early), plus the hash again in
+/// an insertion-order ring for expiry. That is 12 bytes per map slot, 8 per ring slot;
+/// with the tables' spare room (hashbrown keeps 1/8 to 9/16 free, a ring grows by
+/// doubling) about 22 to 34 bytes per code: 1.5 M codes (5,000 pushes/s, 300 s skew)
+/// take about 45 MB, and the memory stops growing once the skew has passed.
+///
+/// Exactness: two distinct live codes with the same 64-bit hash would make the second
+/// look like a replay (401; Sobot retries). Among n = 1.5 M live codes the chance that
+/// any two collide is about n^2 / 2^65 = 6e-8; for one new code, n / 2^64 = 8e-14.
 pub struct ReplayGuard {
     max_skew_ms: i64,
     cap: usize,
+    /// Expiries are seconds after this (ms since the epoch).
+    base_ms: i64,
     inner: Mutex<Seen>,
 }
 
 #[derive(Default)]
 struct Seen {
-    /// Hash -> expiry (ms).
-    codes: HashMap<u128, i64>,
-    /// Insertion order (expiry, hash) for expiry.
-    order: VecDeque<(i64, u128)>,
+    /// Hash -> expiry (seconds after `base_ms`).
+    codes: HashMap<u64, u32>,
+    /// Hashes in insertion order (each hash once: it is inserted only when absent).
+    order: VecDeque<u64>,
 }
 
-fn code_hash(company: &str, code: &str) -> u128 {
+fn code_hash(company: &str, code: &str) -> u64 {
     let mut h = Md5::new();
     h.update(company.as_bytes());
     h.update([0x1f]);
     h.update(code.as_bytes());
-    u128::from_le_bytes(h.finalize().into())
+    let d = h.finalize();
+    let mut b = [0u8; 8];
+    b.copy_from_slice(&d[..8]);
+    u64::from_le_bytes(b)
 }
 
 impl ReplayGuard {
     pub fn new(max_skew_ms: i64, cap: usize) -> Self {
+        // Timestamps up to one skew before the start are accepted; count from there so
+        // every expiry is >= 0.
+        let base_ms = chrono::Utc::now()
+            .timestamp_millis()
+            .saturating_sub(max_skew_ms.max(0));
+        Self::with_base(max_skew_ms, cap, base_ms)
+    }
+
+    fn with_base(max_skew_ms: i64, cap: usize, base_ms: i64) -> Self {
         Self {
             max_skew_ms,
             cap,
+            base_ms,
             inner: Mutex::new(Seen::default()),
         }
+    }
+
+    /// `ms` as whole seconds after the base, rounded up (clamped to u32).
+    fn secs_up(&self, ms: i64) -> u32 {
+        let d = ms.saturating_sub(self.base_ms).max(0);
+        (d.saturating_add(999) / 1000).min(i64::from(u32::MAX)) as u32
+    }
+
+    /// Seconds after the base that have fully passed at `now_ms` (rounded down): an
+    /// expiry below it is over.
+    fn secs_down(&self, ms: i64) -> u32 {
+        let d = ms.saturating_sub(self.base_ms).max(0);
+        (d / 1000).min(i64::from(u32::MAX)) as u32
     }
 
     /// Records the code of a push stamped `ts_ms`; `false` when it was already seen
@@ -110,22 +148,26 @@ impl ReplayGuard {
             Ok(g) => g,
             Err(p) => p.into_inner(),
         };
-        while let Some(&(expiry, hash)) = seen.order.front() {
-            if expiry >= now_ms && seen.order.len() <= self.cap {
+        let now = self.secs_down(now_ms);
+        while let Some(&hash) = seen.order.front() {
+            let expiry = seen.codes.get(&hash).copied().unwrap_or(0);
+            if expiry >= now && seen.order.len() <= self.cap {
                 break;
             }
             seen.order.pop_front();
-            if seen.codes.get(&hash) == Some(&expiry) {
-                seen.codes.remove(&hash);
-            }
+            seen.codes.remove(&hash);
         }
         let hash = code_hash(company, code);
-        if seen.codes.get(&hash).is_some_and(|&e| e >= now_ms) {
-            return false;
+        let expiry = self.secs_up(ts_ms.saturating_add(self.max_skew_ms));
+        match seen.codes.get_mut(&hash) {
+            Some(e) if *e >= now => return false,
+            // Expired but not yet popped (behind a code that expires later): a new use.
+            Some(e) => *e = expiry,
+            None => {
+                seen.codes.insert(hash, expiry);
+                seen.order.push_back(hash);
+            }
         }
-        let expiry = ts_ms.saturating_add(self.max_skew_ms);
-        seen.codes.insert(hash, expiry);
-        seen.order.push_back((expiry, hash));
         true
     }
 
@@ -172,7 +214,7 @@ mod tests {
 
     #[test]
     fn replays_are_caught_and_memory_expires() {
-        let g = ReplayGuard::new(1_000, 1_000_000);
+        let g = ReplayGuard::with_base(1_000, 1_000_000, 0);
         assert!(g.first_use("c", "r1", 0, 0));
         assert!(!g.first_use("c", "r1", 0, 500));
         assert!(g.first_use("other", "r1", 0, 500));
@@ -182,11 +224,16 @@ mod tests {
         // Far later, every code whose timestamp left the skew is forgotten.
         assert!(g.first_use("c", "late", 10_000, 10_000));
         assert_eq!(g.len(), 1);
+        // A code is remembered at least as long as the skew (expiry rounded up)...
+        assert!(!g.first_use("c", "late", 10_000, 11_000));
+        // ...and once its expiry has passed it may be used again.
+        assert!(g.first_use("c", "late", 13_000, 13_000));
+        assert!(!g.first_use("c", "late", 13_000, 13_500));
     }
 
     #[test]
     fn the_cap_bounds_memory() {
-        let g = ReplayGuard::new(1_000_000, 10);
+        let g = ReplayGuard::with_base(1_000_000, 10, 0);
         for i in 0..100 {
             g.first_use("c", &format!("x{i}"), 0, 0);
         }

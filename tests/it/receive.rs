@@ -259,10 +259,12 @@ async fn every_push_type_lands_in_its_table_once() {
             }
         }
     }
-    // Nothing left behind: the WAL is empty after a clean stop.
+    // Nothing left behind: the WAL is empty after a clean stop (its `keys` folder holds
+    // the key index).
     let wal: Vec<_> = std::fs::read_dir(r.env.path().join("wal"))
         .expect("wal folder")
         .filter_map(|e| e.ok())
+        .filter(|e| e.path().extension().is_some_and(|x| x == "wal"))
         .filter(|e| {
             std::fs::metadata(e.path())
                 .map(|m| m.len() > 0)
@@ -647,4 +649,92 @@ async fn the_sim_push_command_sends_signed_pushes_and_reports_them() {
         .filter_map(|s| s["key"].as_str().map(str::to_string))
         .collect();
     assert_eq!(keys_once(&r.env.warehouse(), PushKind::Talk), talks);
+}
+
+/// Every row of `kind`'s table in an S3 warehouse, by key (read with the crate's store).
+async fn s3_keys(loc: &sobot_sync::store::Location, kind: PushKind) -> BTreeMap<String, usize> {
+    let mut counts: BTreeMap<String, usize> = BTreeMap::new();
+    let files = sobot_sync::sink::list_files(loc, kind.table())
+        .await
+        .expect("table listing");
+    for rel in files {
+        let bytes = sobot_sync::sink::fetch(loc, &rel)
+            .await
+            .unwrap_or_else(|e| panic!("read {rel}: {e}"));
+        let batch = parquet_file::decode(bytes, &rel);
+        for i in 0..batch.num_rows() {
+            *counts.entry(row_key(kind, &batch, i)).or_default() += 1;
+        }
+    }
+    counts
+}
+
+/// The receiver against the in-process S3 warehouse, across two restarts (the second
+/// after its local key index was deleted, as with a lost disk, so the keys are read back
+/// from S3) and Sobot's retries of pushes already stored: every acknowledged push is a
+/// row, once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pushes_land_once_in_an_s3_warehouse_across_restarts_and_a_lost_key_index() {
+    let wh = crate::support::rig::Warehouse::s3().await;
+    let mut r = Receiver::new().await;
+    r.env.set("SOBOT_SYNC_WAREHOUSE", &wh.url);
+    for (k, v) in wh.env() {
+        r.env.set(k, v);
+    }
+    let kinds = [PushKind::Talk, PushKind::CallEvent];
+    let all = records(&kinds, 6);
+    let (a, b) = all.split_at(all.len() / 2);
+    r.start().await;
+    let mut plan = r.plan(a.to_vec());
+    plan.repeat_every = Some(3);
+    let mut sent = push::send(&plan).await;
+    r.stop().await;
+    // Restart: new pushes, and retries of some already stored.
+    r.start().await;
+    let mut again: Vec<_> = b.to_vec();
+    again.extend(a.iter().step_by(7).cloned());
+    sent.extend(push::send(&r.plan(again)).await);
+    r.stop().await;
+    let keys = r.env.path().join("wal/keys");
+    assert!(keys.join("push_talks").is_dir(), "the key index is on disk");
+    std::fs::remove_dir_all(&keys).expect("delete the key index");
+    r.start().await;
+    let retries: Vec<_> = all.iter().step_by(5).cloned().collect();
+    sent.extend(push::send(&r.plan(retries)).await);
+    r.stop().await;
+    assert!(
+        sent.iter().all(Sent::acknowledged),
+        "every push acknowledged"
+    );
+    let s3 = sobot_sync::store::S3Options {
+        endpoint: wh.env().get("AWS_ENDPOINT_URL").cloned(),
+        access_key_id: wh.env().get("AWS_ACCESS_KEY_ID").cloned(),
+        secret_access_key: wh
+            .env()
+            .get("AWS_SECRET_ACCESS_KEY")
+            .map(sobot_sync::secret::Secret::new),
+        region: wh.env().get("AWS_REGION").cloned(),
+        allow_http: true,
+    };
+    let loc = sobot_sync::store::Location::parse(&wh.url, &s3).expect("warehouse URL");
+    for kind in kinds {
+        let counts = s3_keys(&loc, kind).await;
+        let dup: Vec<_> = counts.iter().filter(|(_, n)| **n > 1).collect();
+        assert!(dup.is_empty(), "{}: duplicate keys {dup:?}", kind.table());
+        let expected = acked(&sent, kind);
+        assert!(!expected.is_empty(), "{kind:?}: the sender sent some");
+        let rows: usize = counts.values().sum();
+        assert_eq!(
+            rows,
+            expected.len(),
+            "{}: rows = acknowledged",
+            kind.table()
+        );
+        assert_eq!(
+            counts.into_keys().collect::<BTreeSet<_>>(),
+            expected,
+            "{}",
+            kind.table()
+        );
+    }
 }
