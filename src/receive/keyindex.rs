@@ -527,11 +527,13 @@ fn load_run(path: &Path, id: u64, expected: u64) -> Result<Run, IndexError> {
         }
     })?;
     let len = file.metadata().map_err(io_err(path))?.len();
-    if len != HEADER + expected * 16 + 4 {
-        return Err(damaged(
-            path,
-            format!("{len} bytes, expected {}", HEADER + expected * 16 + 4),
-        ));
+    // The count comes from the manifest, which a damaged disk can make anything.
+    let want = expected
+        .checked_mul(16)
+        .and_then(|b| b.checked_add(HEADER + 4))
+        .ok_or_else(|| damaged(path, format!("the manifest claims {expected} keys")))?;
+    if len != want {
+        return Err(damaged(path, format!("{len} bytes, expected {want}")));
     }
     let mut reader = RunReader::open(path, expected)?;
     let mut filter = empty_filter(expected as usize);
@@ -760,6 +762,17 @@ mod tests {
             PartitionKeys::open(dir.path()),
             Err(IndexError::Damaged { .. })
         ));
+        // A manifest claiming more keys than a file can hold (no overflow, no panic).
+        std::fs::write(&run, &bytes).unwrap();
+        let manifest = std::fs::read_to_string(dir.path().join(MANIFEST)).unwrap();
+        let huge = manifest.replace("\"keys\":2000", &format!("\"keys\":{}", u64::MAX));
+        assert_ne!(huge, manifest, "the manifest names the run's key count");
+        std::fs::write(dir.path().join(MANIFEST), huge).unwrap();
+        assert!(matches!(
+            PartitionKeys::open(dir.path()),
+            Err(IndexError::Damaged { .. })
+        ));
+        std::fs::write(dir.path().join(MANIFEST), manifest).unwrap();
         // Missing.
         std::fs::remove_file(&run).unwrap();
         assert!(matches!(
