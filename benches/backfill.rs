@@ -7,7 +7,9 @@
 //! (`-- --quick` for 1 and 3 days). Environment:
 //! - `SOBOT_BENCH_DAYS`: comma-separated range lengths in days (default `1,30`);
 //! - `SOBOT_BENCH_CALLS_PER_HOUR`: simulated call rate (default 200);
-//! - `SOBOT_BENCH_REPEAT`: runs per measurement, the fastest kept (default 1).
+//! - `SOBOT_BENCH_REPEAT`: runs per measurement, the fastest kept (default 1);
+//! - `SOBOT_BENCH_LATENCY_MS`: a delay the simulator adds to every answer (default 0),
+//!   to see the engine against an API that is not on the same machine.
 //!
 //! The Markdown table goes to stdout, progress and target verdicts to stderr.
 
@@ -39,6 +41,7 @@ struct Options {
     days: Vec<u32>,
     calls_per_hour: f64,
     repeat: u32,
+    latency_ms: u64,
 }
 
 impl Options {
@@ -86,10 +89,19 @@ impl Options {
                 })?,
             None => 1,
         };
+        let latency_ms = match var("SOBOT_BENCH_LATENCY_MS") {
+            Some(v) => v.trim().parse::<u64>().ok().ok_or_else(|| {
+                BenchError::Setup(format!(
+                    "SOBOT_BENCH_LATENCY_MS {v:?}: expected a whole number of milliseconds"
+                ))
+            })?,
+            None => 0,
+        };
         Ok(Self {
             days,
             calls_per_hour,
             repeat,
+            latency_ms,
         })
     }
 }
@@ -145,9 +157,10 @@ fn run() -> Result<(), BenchError> {
     let grid = Grid::new(TIMEZONE, talks.window_secs);
     let dataset = bench.sim.dataset();
     eprintln!(
-        "simulator at {} ({} calls/hour), {} child process(es) per measurement",
+        "simulator at {} ({} calls/hour, {} ms added to every answer), {} child process(es) per measurement",
         bench.sim.base_url(),
         opts.calls_per_hour,
+        opts.latency_ms,
         opts.repeat
     );
 
@@ -183,13 +196,18 @@ impl Bench {
                 .map_err(BenchError::io("start a tokio runtime"))
         };
         let sim_runtime = runtime()?;
-        let config = SimConfig {
+        let mut config = SimConfig {
             calls_per_hour: opts.calls_per_hour,
             now: Some(now),
             static_token: Some(TOKEN.to_string()),
             timezone: TIMEZONE,
             ..SimConfig::default()
         };
+        if opts.latency_ms > 0 {
+            // The slow-answer fault on every request: a fixed network and server delay.
+            config.faults.slow_every = Some(1);
+            config.faults.slow_ms = opts.latency_ms;
+        }
         let sim = sim_runtime
             .block_on(sim::start(config, ([127, 0, 0, 1], 0).into()))
             .map_err(BenchError::io("start the simulator"))?;

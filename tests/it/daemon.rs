@@ -671,7 +671,9 @@ async fn a_daemon_with_two_tenants_runs_both_and_serves_their_health() {
         })
     };
     let began = Instant::now();
-    while began.elapsed() < Duration::from_secs(120) {
+    // Generous: two tenants' first catch-up in a debug build shares the machine with the
+    // rest of the suite.
+    while began.elapsed() < Duration::from_secs(300) {
         if let Ok(r) = http.get(format!("http://{addr}/healthz")).send().await
             && let Ok(h) = r.json::<serde_json::Value>().await
         {
@@ -708,7 +710,7 @@ async fn a_daemon_with_two_tenants_runs_both_and_serves_their_health() {
         );
     }
     d.sigterm();
-    let (code, lines, _) = d.exit(Duration::from_secs(30)).await;
+    let (code, lines, _) = d.exit(Duration::from_secs(60)).await;
     assert_eq!(code, Some(0), "{}", lines.join("\n"));
     let has = |prefix: &str| {
         std::fs::read_dir(env.warehouse().join(prefix))
