@@ -14,7 +14,7 @@ use crate::pipeline::{Catalog, Kind, Pipeline};
 use crate::plan::{self, Grid, Window};
 use crate::settings::Settings;
 use crate::sink::{self, SinkError, WindowFile};
-use crate::state::model::{BackfillState, Outcome, PipelineState, RunRecord, Span};
+use crate::state::model::{BackfillState, PipelineState, RunRecord, Span};
 use crate::state::store::{Lock, StateError, StateStore};
 use crate::store::Location;
 use arrow::record_batch::RecordBatch;
@@ -426,17 +426,7 @@ impl Engine {
         };
 
         let started = Utc::now();
-        st.last_run = Some(RunRecord {
-            run_id: run_id.to_string(),
-            kind: kind.to_string(),
-            started_at: started,
-            ended_at: None,
-            outcome: Outcome::Running,
-            windows: 0,
-            rows: 0,
-            files: 0,
-            error: None,
-        });
+        st.last_run = Some(RunRecord::running(run_id, kind, started));
         version = Some(
             crate::state::rebase::commit(&self.state, &p.name, version, &mut st)
                 .await

@@ -124,6 +124,23 @@ pub struct Column {
     pub pii: Option<Pii>,
 }
 
+/// The Arrow schema of a table: its data columns, all nullable (the API may leave any
+/// field out), then [`META_COLUMNS`], of which only `_extra` and `_errors` may be null.
+pub fn arrow_schema(columns: &[Column]) -> SchemaRef {
+    let mut fields: Vec<Field> = columns
+        .iter()
+        .map(|c| Field::new(&c.name, c.ty.arrow(), true))
+        .collect();
+    fields.push(Field::new("_extra", DataType::Utf8, true));
+    fields.push(Field::new("_errors", DataType::Utf8, true));
+    fields.push(Field::new("_extracted_at", timestamp_type(), false));
+    fields.push(Field::new("_run_id", DataType::Utf8, false));
+    fields.push(Field::new("_window_start", timestamp_type(), false));
+    fields.push(Field::new("_window_end", timestamp_type(), false));
+    debug_assert_eq!(fields.len(), columns.len() + META_COLUMNS.len());
+    Arc::new(Schema::new(fields))
+}
+
 /// Columns every table has after the data columns.
 pub const META_COLUMNS: &[&str] = &[
     "_extra",
@@ -252,16 +269,7 @@ impl TableSchema {
                 file.time_column
             )));
         }
-        let mut fields: Vec<Field> = columns
-            .iter()
-            .map(|c| Field::new(&c.name, c.ty.arrow(), true))
-            .collect();
-        fields.push(Field::new("_extra", DataType::Utf8, true));
-        fields.push(Field::new("_errors", DataType::Utf8, true));
-        fields.push(Field::new("_extracted_at", timestamp_type(), false));
-        fields.push(Field::new("_run_id", DataType::Utf8, false));
-        fields.push(Field::new("_window_start", timestamp_type(), false));
-        fields.push(Field::new("_window_end", timestamp_type(), false));
+        let arrow = arrow_schema(&columns);
         Ok(Self {
             table: file.table,
             doc: file.doc,
@@ -269,7 +277,7 @@ impl TableSchema {
             key,
             time,
             by_field,
-            arrow: Arc::new(Schema::new(fields)),
+            arrow,
         })
     }
 

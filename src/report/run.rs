@@ -46,7 +46,7 @@ use crate::pipeline::Pipeline;
 use crate::plan::Window;
 use crate::runner::{Engine, Mode, Report, RunError, WindowError};
 use crate::sink::{self, WindowFile};
-use crate::state::model::{BackfillState, Outcome, PipelineState, RunRecord, Span};
+use crate::state::model::{BackfillState, PipelineState, RunRecord, Span};
 use crate::timeutil;
 use arrow::record_batch::RecordBatch;
 use chrono::{DateTime, Duration, Utc};
@@ -279,17 +279,7 @@ pub async fn run_locked(
         }
     };
 
-    st.base.last_run = Some(RunRecord {
-        run_id: run_id.to_string(),
-        kind: kind.to_string(),
-        started_at: Utc::now(),
-        ended_at: None,
-        outcome: Outcome::Running,
-        windows: 0,
-        rows: 0,
-        files: 0,
-        error: None,
-    });
+    st.base.last_run = Some(RunRecord::running(run_id, kind, Utc::now()));
     version = Some(
         engine
             .state

@@ -14,9 +14,9 @@
 
 use super::period::{Period, PeriodError};
 use super::spec::{ColumnKind, ReportSpec};
-use crate::schema::{Column, ColumnType, META_COLUMNS, TableSchema, timestamp_type};
+use crate::schema::{Column, ColumnType, TableSchema};
 use arrow::array::{Array, ArrayRef, AsArray, StringArray};
-use arrow::datatypes::{DataType, Field, Float64Type, Int64Type, Schema, TimestampMillisecondType};
+use arrow::datatypes::{Float64Type, Int64Type, TimestampMillisecondType};
 use arrow::record_batch::RecordBatch;
 use serde_json::{Map, Value};
 use std::collections::{BTreeMap, HashMap};
@@ -55,17 +55,7 @@ pub fn schema(spec: &ReportSpec, table: &str) -> TableSchema {
     let index = |name: &str| columns.iter().position(|c| c.name == name).unwrap_or(0);
     let key = spec.key_columns().iter().map(|k| index(k)).collect();
     let time = index(PERIOD_START);
-    let mut fields: Vec<Field> = columns
-        .iter()
-        .map(|c| Field::new(&c.name, c.ty.arrow(), true))
-        .collect();
-    fields.push(Field::new("_extra", DataType::Utf8, true));
-    fields.push(Field::new("_errors", DataType::Utf8, true));
-    fields.push(Field::new("_extracted_at", timestamp_type(), false));
-    fields.push(Field::new("_run_id", DataType::Utf8, false));
-    fields.push(Field::new("_window_start", timestamp_type(), false));
-    fields.push(Field::new("_window_end", timestamp_type(), false));
-    debug_assert_eq!(fields.len(), columns.len() + META_COLUMNS.len());
+    let arrow = crate::schema::arrow_schema(&columns);
     TableSchema {
         table: table.to_string(),
         doc: Some(format!(
@@ -78,7 +68,7 @@ pub fn schema(spec: &ReportSpec, table: &str) -> TableSchema {
         key,
         time,
         by_field,
-        arrow: Arc::new(Schema::new(fields)),
+        arrow,
     }
 }
 
@@ -237,6 +227,7 @@ mod tests {
     use super::*;
     use crate::convert::{BatchBuilder, RowMeta};
     use crate::record::parse_record;
+    use crate::schema::timestamp_type;
     use chrono_tz::Asia::Singapore;
 
     fn spec() -> ReportSpec {

@@ -22,7 +22,7 @@ use crate::pipeline::{Kind, Pipeline, TimeFilter};
 use crate::plan::Window;
 use crate::runner::{Engine, Mode, Report, RunError, WindowError};
 use crate::sink::{self, WindowFile};
-use crate::state::model::{Outcome, PipelineState, RunRecord};
+use crate::state::model::PipelineState;
 use crate::state::store::StateError;
 use arrow::record_batch::RecordBatch;
 use chrono::{DateTime, Utc};
@@ -186,21 +186,6 @@ pub(crate) fn state_err(p: &Pipeline, source: StateError) -> RunError {
     RunError::State {
         pipeline: p.name.clone(),
         source,
-    }
-}
-
-/// A fresh "running" record for `st.last_run`.
-pub(crate) fn running(run_id: &str, kind: &str) -> RunRecord {
-    RunRecord {
-        run_id: run_id.to_string(),
-        kind: kind.to_string(),
-        started_at: Utc::now(),
-        ended_at: None,
-        outcome: Outcome::Running,
-        windows: 0,
-        rows: 0,
-        files: 0,
-        error: None,
     }
 }
 

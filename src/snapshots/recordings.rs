@@ -20,16 +20,17 @@
 //!   passed over; windows talks has not committed yet wait for it.
 //! - The access token is sent only to the API's own host (`ApiClient::download`).
 
-use super::{backfills, finish, load_state, lock_lost, running, state_err, to_batch};
+use super::{backfills, finish, load_state, lock_lost, state_err, to_batch};
 use crate::extract::ExtractError;
 use crate::pipeline::Pipeline;
 use crate::plan::{self, Window};
 use crate::runner::{Engine, Mode, Report, RunError, WindowError};
 use crate::sink::{self, SinkError};
+use crate::state::model::RunRecord;
 use crate::state::model::{PipelineState, Span};
 use crate::store::Location;
 use arrow::array::{Array, AsArray, RecordBatch};
-use arrow::datatypes::{Int64Type, TimestampMillisecondType};
+use arrow::datatypes::{ArrowPrimitiveType, Int64Type, TimestampMillisecondType};
 use bytes::Bytes;
 use chrono::{Duration, Utc};
 use futures::StreamExt;
@@ -214,7 +215,7 @@ pub async fn run(
         Mode::Incremental => "run",
         Mode::Backfill { .. } => "backfill",
     };
-    st.last_run = Some(running(run_id, kind));
+    st.last_run = Some(RunRecord::running(run_id, kind, Utc::now()));
     version = Some(
         engine
             .state
@@ -538,10 +539,15 @@ fn strings(batch: &RecordBatch, name: &str) -> Vec<Option<String>> {
     }
 }
 
-fn times(batch: &RecordBatch, name: &str) -> Vec<Option<i64>> {
+/// A column of 64-bit values (`T` is its exact Arrow type), each null where the column
+/// is null or missing.
+fn int64s<T: ArrowPrimitiveType<Native = i64>>(
+    batch: &RecordBatch,
+    name: &str,
+) -> Vec<Option<i64>> {
     match batch
         .column_by_name(name)
-        .and_then(|c| c.as_primitive_opt::<TimestampMillisecondType>())
+        .and_then(|c| c.as_primitive_opt::<T>())
     {
         Some(a) => (0..a.len())
             .map(|i| a.is_valid(i).then(|| a.value(i)))
@@ -550,16 +556,12 @@ fn times(batch: &RecordBatch, name: &str) -> Vec<Option<i64>> {
     }
 }
 
+fn times(batch: &RecordBatch, name: &str) -> Vec<Option<i64>> {
+    int64s::<TimestampMillisecondType>(batch, name)
+}
+
 fn ints(batch: &RecordBatch, name: &str) -> Vec<Option<i64>> {
-    match batch
-        .column_by_name(name)
-        .and_then(|c| c.as_primitive_opt::<Int64Type>())
-    {
-        Some(a) => (0..a.len())
-            .map(|i| a.is_valid(i).then(|| a.value(i)))
-            .collect(),
-        None => vec![None; batch.num_rows()],
-    }
+    int64s::<Int64Type>(batch, name)
 }
 
 /// The parent's calls in `w` that have a recording URL, in call-id order.

@@ -15,12 +15,14 @@
 //! `agentsSummary` counts go on every row, in `summary_*` columns; `creationTime` and
 //! `companyId` of the answer too.
 
-use super::{count_of, finish, list_of, load_state, lock_lost, running, state_err, to_batch};
+use super::{count_of, finish, list_of, load_state, lock_lost, state_err, to_batch};
 use crate::extract::{self, ExtractError};
 use crate::pipeline::{Kind, Pipeline};
 use crate::plan::Window;
 use crate::runner::{Engine, Mode, Report, RunError, WindowError};
 use crate::sink;
+use crate::state::model::RunRecord;
+use chrono::Utc;
 use object_store::ObjectStoreExt;
 use serde_json::{Map, Value};
 use std::collections::HashSet;
@@ -44,7 +46,7 @@ pub async fn run(
     }
     let w = engine.grid(p).window_at(engine.clock.now());
     let (version, mut st) = load_state(engine, p, w.start).await?;
-    st.last_run = Some(running(run_id, "run"));
+    st.last_run = Some(RunRecord::running(run_id, "run", Utc::now()));
     let mut report = Report {
         pipeline: p.name.clone(),
         table: p.table.clone(),

@@ -86,6 +86,24 @@ pub struct RunRecord {
     pub error: Option<String>,
 }
 
+impl RunRecord {
+    /// The record a run commits before its first window, so `status` shows it running
+    /// (and a crash leaves it visible as never ended).
+    pub fn running(run_id: &str, kind: &str, started_at: DateTime<Utc>) -> Self {
+        Self {
+            run_id: run_id.to_string(),
+            kind: kind.to_string(),
+            started_at,
+            ended_at: None,
+            outcome: Outcome::Running,
+            windows: 0,
+            rows: 0,
+            files: 0,
+            error: None,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BackfillState {
     pub from: DateTime<Utc>,
