@@ -14,7 +14,8 @@ use crate::pipeline::{Catalog, Kind, Pipeline};
 use crate::plan::{self, Grid, Window};
 use crate::settings::Settings;
 use crate::sink::{self, SinkError, WindowFile};
-use crate::state::model::{BackfillState, PipelineState, RunRecord, Span};
+use crate::state::backfills;
+use crate::state::model::{PipelineState, RunRecord, Span};
 use crate::state::store::{Lock, StateError, StateStore};
 use crate::store::Location;
 use arrow::record_batch::RecordBatch;
@@ -393,25 +394,7 @@ impl Engine {
                         ),
                     });
                 }
-                let idx = match st
-                    .backfills
-                    .iter()
-                    .position(|b| b.from == from && b.to == to)
-                {
-                    Some(i) => i,
-                    None => {
-                        st.backfills.push(BackfillState {
-                            from,
-                            to,
-                            done: Default::default(),
-                            started_at: Utc::now(),
-                            updated_at: Utc::now(),
-                            finished_at: None,
-                        });
-                        st.backfills.len() - 1
-                    }
-                };
-                let done = st.backfills[idx].done.clone();
+                let (idx, done) = backfills::open(&mut st, from, to);
                 let tasks = grid
                     .windows(from, to)
                     .into_iter()
@@ -551,8 +534,7 @@ impl Engine {
                                 st.watermark = w.end;
                             }
                             if let Some(i) = backfill_idx {
-                                st.backfills[i].done.add(Span::from(w));
-                                st.backfills[i].updated_at = Utc::now();
+                                backfills::done(&mut st, i, w);
                             }
                             report.windows += 1;
                             if !task.advances && backfill_idx.is_none() {
@@ -642,18 +624,10 @@ impl Engine {
             }
         };
 
-        if let Some(i) = backfill_idx {
-            let b = &mut st.backfills[i];
-            if failure.is_none()
-                && grid
-                    .windows(b.from, b.to)
-                    .iter()
-                    .all(|w| b.done.covers(Span::from(*w)))
-            {
-                b.finished_at = Some(Utc::now());
-            }
+        match backfill_idx {
+            Some(i) => backfills::close(&mut st, i, &grid, failure.is_none()),
+            None => st.trim_backfills(),
         }
-        st.trim_backfills();
         st.close_run(failure.as_ref().map(|e| e.to_string()));
         report.watermark = Some(st.watermark);
         // Record the outcome even after a failure. Another writer's commit (a shard of a

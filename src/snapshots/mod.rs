@@ -11,7 +11,6 @@
 //! state model with the windowed pipelines, so `status` and locks work the same; the
 //! runner hands these kinds to [`run`].
 
-mod backfills;
 pub mod recordings;
 pub mod reference;
 pub mod snapshot;
@@ -189,14 +188,29 @@ pub(crate) fn state_err(p: &Pipeline, source: StateError) -> RunError {
     }
 }
 
-/// Closes `st.last_run` with the outcome.
-pub(crate) fn finish(st: &mut PipelineState, report: &Report, failure: Option<&RunError>) {
+/// Closes `st.last_run` with the outcome and commits it, after a failure too (so
+/// `status` shows the error); the failure, if any, is what the caller gets back.
+pub(crate) async fn finish(
+    engine: &Engine,
+    p: &Pipeline,
+    version: Option<u64>,
+    mut st: PipelineState,
+    mut report: Report,
+    failure: Option<RunError>,
+) -> Result<Report, RunError> {
     if let Some(r) = st.last_run.as_mut() {
         r.windows = report.windows;
         r.rows = report.rows;
         r.files = report.files;
     }
-    st.close_run(failure.map(ToString::to_string));
+    st.close_run(failure.as_ref().map(ToString::to_string));
+    report.watermark = Some(st.watermark);
+    let committed = engine.state.commit(&p.name, version, &st).await;
+    if let Some(f) = failure {
+        return Err(f);
+    }
+    committed.map_err(|source| state_err(p, source))?;
+    Ok(report)
 }
 
 pub(crate) use crate::runner::lock_lost;

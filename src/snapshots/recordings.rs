@@ -20,12 +20,13 @@
 //!   passed over; windows talks has not committed yet wait for it.
 //! - The access token is sent only to the API's own host (`ApiClient::download`).
 
-use super::{backfills, finish, load_state, lock_lost, state_err, to_batch};
+use super::{finish, load_state, lock_lost, state_err, to_batch};
 use crate::extract::ExtractError;
 use crate::pipeline::Pipeline;
 use crate::plan::{self, Window};
 use crate::runner::{Engine, Mode, Report, RunError, WindowError};
 use crate::sink::{self, SinkError};
+use crate::state::backfills;
 use crate::state::model::RunRecord;
 use crate::state::model::{PipelineState, Span};
 use crate::store::Location;
@@ -303,14 +304,7 @@ pub async fn run(
     if let Some(i) = backfill_idx {
         backfills::close(&mut st, i, &grid, failure.is_none());
     }
-    finish(&mut st, &report, failure.as_ref());
-    report.watermark = Some(st.watermark);
-    let committed = engine.state.commit(&p.name, version, &st).await;
-    if let Some(f) = failure {
-        return Err(f);
-    }
-    committed.map_err(|source| state_err(p, source))?;
-    Ok(report)
+    finish(engine, p, version, st, report, failure).await
 }
 
 /// What one window did.

@@ -15,7 +15,7 @@
 //! `agentsSummary` counts go on every row, in `summary_*` columns; `creationTime` and
 //! `companyId` of the answer too.
 
-use super::{count_of, finish, list_of, load_state, lock_lost, state_err, to_batch};
+use super::{count_of, finish, list_of, load_state, lock_lost, to_batch};
 use crate::extract::{self, ExtractError};
 use crate::pipeline::{Kind, Pipeline};
 use crate::plan::Window;
@@ -66,14 +66,7 @@ pub async fn run(
         report.windows = 1;
         st.watermark = st.watermark.max(w.end);
     }
-    finish(&mut st, &report, failure.as_ref());
-    report.watermark = Some(st.watermark);
-    let committed = engine.state.commit(&p.name, version, &st).await;
-    if let Some(f) = failure {
-        return Err(f);
-    }
-    committed.map_err(|source| state_err(p, source))?;
-    Ok(report)
+    finish(engine, p, version, st, report, failure).await
 }
 
 /// Fetches, converts and writes one snapshot.

@@ -1,5 +1,6 @@
 //! Pipeline state: what is committed, kept in the object store next to the data.
 
+pub mod backfills;
 pub mod model;
 pub mod rebase;
 pub mod store;

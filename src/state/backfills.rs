@@ -1,7 +1,7 @@
-//! The backfill entries of a pipeline's state (`PipelineState::backfills`) for the kinds
-//! in this folder, kept as the runner keeps them for search pipelines: one entry per
+//! The backfill entries of a pipeline's state (`PipelineState::backfills`): one entry per
 //! `--from`/`--to` range (after rounding to the grid), the windows it has done, and when
-//! it finished, so that `status` lists it and a rerun of the same range resumes.
+//! it finished, so that `status` lists it and a rerun of the same range resumes. Search,
+//! children, snapshot and recordings runs share them; reports keep periods instead.
 
 use crate::plan::{Grid, Window};
 use crate::state::model::{BackfillState, Ledger, PipelineState, Span};
