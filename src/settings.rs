@@ -196,6 +196,10 @@ const KNOWN: &[Known] = &[
         env: "SOBOT_SYNC_RECEIVE_FLUSH_SECS",
         secret: false,
     },
+    Known {
+        env: "SOBOT_SYNC_RECEIVE_MAX_BODY_BYTES",
+        secret: false,
+    },
 ];
 
 fn file_key(env: &str) -> String {
@@ -559,6 +563,36 @@ fn read_file(path: &Path, raw: &mut BTreeMap<&'static str, Raw>) -> Result<(), C
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A setting missing from `KNOWN` is never read from the environment or the file,
+    /// so a receiver setting left out of it would silently keep its default.
+    #[test]
+    fn every_receiver_setting_is_known() {
+        use crate::receive::settings as rs;
+        for name in [
+            rs::APP_KEY,
+            rs::MAX_SKEW,
+            rs::COMPANY_IDS,
+            rs::AES_KEY,
+            rs::CIPHER,
+            rs::ADDR,
+            rs::WAL,
+            rs::FLUSH_ROWS,
+            rs::FLUSH_SECS,
+            rs::MAX_BODY,
+        ] {
+            assert!(
+                KNOWN.iter().any(|k| k.env == name),
+                "{name} is not in KNOWN"
+            );
+        }
+        for secret in [rs::APP_KEY, rs::AES_KEY] {
+            assert!(
+                KNOWN.iter().any(|k| k.env == secret && k.secret),
+                "{secret} must be redacted"
+            );
+        }
+    }
 
     fn env(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
         pairs

@@ -124,6 +124,7 @@ pub async fn run(config_file: Option<&Path>, addr: Option<&str>) -> Result<(), C
         metrics,
         flush_failing: AtomicBool::new(false),
         stopping: AtomicBool::new(false),
+        max_body_bytes: rs.max_body_bytes,
     });
     let mut flusher = flush::Flusher::new(
         warehouse,

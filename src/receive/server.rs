@@ -3,10 +3,11 @@
 //!
 //! Order of checks for a push, each refusal counted in `/metrics` by push and reason:
 //! 1. the `X-Log-*` headers are present and the timestamp is within the skew (401);
+//!    then the body is received, up to `SOBOT_SYNC_RECEIVE_MAX_BODY_BYTES` (413);
 //! 2. the signature is one of a configured company's (401): the company ids are few, so
 //!    each is tried, and a request nobody signed never reaches the body or the object
 //!    store (an anonymous sender cannot fill the dead-letter area);
-//! 3. the body is read: plain JSON or decrypted `{"content"}` (400, dead letter; 503 if
+//! 3. the body is decoded: plain JSON or decrypted `{"content"}` (400, dead letter; 503 if
 //!    the dead letter cannot be stored);
 //! 4. its `companyId` is the company that signed (401), and its random code was not used
 //!    within the skew (401);
@@ -24,7 +25,7 @@ use super::wal::Wal;
 use crate::secret::Secret;
 use crate::store::Location;
 use axum::Router;
-use axum::body::Bytes;
+use axum::body::{Body, Bytes};
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -57,6 +58,8 @@ pub struct App {
     pub flush_failing: AtomicBool,
     /// Shutting down: new pushes get 503 (Sobot retries them elsewhere or later).
     pub stopping: AtomicBool,
+    /// `SOBOT_SYNC_RECEIVE_MAX_BODY_BYTES`.
+    pub max_body_bytes: usize,
 }
 
 pub fn router(app: Arc<App>) -> Router {
@@ -66,7 +69,7 @@ pub fn router(app: Arc<App>) -> Router {
     for kind in PushKind::ALL {
         r = r.route(
             &format!("/push/{}", kind.path()),
-            post(move |s: State<Arc<App>>, h: HeaderMap, b: Bytes| push(s, kind, h, b)),
+            post(move |s: State<Arc<App>>, h: HeaderMap, b: Body| push(s, kind, h, b)),
         );
     }
     r.with_state(app)
@@ -77,7 +80,7 @@ pub fn describe() {
     describe_counter!(RECEIVED, "Pushes received, by push type");
     describe_counter!(
         REFUSED,
-        "Pushes refused, by push type, HTTP status and reason (bad_signature, stale_timestamp, replay, unknown_company, missing_headers, unparseable, undecryptable, incomplete, not_durable)"
+        "Pushes refused, by push type, HTTP status and reason (bad_signature, stale_timestamp, replay, unknown_company, missing_headers, unparseable, undecryptable, incomplete, not_durable, too_large, body_not_received)"
     );
     describe_counter!(
         ACKNOWLEDGED,
@@ -108,6 +111,23 @@ fn unauthorized(kind: PushKind, why: Refusal, company: Option<&str>) -> Response
     refuse(kind, StatusCode::UNAUTHORIZED, why.label())
 }
 
+enum BodyRead {
+    TooLarge,
+    /// The connection failed or ended before the body did.
+    Cut(String),
+}
+
+/// Reads a request body of at most `limit` bytes. Read here rather than by axum's
+/// extractor so that an oversized body is counted and logged like every other refusal.
+async fn read_body(body: Body, limit: usize) -> Result<Bytes, BodyRead> {
+    use http_body_util::BodyExt;
+    match http_body_util::Limited::new(body, limit).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(BodyRead::TooLarge),
+        Err(e) => Err(BodyRead::Cut(e.to_string())),
+    }
+}
+
 fn header<'h>(h: &'h HeaderMap, name: &str) -> Option<&'h str> {
     h.get(name)
         .and_then(|v| v.to_str().ok())
@@ -119,7 +139,7 @@ async fn push(
     State(app): State<Arc<App>>,
     kind: PushKind,
     headers: HeaderMap,
-    raw: Bytes,
+    body: Body,
 ) -> Response {
     metrics::counter!(RECEIVED, "push" => kind.path()).increment(1);
     if app.stopping.load(Ordering::Relaxed) {
@@ -136,6 +156,21 @@ async fn push(
     };
     let Ok(ts_ms) = sign::check_timestamp(ts, now_ms, app.max_skew_ms) else {
         return unauthorized(kind, Refusal::StaleTimestamp, None);
+    };
+    let raw = match read_body(body, app.max_body_bytes).await {
+        Ok(raw) => raw,
+        Err(BodyRead::TooLarge) => {
+            tracing::warn!(
+                push = kind.path(),
+                limit = app.max_body_bytes,
+                "push refused: body larger than SOBOT_SYNC_RECEIVE_MAX_BODY_BYTES, not kept"
+            );
+            return refuse(kind, StatusCode::PAYLOAD_TOO_LARGE, "too_large");
+        }
+        Err(BodyRead::Cut(e)) => {
+            tracing::warn!(push = kind.path(), error = %e, "push refused: its body could not be received");
+            return refuse(kind, StatusCode::BAD_REQUEST, "body_not_received");
+        }
     };
     let cipher = app.cipher.as_ref().map(|(m, k)| (*m, k));
     let key = app.app_key.expose();

@@ -21,19 +21,11 @@ pub const ADDR: &str = "SOBOT_SYNC_RECEIVE_ADDR";
 pub const WAL: &str = "SOBOT_SYNC_RECEIVE_WAL";
 pub const FLUSH_ROWS: &str = "SOBOT_SYNC_RECEIVE_FLUSH_ROWS";
 pub const FLUSH_SECS: &str = "SOBOT_SYNC_RECEIVE_FLUSH_SECS";
+pub const MAX_BODY: &str = "SOBOT_SYNC_RECEIVE_MAX_BODY_BYTES";
 
-/// `(env name, secret)` of every receiver setting, for the shared loader's list.
-pub const KNOWN: &[(&str, bool)] = &[
-    (APP_KEY, true),
-    (MAX_SKEW, false),
-    (COMPANY_IDS, false),
-    (AES_KEY, true),
-    (CIPHER, false),
-    (ADDR, false),
-    (WAL, false),
-    (FLUSH_ROWS, false),
-    (FLUSH_SECS, false),
-];
+/// 2 MiB: far above one record's push, and the limit the HTTP layer applied before
+/// the limit became a setting.
+pub const DEFAULT_MAX_BODY_BYTES: u64 = 2 * 1024 * 1024;
 
 #[derive(Debug, Clone)]
 pub struct ReceiveSettings {
@@ -55,6 +47,9 @@ pub struct ReceiveSettings {
     pub flush_rows: usize,
     /// ...or once the oldest pending push is this old.
     pub flush_interval: Duration,
+    /// Bodies larger than this are refused (413) without being kept: reading them whole
+    /// is what a dead letter needs, and memory must stay bounded under any sender.
+    pub max_body_bytes: usize,
 }
 
 impl ReceiveSettings {
@@ -112,6 +107,8 @@ impl ReceiveSettings {
             wal_dir: PathBuf::from(get(WAL).unwrap_or_else(|| "./receive-wal".into())),
             flush_rows: positive(FLUSH_ROWS, 50_000)? as usize,
             flush_interval: Duration::from_secs(positive(FLUSH_SECS, 60)?),
+            max_body_bytes: usize::try_from(positive(MAX_BODY, DEFAULT_MAX_BODY_BYTES)?)
+                .map_err(|_| err(MAX_BODY, "is larger than this machine can address".into()))?,
         })
     }
 

@@ -416,6 +416,76 @@ async fn unreadable_bodies_get_400_and_are_kept_as_dead_letters() {
     }
 }
 
+/// A body over `SOBOT_SYNC_RECEIVE_MAX_BODY_BYTES` gets 413, counted and logged, and is not
+/// kept; a body of exactly the limit is read and acknowledged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_over_the_size_limit_gets_413_and_is_counted() {
+    let mut r = Receiver::new().await;
+    let record = |padding: usize| {
+        serde_json::json!({
+            "companyId": company(),
+            "callID": format!("call-limit-{padding}"),
+            "startTime": 1_709_258_400_000_i64,
+            "remark": "x".repeat(padding),
+        })
+        .to_string()
+        .into_bytes()
+    };
+    // The limit is the size of the record padded by 300 bytes.
+    let limit = record(300).len();
+    r.env
+        .set("SOBOT_SYNC_RECEIVE_MAX_BODY_BYTES", &limit.to_string());
+    r.start().await;
+    let client = reqwest::Client::new();
+    let send = |code: &'static str, body: Vec<u8>| {
+        let ts = Utc::now().timestamp_millis().to_string();
+        let sign = sobot_sync::receive::sign::sign(&company(), &ts, code, APP_KEY);
+        client
+            .post(format!("{}/push/talks", r.url()))
+            .header("X-Log-TimeStamp", ts)
+            .header("X-Log-RandomCode", code)
+            .header("X-Log-Sign", sign)
+            .body(body)
+            .send()
+    };
+    let at_limit = send("rc-at-limit", record(300)).await.expect("answer");
+    assert_eq!(at_limit.status(), 200, "a body of exactly the limit");
+    let over = send("rc-over", record(301)).await.expect("answer");
+    assert_eq!(over.status(), 413, "one byte over the limit");
+    let answer: Value = over.json().await.expect("a JSON answer");
+    assert_eq!(answer["error"], "too_large");
+    let m = r.metrics().await;
+    assert_eq!(
+        metric(
+            &m,
+            "sobot_sync_push_refused_total",
+            &["status=\"413\"", "reason=\"too_large\"", "push=\"talks\""]
+        ),
+        1.0,
+        "{m}"
+    );
+    assert_eq!(
+        metric(&m, "sobot_sync_push_acknowledged_total", &[]),
+        1.0,
+        "{m}"
+    );
+    let out = r.stop().await;
+    assert!(
+        out.all().contains("SOBOT_SYNC_RECEIVE_MAX_BODY_BYTES"),
+        "the log names the setting to raise\n{}",
+        out.all()
+    );
+    assert!(
+        !r.env.warehouse().join("_dead_letters").exists(),
+        "an oversized body is not kept"
+    );
+    assert_eq!(
+        keys_once(&r.env.warehouse(), PushKind::Talk),
+        BTreeSet::from(["call-limit-300".to_string()]),
+        "only the body within the limit landed"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn encrypted_bodies_in_every_mode_and_key_length() {
     let keys = ["0123456789abcdef", "0123456789abcdef01234567", AES_KEY];
