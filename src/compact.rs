@@ -200,6 +200,16 @@ async fn exclude_shards(
 }
 
 fn pipeline_for(engine: &Engine, table: &str) -> Result<Pipeline, CompactError> {
+    if crate::receive::PushKind::ALL
+        .iter()
+        .any(|k| k.table() == table)
+    {
+        // `receive` writes any partition a late push belongs to, at any time, and takes
+        // no pipeline lock: a partition swap could lose a file it writes meanwhile.
+        return Err(CompactError::Config(format!(
+            "table {table} is written by receive, which compact cannot keep out of a partition, so compact does not merge it; for fewer, larger files raise SOBOT_SYNC_RECEIVE_FLUSH_SECS and SOBOT_SYNC_RECEIVE_FLUSH_ROWS"
+        )));
+    }
     let p = engine
         .catalog
         .pipelines

@@ -492,6 +492,14 @@ async fn the_binary_compacts_after_sigkill_at_any_moment_and_prints_ddl() {
     env.run(&["compact", "report_gateway_numbers"])
         .await
         .expect_code(2);
+    let o = env.run(&["compact", "push_talks"]).await;
+    o.expect_code(2);
+    assert!(
+        o.stderr.contains("written by receive")
+            && o.stderr.contains("SOBOT_SYNC_RECEIVE_FLUSH_SECS"),
+        "{}",
+        o.all()
+    );
     // Busy: another holder of the pipeline lock means exit 1 naming the pipeline.
     let state_loc = sobot_sync::store::Location::parse(
         &format!("file://{}/_state", wh.display()),
