@@ -756,13 +756,14 @@ mod tests {
         let s = setup();
         let day = 86_400_000_i64;
         let entry = |id: &str, d: i64| {
+            let start = 1_709_251_200_000_i64 + d * day;
+            let json = serde_json::json!({"companyId": "c", "callID": id, "startTime": start});
             Entry {
-            kind: PushKind::Talk,
-            received_ms: 1,
-            json: serde_json::json!({"companyId": "c", "callID": id, "startTime": 1_709_251_200_000_i64 + d * day})
-                .to_string(),
-            segment: 1,
-        }
+                kind: PushKind::Talk,
+                received_ms: 1,
+                json: json.to_string(),
+                segment: 1,
+            }
         };
         let days = MAX_PARTITIONS as i64 + 4;
         let mut f = s.flusher(&[]);

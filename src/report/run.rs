@@ -46,7 +46,8 @@ use crate::pipeline::Pipeline;
 use crate::plan::Window;
 use crate::runner::{Engine, Mode, Report, RunError, WindowError};
 use crate::sink::{self, WindowFile};
-use crate::state::model::{BackfillState, PipelineState, RunRecord, Span};
+use crate::state::backfills;
+use crate::state::model::{PipelineState, RunRecord, Span};
 use crate::timeutil;
 use arrow::record_batch::RecordBatch;
 use chrono::{DateTime, Duration, Utc};
@@ -246,26 +247,7 @@ pub async fn run_locked(
                     ),
                 ));
             }
-            let idx = match st
-                .base
-                .backfills
-                .iter()
-                .position(|b| b.from == from && b.to == to)
-            {
-                Some(i) => i,
-                None => {
-                    st.base.backfills.push(BackfillState {
-                        from,
-                        to,
-                        done: Default::default(),
-                        started_at: Utc::now(),
-                        updated_at: Utc::now(),
-                        finished_at: None,
-                    });
-                    st.base.backfills.len() - 1
-                }
-            };
-            let done = st.base.backfills[idx].done.clone();
+            let (idx, done) = backfills::open(&mut st.base, from, to);
             let tasks = grid
                 .periods(from, to)
                 .filter(|w| !done.covers(Span::from(window(w))))
@@ -365,8 +347,7 @@ pub async fn run_locked(
             st.base.watermark = w.end;
         }
         if let Some(i) = backfill_idx {
-            st.base.backfills[i].done.add(Span::from(w));
-            st.base.backfills[i].updated_at = Utc::now();
+            backfills::done(&mut st.base, i, w);
         }
         report.windows += 1;
         report.lookback_windows += u64::from(task.refetch);

@@ -1,7 +1,8 @@
 //! The backfill entries of a pipeline's state (`PipelineState::backfills`): one entry per
 //! `--from`/`--to` range (after rounding to the grid), the windows it has done, and when
-//! it finished, so that `status` lists it and a rerun of the same range resumes. Search,
-//! children, snapshot and recordings runs share them; reports keep periods instead.
+//! it finished, so that `status` lists it and a rerun of the same range resumes. Every
+//! runner keeps them through here; report runs decide "finished" themselves, because
+//! their range is cut in periods rather than on a `Grid`.
 
 use crate::plan::{Grid, Window};
 use crate::state::model::{BackfillState, Ledger, PipelineState, Span};
