@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 
 use chrono_tz::Tz;
 
-use super::config::{Faults, SimConfig};
+use super::config::{Dialect, Faults, SimConfig};
 use super::server::start;
 use crate::timeutil::parse_time;
 
@@ -77,6 +77,11 @@ pub struct SimArgs {
     /// issue 5: simulated milliseconds between two messages of the agent metrics stream.
     #[arg(long, default_value_t = 1000)]
     pub metrics_tick_ms: u64,
+    /// issue 13: which of the API document's answer forms to speak (`literal`: the
+    /// unwrapped token, `code: 0` reports, bare metrics, recordings on another host, DST
+    /// report labels as rendered on the local clock).
+    #[arg(long, value_enum, default_value_t = Dialect::Enveloped, env = "SOBOT_SIM_DIALECT")]
+    pub dialect: Dialect,
     /// issue 5: instead of serving, send this data set's pushes to a receiver.
     #[command(subcommand)]
     pub action: Option<SimAction>,
@@ -162,6 +167,7 @@ impl SimArgs {
             faults,
             clock_speed: self.clock_speed,
             metrics_tick_ms: self.metrics_tick_ms,
+            dialect: self.dialect,
             ..SimConfig::default()
         })
     }

@@ -39,6 +39,39 @@ pub struct SimConfig {
     /// issue 5: the agent metrics stream (`_watch/agents-metrics`) sends one message per
     /// tick of this many simulated milliseconds, on the grid of multiples of it.
     pub metrics_tick_ms: u64,
+    /// issue 13: which of the API document's answer forms this server speaks.
+    pub dialect: Dialect,
+}
+
+/// issue 13: the API document shows several forms for the same answer (a token with or
+/// without the `{code, data}` envelope, success as `code` 200 or 0, ...). A real tenant
+/// answers in one of them and we cannot know which, so the simulator speaks either and the
+/// client is tested against both.
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize, clap::ValueEnum,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum Dialect {
+    /// Every answer in the `{code: 200, data}` envelope, the form of the document's
+    /// search examples and our first reading of it.
+    #[default]
+    Enveloped,
+    /// The document's other examples taken literally: the token answer without the
+    /// envelope, `code: 0` on reports and plans, metrics answers without the envelope and
+    /// refused without `operatorUserId` under a company token, `recordUrl` values on a
+    /// recordings host other than the API's (fetched by id through the document's
+    /// recordings endpoint), and report periods labelled on the local clock through DST
+    /// transitions (a fall-back hour's labels repeated, a start label equal to its end).
+    Literal,
+}
+
+impl Dialect {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Enveloped => "enveloped",
+            Self::Literal => "literal",
+        }
+    }
 }
 
 impl Default for SimConfig {
@@ -62,6 +95,7 @@ impl Default for SimConfig {
             faults: Faults::default(),
             clock_speed: None,
             metrics_tick_ms: 1000,
+            dialect: Dialect::Enveloped,
         }
     }
 }

@@ -56,7 +56,7 @@ mod stats;
 mod stream;
 
 pub use cli::{SimArgs, serve};
-pub use config::{Faults, SimConfig};
+pub use config::{Dialect, Faults, SimConfig};
 pub use dataset::Dataset;
 pub use reports::{ReportQuery, ReportTable};
 pub use server::{SimHandle, start};

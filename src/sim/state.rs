@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 
 use super::auth::TokenStore;
-use super::config::{Faults, SimConfig};
+use super::config::{Dialect, Faults, SimConfig};
 use super::dataset::Dataset;
 use super::stats::StatsRecorder;
 
@@ -22,6 +22,8 @@ pub(crate) struct Shared {
     pub stats: StatsRecorder,
     /// issue 5: simulated milliseconds between two messages of the metrics stream.
     pub metrics_tick_ms: u64,
+    /// issue 13: the API document's answer forms this server speaks.
+    pub dialect: Dialect,
     faults: RwLock<Arc<Faults>>,
     now: RwLock<SimClock>,
     data_requests: AtomicU64,
@@ -49,6 +51,7 @@ impl Shared {
             tokens: TokenStore::new(config.app_id, config.app_secret, config.static_token),
             stats: StatsRecorder::default(),
             metrics_tick_ms: config.metrics_tick_ms.max(1),
+            dialect: config.dialect,
             faults: RwLock::new(Arc::new(config.faults)),
             now: RwLock::new(SimClock::from_config(
                 config.now,
