@@ -111,6 +111,11 @@ pub enum Command {
         /// Also write what the demo wrote (rows and files per table) as JSON to FILE.
         #[arg(long, value_name = "FILE")]
         summary_json: Option<PathBuf>,
+        /// issue 13: which of the API document's answer forms the demo's simulator speaks
+        /// (`literal`: the unwrapped token, `code: 0` reports, bare metrics, recordings on
+        /// another host); the product reads both.
+        #[arg(long, value_enum, default_value_t = crate::sim::Dialect::Enveloped, env = "SOBOT_SIM_DIALECT")]
+        dialect: crate::sim::Dialect,
     },
     // --- issue 5 (M): agent metrics stream, see src/watch_metrics/ ---
     /// Follow the agent metrics stream and write an agent_metrics snapshot every SOBOT_SYNC_METRICS_SNAPSHOT_SECS, until SIGTERM/SIGINT.
@@ -187,9 +192,10 @@ pub async fn main(cli: Cli) -> ExitCode {
         Command::Sim(args) => sim::serve(args.as_ref())
             .await
             .map_err(|e| CliError::Config(format!("simulator: {e}"))),
-        Command::Demo { summary_json } => {
-            crate::demo::run(cli.config.as_deref(), summary_json.as_deref()).await
-        }
+        Command::Demo {
+            summary_json,
+            dialect,
+        } => crate::demo::run(cli.config.as_deref(), summary_json.as_deref(), dialect).await,
         Command::Compact {
             table,
             before,

@@ -19,6 +19,9 @@ use std::sync::Arc;
 pub const DEMO_START: &str = "2024-03-01";
 pub const DEMO_NOW: &str = "2024-03-04T01:00:00+08:00";
 
+/// issue 13: the operator the demo names to a literal-dialect simulator.
+pub const DEMO_OPERATOR: &str = "sim-operator";
+
 /// A pipeline that is off by default and that the demo runs anyway (its downloads are
 /// the simulator's small stand-in MP3s).
 pub const DEMO_ALSO_ENABLES: &str = "recordings";
@@ -49,7 +52,11 @@ pub async fn table_rows(loc: &crate::store::Location, table: &str) -> Result<(u6
 /// `summary_json`: also write `{"warehouse", "tables": {name: {"rows_run", "files_run",
 /// "rows", "files"}}}` there (rows and files read back from the footers), so scripts such
 /// as CI's DuckDB check compare against what was written without parsing the table.
-pub async fn run(config: Option<&Path>, summary_json: Option<&Path>) -> Result<(), CliError> {
+pub async fn run(
+    config: Option<&Path>,
+    summary_json: Option<&Path>,
+    dialect: sim::Dialect,
+) -> Result<(), CliError> {
     let mut env: BTreeMap<String, String> = std::env::vars().collect();
     let user = Settings::from_sources(config, &env)?;
     let now: DateTime<Utc> = DateTime::parse_from_rfc3339(DEMO_NOW)
@@ -58,6 +65,7 @@ pub async fn run(config: Option<&Path>, summary_json: Option<&Path>) -> Result<(
     let sim_config = sim::SimConfig {
         now: Some(now),
         timezone: user.timezone,
+        dialect,
         ..sim::SimConfig::default()
     };
     let (app_id, app_secret) = (sim_config.app_id.clone(), sim_config.app_secret.clone());
@@ -65,8 +73,9 @@ pub async fn run(config: Option<&Path>, summary_json: Option<&Path>) -> Result<(
         .await
         .map_err(|e| CliError::Failed(format!("cannot start the simulator: {e}")))?;
     println!(
-        "simulator on {} (simulated now {DEMO_NOW})",
-        handle.base_url()
+        "simulator on {} (simulated now {DEMO_NOW}, {} dialect)",
+        handle.base_url(),
+        dialect.as_str()
     );
 
     // The API is the simulator, whatever the environment says; storage stays the user's.
@@ -79,6 +88,12 @@ pub async fn run(config: Option<&Path>, summary_json: Option<&Path>) -> Result<(
     env.entry("SOBOT_MAX_CONCURRENCY".into())
         .or_insert_with(|| "16".into());
     env.insert("SOBOT_SYNC_START".into(), DEMO_START.into());
+    if dialect == sim::Dialect::Literal {
+        // Such a tenant refuses agent metrics under a company token without an operator,
+        // as the API document says; a user of it sets this.
+        env.entry("SOBOT_OPERATOR_USER_ID".into())
+            .or_insert_with(|| DEMO_OPERATOR.into());
+    }
     let mut settings = Settings::from_sources(config, &env)?;
     settings.tenants.clear(); // issue 4: the demo is single-tenant, whatever the config lists.
     let mut engine = cli::engine(settings, Arc::new(FixedClock(now)))?;

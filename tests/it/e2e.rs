@@ -11,7 +11,7 @@ use crate::support::truth::{self, Truth};
 use chrono::{DateTime, Duration, Utc};
 use sobot_sync::cli;
 use sobot_sync::runner::{Engine, Mode, RunError};
-use sobot_sync::sim::{Dataset, Faults, SimConfig};
+use sobot_sync::sim::{Dataset, Dialect, Faults, SimConfig};
 use sobot_sync::state::model::Span;
 
 fn t(s: &str) -> DateTime<Utc> {
@@ -56,11 +56,17 @@ async fn assert_all_exact(engine: &Engine, ds: &Dataset, from: DateTime<Utc>, to
     assert_table(engine, &truth::agent_histories(ds, from, to)).await;
 }
 
-/// Scenario 1: two simulated days of every pipeline, loaded exactly.
-async fn two_days_exact(warehouse: Warehouse) {
+/// Scenario 1: two simulated days of every pipeline, loaded exactly, from a simulator
+/// speaking `dialect` (issue 13: every pipeline, reports and snapshots included, must
+/// succeed in both).
+async fn two_days_exact(warehouse: Warehouse, dialect: Dialect) {
     let start = t("2024-03-01T00:00:00+08:00");
     let now = t("2024-03-03T01:00:00+08:00");
-    let rig = Rig::new(sim_ahead(now), warehouse, start).await;
+    let config = SimConfig {
+        dialect,
+        ..sim_ahead(now)
+    };
+    let rig = Rig::new(config, warehouse, start).await;
     let engine = rig.engine(now);
     let reports = cli::run_pipelines(&engine, &[])
         .await
@@ -77,12 +83,22 @@ async fn two_days_exact(warehouse: Warehouse) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_days_exact_local() {
-    two_days_exact(Warehouse::local().await).await;
+    two_days_exact(Warehouse::local().await, Dialect::Enveloped).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_days_exact_s3() {
-    two_days_exact(Warehouse::s3().await).await;
+    two_days_exact(Warehouse::s3().await, Dialect::Enveloped).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_days_exact_literal_dialect_local() {
+    two_days_exact(Warehouse::local().await, Dialect::Literal).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_days_exact_literal_dialect_s3() {
+    two_days_exact(Warehouse::s3().await, Dialect::Literal).await;
 }
 
 const TABLES: [&str; 3] = ["talks", "parties", "agent_histories"];
@@ -139,13 +155,26 @@ fn all_faults(late_secs: i64) -> Faults {
 /// whose lookback must pick the late ones up.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_fault_gives_the_fault_free_tables() {
+    every_fault_gives_the_fault_free_tables_in(Dialect::Enveloped).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_fault_gives_the_fault_free_tables_literal_dialect() {
+    every_fault_gives_the_fault_free_tables_in(Dialect::Literal).await;
+}
+
+async fn every_fault_gives_the_fault_free_tables_in(dialect: Dialect) {
     let start = t("2024-03-02T00:00:00+08:00");
     let now1 = t("2024-03-03T01:00:00+08:00");
     let now2 = now1 + Duration::hours(3);
     let late_secs = 2 * 3600;
 
     let reference = {
-        let rig = Rig::new(sim_ahead(now2), Warehouse::local().await, start).await;
+        let config = SimConfig {
+            dialect,
+            ..sim_ahead(now2)
+        };
+        let rig = Rig::new(config, Warehouse::local().await, start).await;
         for now in [now1, now2] {
             cli::run_pipelines(&rig.engine(now), &[])
                 .await
@@ -168,6 +197,7 @@ async fn every_fault_gives_the_fault_free_tables() {
         // Smaller than the pipelines' page_size of 200: the server caps pages.
         max_page_size: 50,
         faults: all_faults(late_secs),
+        dialect,
         ..SimConfig::default()
     };
     let mut rig = Rig::new(config, Warehouse::local().await, start).await;
@@ -664,11 +694,12 @@ async fn broken_window_stops_incremental_runs_there() {
 
 /// Loads `[start, start + days)` of a New York simulator in New York time and checks it.
 /// Returns the rig too: it owns the warehouse directory.
-async fn dst_exact(start: DateTime<Utc>, end: DateTime<Utc>) -> (Rig, Engine) {
+async fn dst_exact(start: DateTime<Utc>, end: DateTime<Utc>, dialect: Dialect) -> (Rig, Engine) {
     let now = end + Duration::hours(1);
     let config = SimConfig {
         timezone: chrono_tz::America::New_York,
         calls_per_hour: 20.0,
+        dialect,
         ..sim_ahead(now)
     };
     let rig = Rig::new(config, Warehouse::local().await, start).await;
@@ -699,6 +730,7 @@ async fn dst_spring_forward_new_york() {
     let (_rig, engine) = dst_exact(
         t("2024-03-09T00:00:00-05:00"),
         t("2024-03-12T00:00:00-04:00"),
+        Dialect::Enveloped,
     )
     .await;
     assert_eq!(window_hours(&engine, "2024-03-10").await, vec![1; 23]);
@@ -706,11 +738,23 @@ async fn dst_spring_forward_new_york() {
 }
 
 /// Scenario 6b: fall back: exact, and the long day's repeated hour is one two-hour window.
+/// Every pipeline runs, so the day's report periods are read too: in the literal dialect
+/// (issue 13) their labels repeat and one reads "01:00 01:00".
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dst_fall_back_new_york() {
+    dst_fall_back_new_york_in(Dialect::Enveloped).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dst_fall_back_new_york_literal_dialect() {
+    dst_fall_back_new_york_in(Dialect::Literal).await;
+}
+
+async fn dst_fall_back_new_york_in(dialect: Dialect) {
     let (_rig, engine) = dst_exact(
         t("2024-11-02T00:00:00-04:00"),
         t("2024-11-05T00:00:00-05:00"),
+        dialect,
     )
     .await;
     let hours = window_hours(&engine, "2024-11-03").await;

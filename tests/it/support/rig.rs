@@ -12,6 +12,9 @@ use sobot_sync::sim::{SimConfig, SimHandle};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+/// The operator the literal-dialect rigs name (`SOBOT_OPERATOR_USER_ID`).
+pub const OPERATOR_USER_ID: &str = "sim-operator";
+
 /// Where a rig's tables and state go. Holding it keeps the directory or server alive.
 pub struct Warehouse {
     pub url: String,
@@ -72,6 +75,7 @@ impl Rig {
     /// Starts the simulator; the engine's zone is the simulator's.
     pub async fn new(config: SimConfig, warehouse: Warehouse, start: DateTime<Utc>) -> Rig {
         let tz = config.timezone;
+        let literal = config.dialect == sobot_sync::sim::Dialect::Literal;
         let sim = sobot_sync::sim::start(config, ([127, 0, 0, 1], 0).into())
             .await
             .expect("simulator starts on a free port");
@@ -80,7 +84,17 @@ impl Rig {
             warehouse,
             tz,
             start,
-            extra: BTreeMap::new(),
+            // issue 13: a literal-dialect server refuses agent metrics without an
+            // operator under a company token, as the document says; a user of such a
+            // tenant sets it.
+            extra: if literal {
+                BTreeMap::from([(
+                    "SOBOT_OPERATOR_USER_ID".to_string(),
+                    OPERATOR_USER_ID.to_string(),
+                )])
+            } else {
+                BTreeMap::new()
+            },
         }
     }
 
