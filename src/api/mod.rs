@@ -6,13 +6,15 @@
 //! transient failure releases the slot and backs off before the next attempt.
 //! Submodules: `auth` (tokens), `envelope` (code classification), `retry` (failure
 //! classes, backoff, `Retry-After`), `limits` (rate cap and concurrency),
-//! `transport` (one attempt).
+//! `transport` (one attempt), `wire` (the liberal reading: which answer forms are
+//! accepted and what counts as success, issue 13).
 
 mod auth;
 mod envelope;
 mod limits;
 mod retry;
 mod transport;
+mod wire;
 
 use crate::secret::Secret;
 use auth::{Token, TokenSource};

@@ -19,3 +19,4 @@ mod snapshots_e2e;
 mod storage;
 mod tenants;
 mod watch_metrics;
+mod wire;
