@@ -398,7 +398,7 @@ mod tests {
         let t = text(r);
         assert!(t.contains("/a/b"), "{t}");
         assert!(
-            t.contains("foo (a string), bar (a number), baz (an array)"),
+            t.contains("bar (a number), baz (an array), foo (a string)"),
             "{t}"
         );
         assert!(!t.contains("hidden-value") && !t.contains("12345"), "{t}");
