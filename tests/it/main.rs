@@ -7,6 +7,7 @@ mod cli;
 mod compact;
 mod daemon;
 mod deploy;
+mod doc_fixtures;
 mod e2e;
 mod obs;
 mod privacy;
