@@ -14,7 +14,7 @@ mod envelope;
 mod limits;
 mod retry;
 mod transport;
-mod wire;
+pub(crate) mod wire;
 
 use crate::secret::Secret;
 use auth::{Token, TokenSource};

@@ -118,9 +118,14 @@ const MAX_FIELDS: usize = 16;
 /// The shape of an object: its top-level field names and the JSON type of each, in the
 /// order sent; never a value.
 pub(crate) fn shape_of<'a>(fields: impl Iterator<Item = (&'a str, &'a str)>) -> String {
+    describe(fields.map(|(name, raw)| (name, kind_of(raw))))
+}
+
+/// Like [`shape_of`], from field names and the kinds already known ("a string", ...).
+pub(crate) fn describe<'a>(fields: impl Iterator<Item = (&'a str, &'static str)>) -> String {
     let mut out = Vec::new();
     let mut more = 0usize;
-    for (name, raw) in fields {
+    for (name, kind) in fields {
         if out.len() == MAX_FIELDS {
             more += 1;
             continue;
@@ -129,7 +134,7 @@ pub(crate) fn shape_of<'a>(fields: impl Iterator<Item = (&'a str, &'a str)>) -> 
         if name.chars().count() > MAX_NAME_CHARS {
             shown.push('…');
         }
-        out.push(format!("{shown} ({})", kind_of(raw)));
+        out.push(format!("{shown} ({kind})"));
     }
     if out.is_empty() {
         return "an empty object".into();
