@@ -411,17 +411,35 @@ impl<'de> Visitor<'de> for DataSeed<'_> {
         const LISTS: [&str; 4] = ["list", "pageData", "records", "rows"];
         let mut lists: [Option<ListAt>; 4] = [None, None, None, None];
         let (mut total, mut page_size) = (None, None);
+        // issue 13: data's field names and kinds, for the message when it is no page.
+        let mut seen: Vec<(Cow<'de, str>, &'static str)> = Vec::new();
         while let Some(key) = m.next_key::<Key<'de>>()? {
-            match key.0.as_ref() {
-                "total" => total = as_u64(m.next_value::<&'de RawValue>()?.get()),
-                "pageSize" => page_size = as_u64(m.next_value::<&'de RawValue>()?.get()),
+            let kind = match key.0.as_ref() {
+                "total" => {
+                    let raw = m.next_value::<&'de RawValue>()?.get();
+                    total = as_u64(raw);
+                    kind_of(raw)
+                }
+                "pageSize" => {
+                    let raw = m.next_value::<&'de RawValue>()?.get();
+                    page_size = as_u64(raw);
+                    kind_of(raw)
+                }
                 name => match LISTS.iter().position(|l| *l == name) {
-                    Some(i) => lists[i] = Some(m.next_value_seed(ListSeed(&mut *self.0))?),
-                    None => {
-                        m.next_value::<IgnoredAny>()?;
+                    Some(i) => {
+                        let list = m.next_value_seed(ListSeed(&mut *self.0))?;
+                        let kind = match &list {
+                            ListAt::Entries(_) | ListAt::BadEntry(_) => "an array",
+                            ListAt::Null => "null",
+                            ListAt::Other(kind) => kind,
+                        };
+                        lists[i] = Some(list);
+                        kind
                     }
+                    None => kind_of(m.next_value::<&'de RawValue>()?.get()),
                 },
-            }
+            };
+            seen.push((key.0, kind));
         }
         // The first list present and not null, in the order above.
         let chosen = LISTS
@@ -443,7 +461,10 @@ impl<'de> Visitor<'de> for DataSeed<'_> {
                 total,
                 page_size,
             },
-            None => DataAt::NotAPage("no list (list/pageData) in data".into()),
+            None => DataAt::NotAPage(format!(
+                "no list (list/pageData) in data; data is {}",
+                crate::api::wire::describe(seen.iter().map(|(k, kind)| (k.as_ref(), *kind)))
+            )),
         })
     }
     fn visit_unit<E>(self) -> Result<DataAt, E> {
@@ -634,6 +655,17 @@ mod tests {
         assert_eq!(p.records[0].get("id"), Some("1"));
         assert!(read_page(r#"{"total": 0}"#).unwrap().records.is_empty());
         assert!(read_page(r#"{"total": 3, "list": null}"#).is_err());
+        // issue 13: a data that is no page is described by its fields, never values.
+        let why = read_page(r#"{"total": 3, "items": [{"secret": 1}], "next": "tok"}"#)
+            .err()
+            .unwrap_or_default();
+        assert!(
+            why.ends_with(
+                "data is an object with total (a number), items (an array), next (a string)"
+            ),
+            "{why}"
+        );
+        assert!(!why.contains("tok") && !why.contains("secret"), "{why}");
         assert!(read_page(r#""nope""#).unwrap_err().contains("a string"));
         assert!(
             read_page(r#"{"list": 5, "total": 1}"#)

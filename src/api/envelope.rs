@@ -1,40 +1,21 @@
 //! The `{code, status, message, reason, data}` envelope every Sobot answer wears.
 //!
-//! An HTTP 200 is not a success on its own: the envelope's `code` decides, so this
-//! module turns a body into either `data` or a classified failure the retry loop
-//! understands.
+//! An HTTP 200 is not a success on its own: the envelope's `code` (and `status`) decide,
+//! so this module turns a body into either its payload or a classified failure the retry
+//! loop understands. Which forms are accepted, and what counts as success, is decided in
+//! one place: [`wire`], the liberal reading (issue 13).
 
 use super::ApiError;
-use super::retry::{Class, Failure};
+use super::retry::Failure;
+use super::wire::{self, Payload};
 use crate::record::{self, PageIndex};
+use serde::de::{DeserializeSeed, Deserializer, MapAccess, Visitor};
 use serde_json::Value;
 use serde_json::value::RawValue;
-use std::collections::HashMap;
+use std::borrow::Cow;
 
 /// Longest server message copied into an error, so a chatty server cannot flood logs.
 const MAX_MESSAGE_CHARS: usize = 200;
-
-/// What the envelope's `code` means for the caller.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum CodeClass {
-    Success,
-    /// 401/403: the token is not (or no longer) accepted.
-    Unauthorized,
-    /// Other 4xx except 408 and 429: asking again will not help.
-    Permanent,
-    /// 408, 429, 5xx-like and codes we do not know: worth another attempt.
-    Transient,
-}
-
-pub(crate) fn classify_code(code: i64) -> CodeClass {
-    match code {
-        200 => CodeClass::Success,
-        401 | 403 => CodeClass::Unauthorized,
-        408 | 429 => CodeClass::Transient,
-        400..=499 => CodeClass::Permanent,
-        _ => CodeClass::Transient,
-    }
-}
 
 /// The envelope's `data` as JSON text, kept inside the body it came in: extraction
 /// parses it once, straight into records, instead of first into a `Value` tree.
@@ -59,25 +40,49 @@ impl std::fmt::Debug for Data {
     }
 }
 
-/// The envelope's top-level fields, each left unparsed until needed: `data` is handed
-/// on as raw text, so a page is parsed once, straight into what the caller builds.
-type Fields<'a> = HashMap<String, &'a RawValue>;
+/// The envelope's top-level fields in the order sent, each left unparsed until needed:
+/// `data` is handed on as raw text, so a page is parsed once, straight into what the
+/// caller builds.
+type Fields<'a> = Vec<(Cow<'a, str>, &'a RawValue)>;
 
 fn field(envelope: &Fields<'_>, name: &str) -> Option<Value> {
     envelope
-        .get(name)
-        .and_then(|raw| serde_json::from_str(raw.get()).ok())
+        .iter()
+        .find(|(k, _)| k == name)
+        .and_then(|(_, raw)| serde_json::from_str(raw.get()).ok())
 }
 
-/// Reads `code` liberally: the API sends it as a number or as a numeric string.
-fn code_of(envelope: &Fields<'_>) -> Option<i64> {
-    match field(envelope, "code")? {
-        Value::Number(n) => n
-            .as_i64()
-            .or_else(|| n.as_f64().filter(|f| f.fract() == 0.0).map(|f| f as i64)),
-        Value::String(s) => s.trim().parse().ok(),
-        _ => None,
+/// Reads an object's top-level fields, in order, values as raw text.
+struct TopSeed;
+
+impl<'de> Visitor<'de> for TopSeed {
+    type Value = Fields<'de>;
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("an object")
     }
+    fn visit_map<M: MapAccess<'de>>(self, mut m: M) -> Result<Self::Value, M::Error> {
+        let mut out = Vec::new();
+        while let Some(key) = m.next_key::<Cow<'de, str>>()? {
+            out.push((key, m.next_value::<&'de RawValue>()?));
+        }
+        Ok(out)
+    }
+}
+
+impl<'de> DeserializeSeed<'de> for TopSeed {
+    type Value = Fields<'de>;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+/// The liberal reading's verdict on an envelope's fields.
+fn judge(endpoint: &str, envelope: &Fields<'_>, has_data: bool) -> Result<Payload, Failure> {
+    let fields: Vec<(&str, &str)> = envelope
+        .iter()
+        .map(|(k, v)| (k.as_ref(), v.get()))
+        .collect();
+    wire::verdict(endpoint, &fields, has_data, || message_of(envelope))
 }
 
 /// The human part of an error envelope: `message`, else `reason`, else `status`.
@@ -101,8 +106,9 @@ fn message_of(envelope: &Fields<'_>) -> String {
     out
 }
 
-/// Turns a 2xx body into the envelope's `data` (as raw JSON text), or a classified
-/// failure.
+/// Turns a 2xx body into its payload (the envelope's `data`, or the whole body for the
+/// forms the document shows without the envelope; see [`wire`]) as raw JSON text, or a
+/// classified failure.
 ///
 /// Only the top level is parsed here, and fields are picked out by hand, so a field of an
 /// unexpected type never produces a serde message quoting body content (which, at the
@@ -116,7 +122,7 @@ pub(crate) fn open(endpoint: &str, body: &[u8]) -> Result<Data, Failure> {
     };
     let first = body.iter().find(|b| !b.is_ascii_whitespace());
     if first != Some(&b'{') {
-        return Err(decode("the body is not a JSON object".into()));
+        return Err(wire::not_an_object(endpoint, body));
     }
     let text = std::str::from_utf8(body).map_err(|e| {
         decode(format!(
@@ -124,74 +130,57 @@ pub(crate) fn open(endpoint: &str, body: &[u8]) -> Result<Data, Failure> {
             e.valid_up_to()
         ))
     })?;
-    let envelope: Fields<'_> = serde_json::from_str(text).map_err(|e| {
-        // Syntax errors name a line and column, never the input text; any other kind
-        // of error is described without serde's message.
-        if e.is_syntax() || e.is_eof() {
-            decode(format!("malformed JSON ({} bytes): {e}", body.len()))
-        } else {
-            decode(format!("malformed envelope ({} bytes)", body.len()))
-        }
-    })?;
+    let envelope = read_top(endpoint, text)?;
     let data = envelope
-        .get("data")
+        .iter()
+        .find(|(k, _)| k == "data")
+        .map(|(_, raw)| *raw)
         .filter(|raw| raw.get().trim() != "null");
-    verdict(endpoint, code_of(&envelope), data.is_some(), || {
-        message_of(&envelope)
-    })?;
-    match data {
+    let (start, end) = match judge(endpoint, &envelope, data.is_some())? {
         // `raw` borrows from `text`: its position there is its range.
-        Some(raw) => {
-            let start = raw.get().as_ptr() as usize - text.as_ptr() as usize;
-            Ok(Data {
-                body: text.to_owned(),
-                start,
-                end: start + raw.get().len(),
-            })
+        Payload::Data => {
+            let raw = data.map(RawValue::get).unwrap_or("null");
+            let start = raw.as_ptr() as usize - text.as_ptr() as usize;
+            (start, start + raw.len())
         }
-        None => Err(no_data(endpoint)),
-    }
-}
-
-fn no_data(endpoint: &str) -> Failure {
-    Failure::permanent(ApiError::Decode {
-        endpoint: endpoint.to_owned(),
-        detail: "the envelope says code 200 but carries no `data`".into(),
+        Payload::Body => {
+            let trimmed = text.trim();
+            let start = trimmed.as_ptr() as usize - text.as_ptr() as usize;
+            (start, start + trimmed.len())
+        }
+    };
+    Ok(Data {
+        body: text.to_owned(),
+        start,
+        end,
     })
 }
 
-/// What the envelope's `code` (and the presence of `data`) make of an answer.
-fn verdict(
-    endpoint: &str,
-    code: Option<i64>,
-    has_data: bool,
-    message: impl FnOnce() -> String,
-) -> Result<(), Failure> {
-    let Some(code) = code else {
-        return Err(Failure::transient(ApiError::Decode {
+/// The top-level fields of a body that starts an object. Syntax errors (a cut-off body)
+/// are transient and name a line and column, never the input text.
+fn read_top<'t>(endpoint: &str, text: &'t str) -> Result<Fields<'t>, Failure> {
+    let mut de = serde_json::Deserializer::from_str(text);
+    TopSeed
+        .deserialize(&mut de)
+        .and_then(|fields| de.end().map(|()| fields))
+        .map_err(|e| malformed(endpoint, text.len(), &e))
+}
+
+/// A body that could not be read as an object: transient when it is not JSON (cut off),
+/// a shape when it is well-formed but not what we read.
+fn malformed(endpoint: &str, len: usize, e: &serde_json::Error) -> Failure {
+    if e.is_syntax() || e.is_eof() {
+        Failure::transient(ApiError::Decode {
             endpoint: endpoint.to_owned(),
-            detail: "the envelope has no numeric `code`".into(),
-        }));
-    };
-    let class = classify_code(code);
-    if class == CodeClass::Success {
-        return if has_data {
-            Ok(())
-        } else {
-            Err(no_data(endpoint))
-        };
+            detail: format!("malformed JSON ({len} bytes): {e}"),
+        })
+    } else {
+        wire::shape_failure(
+            endpoint,
+            "the envelope cannot be read",
+            &format!("{len} bytes of well-formed JSON"),
+        )
     }
-    let error = ApiError::Envelope {
-        endpoint: endpoint.to_owned(),
-        code,
-        message: message(),
-    };
-    let failure = match class {
-        CodeClass::Unauthorized => Failure::new(error, Class::Unauthorized),
-        CodeClass::Permanent => Failure::permanent(error),
-        CodeClass::Transient | CodeClass::Success => Failure::transient(error),
-    };
-    Err(failure.with_rate_limited(code == 429))
 }
 
 /// A page answer: the body, and the page in its `data`, read in the same pass as the
@@ -227,7 +216,7 @@ pub(crate) fn open_page(endpoint: &str, body: bytes::Bytes) -> Result<PageData, 
     };
     let len = body.len();
     if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
-        return Err(decode("the body is not a JSON object".into()));
+        return Err(wire::not_an_object(endpoint, &body));
     }
     // Usually no copy: reqwest hands over the only reference to the buffer.
     let text = String::from_utf8(Vec::from(body)).map_err(|e| {
@@ -236,43 +225,33 @@ pub(crate) fn open_page(endpoint: &str, body: bytes::Bytes) -> Result<PageData, 
             e.utf8_error().valid_up_to()
         ))
     })?;
-    let (fields, page) = record::read_enveloped(&text).map_err(|e| {
-        if e.is_syntax() || e.is_eof() {
-            decode(format!("malformed JSON ({len} bytes): {e}"))
-        } else {
-            decode(format!("malformed envelope ({len} bytes)"))
+    let (fields, page) = record::read_enveloped(&text).map_err(|e| malformed(endpoint, len, &e))?;
+    match judge(endpoint, &fields, page.is_some())? {
+        Payload::Data => {}
+        // No page endpoint has a bare form; this is here for completeness of the match.
+        Payload::Body => {
+            return Err(wire::shape_failure(
+                endpoint,
+                "a page was expected in `data`",
+                &wire::shape_of(fields.iter().map(|(k, v)| (k.as_ref(), v.get()))),
+            ));
         }
-    })?;
-    let envelope: Fields<'_> = fields
-        .into_iter()
-        .map(|(k, v)| (k.into_owned(), v))
-        .collect();
-    verdict(endpoint, code_of(&envelope), page.is_some(), || {
-        message_of(&envelope)
-    })?;
-    drop(envelope);
+    }
+    drop(fields);
     match page {
         Some(page) => Ok(PageData { body: text, page }),
-        None => Err(no_data(endpoint)),
+        None => Err(wire::shape_failure(
+            endpoint,
+            "a page was expected in `data`",
+            "no `data`",
+        )),
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use super::super::retry::Class;
     use super::*;
-
-    #[test]
-    fn codes_are_classified() {
-        assert_eq!(classify_code(200), CodeClass::Success);
-        assert_eq!(classify_code(401), CodeClass::Unauthorized);
-        assert_eq!(classify_code(403), CodeClass::Unauthorized);
-        assert_eq!(classify_code(400), CodeClass::Permanent);
-        assert_eq!(classify_code(404), CodeClass::Permanent);
-        assert_eq!(classify_code(408), CodeClass::Transient);
-        assert_eq!(classify_code(429), CodeClass::Transient);
-        assert_eq!(classify_code(500), CodeClass::Transient);
-        assert_eq!(classify_code(3001), CodeClass::Transient);
-    }
 
     #[test]
     fn data_is_returned_for_numeric_and_string_codes() {
@@ -287,16 +266,50 @@ mod tests {
     }
 
     #[test]
-    fn missing_data_is_a_permanent_decode_error() {
+    fn missing_data_is_a_shape_error() {
         let f = open("/x", br#"{"code":200}"#).err();
         assert!(matches!(
             f,
             Some(Failure {
                 error: ApiError::Decode { .. },
-                class: Class::Permanent,
+                class: Class::Shape,
                 ..
             })
         ));
+    }
+
+    #[test]
+    fn bare_forms_hand_on_the_whole_body() {
+        let body = br#" {"response_type":"token","access_token":"t","expires_in":7200} "#;
+        let data = open("/tokens/company", body)
+            .map(|d| d.get().to_owned())
+            .ok();
+        assert_eq!(
+            data.as_deref(),
+            Some(r#"{"response_type":"token","access_token":"t","expires_in":7200}"#)
+        );
+        let data = open("/r", br#"{"code":0,"status":"string","data":{"total":0}}"#)
+            .map(|d| d.get().to_owned())
+            .ok();
+        assert_eq!(data.as_deref(), Some(r#"{"total":0}"#));
+    }
+
+    #[test]
+    fn page_answers_follow_the_same_rules() {
+        let page = |b: &'static [u8]| open_page("/p", bytes::Bytes::from_static(b));
+        let ok = page(br#"{"code":"0","data":{"total":1,"list":[{"id":1}]}}"#)
+            .map(|p| p.into_parts().1.map(|i| i.total));
+        assert!(matches!(ok, Ok(Ok(Some(1)))));
+        let f = page(br#"{"result":[]}"#).err();
+        assert_eq!(f.as_ref().map(|f| f.class), Some(Class::Shape));
+        assert!(
+            f.is_some_and(|f| f.error.to_string().contains("result (an array)")),
+            "the shape names the fields"
+        );
+        let f = page(br#"{"code":200,"data":{"li"#).err();
+        assert_eq!(f.map(|f| f.class), Some(Class::Transient));
+        let f = page(b"[]").err();
+        assert_eq!(f.map(|f| f.class), Some(Class::Shape));
     }
 
     #[test]

@@ -6,13 +6,15 @@
 //! transient failure releases the slot and backs off before the next attempt.
 //! Submodules: `auth` (tokens), `envelope` (code classification), `retry` (failure
 //! classes, backoff, `Retry-After`), `limits` (rate cap and concurrency),
-//! `transport` (one attempt).
+//! `transport` (one attempt), `wire` (the liberal reading: which answer forms are
+//! accepted and what counts as success, issue 13).
 
 mod auth;
 mod envelope;
 mod limits;
 mod retry;
 mod transport;
+pub(crate) mod wire;
 
 use crate::secret::Secret;
 use auth::{Token, TokenSource};
@@ -443,6 +445,31 @@ impl Inner {
             other => other,
         }
     }
+}
+
+/// issue 13: how the client reads one answer body (HTTP 200) from `endpoint`: its
+/// payload, by the liberal reading (`wire`). For tests of the API document's examples.
+#[doc(hidden)]
+pub fn read_answer(endpoint: &str, body: &[u8]) -> Result<Data, ApiError> {
+    envelope::open(endpoint, body).map_err(|f| f.error)
+}
+
+/// issue 13: like [`read_answer`], for answers whose `data` is a page of records.
+#[doc(hidden)]
+pub fn read_page_answer(endpoint: &str, body: &[u8]) -> Result<PageData, ApiError> {
+    envelope::open_page(endpoint, bytes::Bytes::copy_from_slice(body)).map_err(|f| f.error)
+}
+
+/// issue 13: the token and its lifetime from a token endpoint answer, as the client
+/// reads them (with or without the envelope).
+#[doc(hidden)]
+pub fn read_token_answer(body: &[u8]) -> Result<(Secret, Duration), ApiError> {
+    let data = read_answer(auth::TOKEN_ENDPOINT, body)?;
+    let value: Value = serde_json::from_str(data.get()).unwrap_or(Value::Null);
+    auth::read_token(&value, std::time::SystemTime::now()).map_err(|reason| ApiError::Auth {
+        endpoint: auth::TOKEN_ENDPOINT.into(),
+        reason,
+    })
 }
 
 /// `data` text (already checked to be valid JSON) as a `Value`.

@@ -2,8 +2,10 @@
 //!
 //! Each attempt ends in success or a [`Failure`] whose class decides what happens
 //! next: transient failures are tried again with exponential backoff and jitter
-//! (via `backon`), at least as late as the server's `Retry-After` asks; everything
-//! else ends the request at once.
+//! (via `backon`), at least as late as the server's `Retry-After` asks; a well-formed
+//! answer of a shape we do not read is tried once more (issue 13: a proxy's odd answer
+//! may pass, a tenant's different form will not); everything else ends the request at
+//! once.
 
 use super::ApiError;
 use super::transport::Counters;
@@ -15,10 +17,18 @@ use std::time::{Duration, SystemTime};
 /// should slow us down, not park a sync for hours.
 pub(crate) const MAX_RETRY_AFTER: Duration = Duration::from_secs(300);
 
+/// Retries a [`Class::Shape`] failure gets within one logical request.
+pub(crate) const SHAPE_RETRIES: usize = 1;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Class {
-    /// Another attempt may succeed (connect errors, timeouts, 408, 429, 5xx, bad bodies).
+    /// Another attempt may succeed (connect errors, timeouts, 408, 429, 5xx, bodies
+    /// that are not JSON or are cut off).
     Transient,
+    /// issue 13: a well-formed answer whose shape we do not understand. Not transient:
+    /// retried at most once (see [`SHAPE_RETRIES`]), then final, so a tenant answering in
+    /// a form we do not read fails in about a second instead of after every backoff.
+    Shape,
     /// Asking again is pointless.
     Permanent,
     /// The token was refused; the caller may refresh it once.
@@ -111,13 +121,18 @@ impl RetryPolicy {
     {
         // Atomic only so the future stays `Send`; nothing else touches it.
         let attempts = AtomicUsize::new(0);
+        let shapes = AtomicUsize::new(0);
         let result = (|| {
             attempts.fetch_add(1, Ordering::Relaxed);
             attempt()
         })
         .retry(self.backoff())
         .sleep(tokio::time::sleep)
-        .when(|f: &Failure| f.class == Class::Transient)
+        .when(|f: &Failure| match f.class {
+            Class::Transient => true,
+            Class::Shape => shapes.fetch_add(1, Ordering::Relaxed) < SHAPE_RETRIES,
+            Class::Permanent | Class::Unauthorized => false,
+        })
         .adjust(|f: &Failure, proposed| self.next_delay(f, proposed))
         .notify(|f: &Failure, delay: Duration| {
             counters.retries.fetch_add(1, Ordering::Relaxed);
@@ -208,5 +223,41 @@ mod tests {
             policy.next_delay(&slow, Some(Duration::from_millis(20))),
             Some(Duration::from_secs(2))
         );
+    }
+
+    /// Attempts `policy.run` makes when every attempt fails with `class`.
+    async fn attempts_until_failure(class: Class) -> (usize, ApiError) {
+        let policy = RetryPolicy {
+            max_retries: 4,
+            min_backoff: Duration::from_millis(1),
+            max_backoff: Duration::from_millis(2),
+        };
+        let n = AtomicUsize::new(0);
+        let result: Result<(), ApiError> = policy
+            .run("/e", &Counters::default(), || async {
+                n.fetch_add(1, Ordering::Relaxed);
+                Err(Failure::new(
+                    ApiError::Decode {
+                        endpoint: "/e".into(),
+                        detail: "d".into(),
+                    },
+                    class,
+                ))
+            })
+            .await;
+        let error = result.err().unwrap_or(ApiError::Config("succeeded".into()));
+        (n.load(Ordering::Relaxed), error)
+    }
+
+    #[tokio::test]
+    async fn shapes_are_retried_once_transients_until_the_policy_ends() {
+        let (n, e) = attempts_until_failure(Class::Shape).await;
+        assert_eq!(n, 1 + SHAPE_RETRIES);
+        assert!(matches!(e, ApiError::Decode { .. }), "{e}");
+        let (n, e) = attempts_until_failure(Class::Transient).await;
+        assert_eq!(n, 5);
+        assert!(matches!(e, ApiError::Exhausted { attempts: 5, .. }), "{e}");
+        let (n, _) = attempts_until_failure(Class::Permanent).await;
+        assert_eq!(n, 1);
     }
 }

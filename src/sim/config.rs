@@ -48,7 +48,15 @@ pub struct SimConfig {
 /// answers in one of them and we cannot know which, so the simulator speaks either and the
 /// client is tested against both.
 #[derive(
-    Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize, clap::ValueEnum,
+    Debug,
+    Clone,
+    Copy,
+    Default,
+    PartialEq,
+    Eq,
+    serde::Serialize,
+    serde::Deserialize,
+    clap::ValueEnum,
 )]
 #[serde(rename_all = "snake_case")]
 pub enum Dialect {
@@ -114,6 +122,12 @@ pub struct Faults {
     pub envelope_error_every: Option<u64>,
     /// Every Nth data request answers HTTP 200 with only the first half of its body.
     pub truncate_every: Option<u64>,
+    /// issue 13: every Nth data request answers HTTP 200 with a well-formed JSON object
+    /// of a shape no documented answer has (no `code`, `status` or `data`).
+    pub wrong_shape_every: Option<u64>,
+    /// issue 13: every data request whose path contains this text answers like
+    /// `wrong_shape_every` (one endpoint broken, the others well).
+    pub wrong_shape_path: Option<String>,
     /// Every Nth data request (and Nth token request) waits `slow_ms` before answering.
     pub slow_every: Option<u64>,
     pub slow_ms: u64,

@@ -12,8 +12,8 @@ use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::Deserialize;
 
-use super::config::{Faults, fires};
-use super::protocol::{TokenRequest, envelope_error, failure, parse_body, success};
+use super::config::{Dialect, Faults, fires};
+use super::protocol::{TokenRequest, envelope_error, failure, parse_body, success, unwrapped};
 use super::state::Shared;
 
 /// `POST /tokens/company`
@@ -29,7 +29,18 @@ pub(crate) async fn token(State(shared): State<Arc<Shared>>, body: Bytes) -> Res
         Err(m) => envelope_error(400, &m),
         Ok(req) => match shared.tokens.check_request(&req, now) {
             Err(m) => envelope_error(401, &m),
-            Ok(()) => success("Token", shared.tokens.issue(faults.token_ttl(), now)),
+            Ok(()) => {
+                let token = shared.tokens.issue(faults.token_ttl(), now);
+                match (shared.dialect, token) {
+                    // issue 13: the token form of Sobot's token documentation, without
+                    // the envelope.
+                    (Dialect::Literal, serde_json::Value::Object(mut t)) => {
+                        t.insert("response_type".into(), "token".into());
+                        unwrapped("Token", t)
+                    }
+                    (_, token) => success("Token", token),
+                }
+            }
         },
     };
     shared.stats.record("token", response.status().as_u16());

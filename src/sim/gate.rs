@@ -15,7 +15,7 @@ use chrono::Utc;
 use chrono_tz::Tz;
 
 use super::config::{Faults, fires};
-use super::protocol::{envelope_error, failure};
+use super::protocol::{envelope_error, failure, json_response};
 use super::state::{RequestCtx, Shared};
 
 /// The statistics name of a data route, from the request path (ids never contain `/`).
@@ -86,6 +86,13 @@ async fn pass(
     if fires(faults.envelope_error_every, n) {
         return envelope_error(500, "simulated internal error");
     }
+    let shape_path = faults
+        .wrong_shape_path
+        .as_deref()
+        .is_some_and(|p| !p.is_empty() && req.uri().path().contains(p));
+    if fires(faults.wrong_shape_every, n) || shape_path {
+        return wrong_shape();
+    }
     let auth = req
         .headers()
         .get(header::AUTHORIZATION)
@@ -122,6 +129,16 @@ async fn pass(
     } else {
         response
     }
+}
+
+/// issue 13: HTTP 200 with well-formed JSON that is no answer the document shows.
+fn wrong_shape() -> Response {
+    let body = serde_json::json!({
+        "result": "ok",
+        "items": [],
+        "serverTime": 1_700_000_000_000_i64,
+    });
+    json_response(StatusCode::OK, body.to_string().into_bytes())
 }
 
 fn too_many(retry_after_secs: u64, why: &str) -> Response {

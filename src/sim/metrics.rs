@@ -13,7 +13,8 @@
 //!   that day (inbound answered / missed, outbound, outbound answered).
 //!
 //! The document's example puts `agentsSummary` and `agentsMetrics` at the top of the
-//! body; the simulator serves them inside the usual envelope's `data`.
+//! body; the simulator serves them inside the usual envelope's `data`, and without the
+//! envelope in the `Literal` dialect (issue 13).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -27,12 +28,12 @@ use chrono_tz::Tz;
 use serde::Serialize;
 use serde_json::{Value, json};
 
-use super::config::Faults;
+use super::config::{Dialect, Faults};
 use super::dataset::Dataset;
 use super::facts::IntervalFact;
 use super::generate::HOUR_MS;
 use super::model::mask_number;
-use super::protocol::{envelope_error, success};
+use super::protocol::{envelope_error, success, unwrapped};
 use super::state::{RequestCtx, Shared};
 use crate::timeutil::{local_date, local_midnight};
 
@@ -378,8 +379,11 @@ pub(crate) async fn agents_metrics(
     }
     let ds = shared.dataset.clone();
     let list = sel.filter(all_agents(&ds, ctx.tz, ctx.now_ms, &ctx.faults));
-    success(
-        "AgentsMetrics",
-        body(&ds, ctx.now_ms, &list, sel.page_num, sel.page_size),
-    )
+    let body = body(&ds, ctx.now_ms, &list, sel.page_num, sel.page_size);
+    // issue 13: the Literal dialect answers as the document's example shows, without
+    // the envelope.
+    match shared.dialect {
+        Dialect::Literal => unwrapped("AgentsMetrics", body),
+        Dialect::Enveloped => success("AgentsMetrics", body),
+    }
 }

@@ -14,7 +14,7 @@ use axum::response::Response;
 use serde_json::{Value, json};
 
 use super::dataset::Dataset;
-use super::protocol::{envelope_error, success};
+use super::protocol::{envelope_error, success_zero_in};
 use super::rng::{hash, mix64};
 use super::state::Shared;
 use crate::report::indicators::{Catalogue, Direction, Family};
@@ -97,8 +97,8 @@ pub(crate) async fn check_plan(
     let plans = shared.dataset.indicator_plans(plan_type);
     if shared.dataset.report_state().check_plan_single() {
         let first = plans.into_iter().next().unwrap_or(Value::Null);
-        success("IndicatorPlan", first)
+        success_zero_in(shared.dialect, "IndicatorPlan", first)
     } else {
-        success("IndicatorPlan", plans)
+        success_zero_in(shared.dialect, "IndicatorPlan", plans)
     }
 }

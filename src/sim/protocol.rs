@@ -6,6 +6,8 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::Response;
 use serde::{Deserialize, Deserializer, Serialize, de};
 
+use super::config::Dialect;
+
 pub(crate) const API_VERSION: &str = "6.2";
 
 #[derive(Serialize)]
@@ -22,11 +24,37 @@ struct Envelope<'a, T> {
 
 /// HTTP 200 with envelope code 200 around `data`.
 pub(crate) fn success<T: Serialize>(kind: &str, data: T) -> Response {
+    success_with_code(200, kind, data)
+}
+
+/// issue 13: a success envelope as the dialect writes it for the answers whose examples
+/// show `"code": 0` (reports and indicator plans): 0 in `Literal`, 200 otherwise.
+pub(crate) fn success_zero_in<T: Serialize>(dialect: Dialect, kind: &str, data: T) -> Response {
+    match dialect {
+        Dialect::Enveloped => success(kind, data),
+        Dialect::Literal => success_with_code(0, kind, data),
+    }
+}
+
+/// issue 13: an answer without the envelope, as the document's monitoring examples and
+/// Sobot's token documentation show some answers.
+pub(crate) fn unwrapped<T: Serialize>(what: &str, body: T) -> Response {
+    match serde_json::to_vec(&body) {
+        Ok(body) => json_response(StatusCode::OK, body),
+        Err(e) => failure(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            500,
+            &format!("simulator could not encode {what}: {e}"),
+        ),
+    }
+}
+
+fn success_with_code<T: Serialize>(code: u16, kind: &str, data: T) -> Response {
     let env = Envelope {
         api_version: API_VERSION,
         status: "Success",
         message: "",
-        code: 200,
+        code,
         reason: "OK",
         kind,
         data,

@@ -44,7 +44,7 @@ use super::dataset::Dataset;
 use super::facts::{EFFECTIVE_TALK_SECS, GATEWAY_NUMBERS, IntervalFact, TalkFact};
 use super::handlers::page_window;
 use super::periods::{DateType, Period, local_bound, periods, result_date};
-use super::protocol::{envelope_error, failure, success};
+use super::protocol::{envelope_error, failure, success_zero_in};
 use super::rng::hash;
 use super::state::{RequestCtx, Shared};
 use crate::report::indicators::{Catalogue, Family, IndicatorKind};
@@ -1012,7 +1012,8 @@ async fn serve(shared: Arc<Shared>, ctx: RequestCtx, body: Bytes, family: Family
     let job =
         tokio::task::spawn_blocking(move || run(&ds, &q, ctx.tz, ctx.now_ms, &ctx.faults, window));
     match job.await {
-        Ok(a) => success(
+        Ok(a) => success_zero_in(
+            shared.dialect,
             "JSONObject",
             json!({
                 "metric": a.rows,

@@ -756,17 +756,16 @@ async fn transient_envelope_code_is_retried() {
 
 #[tokio::test]
 async fn missing_data_is_a_decode_error() {
-    let (mock, base) = Mock::new()
-        .script([Reply::raw(200, r#"{"code":200,"message":""}"#)])
-        .start()
-        .await;
+    // issue 13: a shape we do not read is retried once, then final.
+    let no_data = Reply::raw(200, r#"{"code":200,"message":""}"#);
+    let (mock, base) = Mock::new().script([no_data.clone(), no_data]).start().await;
     let api = client(settings(&base, Credentials::Token(Secret::new("t"))));
     let err = api.post(SEARCH, &search_body()).await.unwrap_err();
     assert!(
         matches!(&err, ApiError::Decode { endpoint, .. } if endpoint == SEARCH),
         "{err:?}"
     );
-    assert_eq!(mock.hits().len(), 1);
+    assert_eq!(mock.hits().len(), 2);
 }
 
 #[tokio::test]

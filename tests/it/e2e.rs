@@ -145,6 +145,10 @@ fn all_faults(late_secs: i64) -> Faults {
         stream_drop_after: Some(50),
         stream_drop_fraction: 0.01,
         stream_bad_every: Some(7),
+        // issue 13: a wrong shape is not transient (one retry, then the run fails), so it
+        // cannot be among faults a run must come through; tests/it/wire.rs covers it.
+        wrong_shape_every: None,
+        wrong_shape_path: None,
     }
 }
 
