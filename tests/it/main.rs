@@ -8,9 +8,11 @@ mod compact;
 mod daemon;
 mod deploy;
 mod e2e;
+mod explicit_settings; // issue 13
 mod obs;
 mod privacy;
 mod receive;
+mod recovery; // issue 13
 mod reports_e2e;
 mod shard;
 mod sim;
