@@ -119,10 +119,12 @@ impl LockRecord {
         }
     }
 
+    /// `Busy` naming the owner (callers compare it with owners); `unlock` shows the
+    /// holder's process.
     fn busy(&self, pipeline: &str) -> StateError {
         StateError::Busy {
             pipeline: pipeline.to_string(),
-            holder: self.shown_holder(),
+            holder: self.owner.clone(),
             expires_at: self.expires_at,
         }
     }
@@ -983,8 +985,15 @@ mod tests {
             .acquire_lock("talks", "next/talks", TTL)
             .await
             .unwrap_err();
+        assert!(
+            matches!(err, StateError::Busy { ref holder, .. } if holder == "20240101T000000Z-deadbeef/talks"),
+            "{err}"
+        );
+        assert!(err.to_string().contains("sobot-sync unlock"), "{err}");
+        let view = store.lock_view("talks", None).await.unwrap().unwrap();
+        assert_eq!(view.liveness, Liveness::Alive);
         let pid = format!("pid {}", std::process::id());
-        assert!(err.to_string().contains(&pid), "{err}");
+        assert!(view.shown_holder().contains(&pid), "{view:?}");
     }
 
     #[cfg(target_os = "linux")]
