@@ -151,6 +151,20 @@ pub enum Command {
         #[arg(long, value_name = "NAME")]
         tenant: Option<String>,
     },
+    // --- issue 13: crash recovery, see src/unlock.rs ---
+    /// Release a pipeline's lock left by a crashed run (like terraform force-unlock); refuses (exit 1) while a live holder's lease is fresh, unless --force.
+    Unlock {
+        pipeline: String,
+        /// Release even while the holder's lease is fresh and its process may be alive.
+        #[arg(long)]
+        force: bool,
+        /// Release this range lock (a shard's FROM_TO scope, or `compact`) instead of the pipeline lock.
+        #[arg(long, value_name = "SCOPE")]
+        range: Option<String>,
+        /// The tenant (needed when several are configured).
+        #[arg(long, value_name = "NAME")]
+        tenant: Option<String>,
+    },
     // --- issue 5 (R): push receiver, see src/receive/ ---
     /// Receive Sobot's pushes: verify, log durably, acknowledge, flush to Parquet; until SIGTERM.
     Receive {
@@ -188,6 +202,20 @@ pub async fn main(cli: Cli) -> ExitCode {
     let result = match cli.command {
         Command::Receive { addr } => {
             crate::receive::run(cli.config.as_deref(), addr.as_deref()).await
+        }
+        Command::Unlock {
+            pipeline,
+            force,
+            range,
+            tenant,
+        } => {
+            let args = crate::unlock::Args {
+                pipeline,
+                force,
+                range,
+                tenant,
+            };
+            crate::unlock::run(cli.config.as_deref(), &args).await
         }
         Command::Sim(args) => sim::serve(args.as_ref())
             .await

@@ -35,4 +35,5 @@ pub mod status;
 pub mod store;
 pub mod tenant;
 pub mod timeutil;
+pub mod unlock; // issue 13
 pub mod watch_metrics; // issue 5 (M)

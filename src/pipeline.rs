@@ -422,19 +422,26 @@ pub struct Catalog {
     pub source: String,
 }
 
+/// The embedded files as `(origin, text)`, and the source shown in messages.
+fn embedded_files(embedded: &[(&str, &str)]) -> (Vec<(String, String)>, String) {
+    (
+        embedded
+            .iter()
+            .map(|(n, t)| (format!("(built-in) {n}"), t.to_string()))
+            .collect(),
+        "built-in defaults".into(),
+    )
+}
+
 /// Reads `*.toml` from a folder, or the embedded files when the folder does not exist.
+/// issue 13: a folder named by a setting is checked to exist when the settings are read
+/// (`settings`), so the embedded files serve only the unset, absent default folder.
 fn read_folder(
     dir: &Path,
     embedded: &[(&str, &str)],
 ) -> Result<(Vec<(String, String)>, String), PipelineError> {
     if !dir.exists() {
-        return Ok((
-            embedded
-                .iter()
-                .map(|(n, t)| (format!("(built-in) {n}"), t.to_string()))
-                .collect(),
-            "built-in defaults".into(),
-        ));
+        return Ok(embedded_files(embedded));
     }
     let shown = dir.display().to_string();
     let entries = std::fs::read_dir(dir).map_err(|e| PipelineError {
@@ -465,6 +472,19 @@ impl Catalog {
     pub fn load(pipelines_dir: &Path, schemas_dir: &Path, tz: Tz) -> Result<Self, PipelineError> {
         let (schema_files, _) = read_folder(schemas_dir, EMBEDDED_SCHEMAS)?;
         let (pipeline_files, source) = read_folder(pipelines_dir, EMBEDDED_PIPELINES)?;
+        // Indicator catalogues follow the schemas folder (report::indicators).
+        let indicators = CatalogueSource::for_schemas_dir(schemas_dir);
+        Self::from_files(&pipeline_files, &schema_files, &indicators, tz, source)
+    }
+
+    /// Pipeline files validated against schema files, both as `(origin, text)`.
+    fn from_files(
+        pipeline_files: &[(String, String)],
+        schema_files: &[(String, String)],
+        indicators: &CatalogueSource,
+        tz: Tz,
+        source: String,
+    ) -> Result<Self, PipelineError> {
         let lookup = |name: &str| -> Result<TableSchema, String> {
             let wanted = format!("{name}.toml");
             let (origin, text) = schema_files
@@ -477,9 +497,21 @@ impl Catalog {
                 .ok_or_else(|| format!("no file {wanted} among the schemas"))?;
             TableSchema::parse(text, origin).map_err(|e| e.to_string())
         };
-        // Indicator catalogues follow the schemas folder (report::indicators).
-        let indicators = CatalogueSource::for_schemas_dir(schemas_dir);
-        Self::from_texts_with(&pipeline_files, &lookup, &indicators, tz, source)
+        Self::from_texts_with(pipeline_files, &lookup, indicators, tz, source)
+    }
+
+    /// issue 13: the catalogue of the built-in definitions and schemas alone, whatever
+    /// folders exist (tests, and what `load` gives when no folder is there).
+    pub fn built_in(tz: Tz) -> Result<Self, PipelineError> {
+        let (schema_files, _) = embedded_files(EMBEDDED_SCHEMAS);
+        let (pipeline_files, source) = embedded_files(EMBEDDED_PIPELINES);
+        Self::from_files(
+            &pipeline_files,
+            &schema_files,
+            &CatalogueSource::BuiltIn,
+            tz,
+            source,
+        )
     }
 
     pub fn from_texts(

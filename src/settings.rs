@@ -387,6 +387,32 @@ impl Settings {
                 ));
             }
         };
+        // issue 13: a folder that is named but missing (a typo, a volume not mounted) is
+        // an error, never a silent switch to the built-in definitions; those serve only
+        // when the setting is unset and the default folder is absent.
+        let folder = |k: &str, default: &str| -> Result<PathBuf, ConfigError> {
+            let Some(v) = get(k) else {
+                return Ok(PathBuf::from(default));
+            };
+            let path = PathBuf::from(&v);
+            if path.is_dir() {
+                return Ok(path);
+            }
+            let why = if path.exists() {
+                "is not a folder"
+            } else {
+                "does not exist"
+            };
+            Err(err(
+                k,
+                format!(
+                    "{} {why}; fix the path, or unset {k} to use {default} (or the built-in copies when {default} is absent)",
+                    shown(k)
+                ),
+            ))
+        };
+        let pipelines_dir = folder("SOBOT_SYNC_PIPELINES", "./pipelines")?;
+        let schemas_dir = folder("SOBOT_SYNC_SCHEMAS", "./schemas")?;
         let max_rps = positive("SOBOT_MAX_RPS", 10)?;
         let max_rps =
             u32::try_from(max_rps).map_err(|_| err("SOBOT_MAX_RPS", "is too large".into()))?;
@@ -400,12 +426,8 @@ impl Settings {
             timezone,
             warehouse: get("SOBOT_SYNC_WAREHOUSE").unwrap_or_else(|| "file://./warehouse".into()),
             state: get("SOBOT_SYNC_STATE"),
-            pipelines_dir: PathBuf::from(
-                get("SOBOT_SYNC_PIPELINES").unwrap_or_else(|| "./pipelines".into()),
-            ),
-            schemas_dir: PathBuf::from(
-                get("SOBOT_SYNC_SCHEMAS").unwrap_or_else(|| "./schemas".into()),
-            ),
+            pipelines_dir,
+            schemas_dir,
             start,
             request_timeout: Duration::from_secs(positive("SOBOT_REQUEST_TIMEOUT_SECS", 30)?),
             max_retries: match get("SOBOT_MAX_RETRIES") {
@@ -654,6 +676,42 @@ mod tests {
                 "{e}"
             );
         }
+    }
+
+    /// issue 13: a named folder that is missing is an error naming the setting and its
+    /// origin (environment or file), never the built-in copies.
+    #[test]
+    fn named_definition_folders_must_exist() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("pipelnes").display().to_string();
+        for key in ["SOBOT_SYNC_PIPELINES", "SOBOT_SYNC_SCHEMAS"] {
+            let e = Settings::from_sources(None, &env(&[(key, &missing)])).unwrap_err();
+            let text = e.to_string();
+            assert!(text.contains(key) && text.contains("environment"), "{text}");
+            assert!(
+                text.contains("does not exist") && text.contains("pipelnes"),
+                "{text}"
+            );
+            let file = dir.path().join("c.toml");
+            let file_key = key.trim_start_matches("SOBOT_").to_ascii_lowercase();
+            std::fs::write(&file, format!("{file_key} = {missing:?}\n")).unwrap();
+            let e = Settings::from_sources(Some(&file), &env(&[])).unwrap_err();
+            assert!(e.to_string().contains(key), "{e}");
+            assert!(e.to_string().contains("c.toml"), "{e}");
+            // A file, not a folder, is refused too.
+            let e = Settings::from_sources(None, &env(&[(key, &file.display().to_string())]))
+                .unwrap_err();
+            assert!(e.to_string().contains("is not a folder"), "{e}");
+        }
+        let s = Settings::from_sources(
+            None,
+            &env(&[("SOBOT_SYNC_PIPELINES", &dir.path().display().to_string())]),
+        )
+        .unwrap();
+        assert_eq!(s.pipelines_dir, dir.path());
+        let unset = Settings::from_sources(None, &env(&[])).unwrap();
+        assert_eq!(unset.pipelines_dir, PathBuf::from("./pipelines"));
+        assert_eq!(unset.schemas_dir, PathBuf::from("./schemas"));
     }
 
     #[test]

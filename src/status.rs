@@ -1,8 +1,8 @@
 //! `status`: where each pipeline stands, read from committed state only.
 
 use crate::pipeline::Catalog;
-use crate::state::model::{PipelineState, RunRecord, Span};
-use crate::state::store::{StateError, StateStore};
+use crate::state::model::{Outcome, PipelineState, RunRecord, Span};
+use crate::state::store::{LockView, StateError, StateStore};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
@@ -32,6 +32,10 @@ pub struct StatusRow {
     /// issue 4: the tenant the row belongs to; absent without tenants.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tenant: Option<String>,
+    /// issue 13: why `last_run` shows as interrupted (it is recorded as running, but no
+    /// live lock of it exists); absent otherwise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub interrupted: Option<String>,
 }
 
 pub fn row(
@@ -64,7 +68,50 @@ pub fn row(
             .unwrap_or_default(),
         report: crate::report::run::settle_row(p, st, now),
         tenant: None,
+        interrupted: None,
     }
+}
+
+/// issue 13: why a run that `pipeline`'s state records as running is not running any
+/// more, or `None` while a lock of that run is held (by a process not known to be dead).
+/// A crash leaves the record saying "running" forever; the locks tell the truth, on the
+/// wall clock like their leases. Sharded backfills hold range locks, not the pipeline's.
+pub async fn interruption(
+    state: &StateStore,
+    pipeline: &str,
+    run: &RunRecord,
+) -> Result<Option<String>, StateError> {
+    let now = Utc::now();
+    let mut locks: Vec<LockView> = state.lock_view(pipeline, None).await?.into_iter().collect();
+    locks.extend(state.range_lock_views(pipeline).await?);
+    if locks
+        .iter()
+        .any(|l| l.is_of_run(&run.run_id) && l.is_held(now))
+    {
+        return Ok(None);
+    }
+    let reason = match locks.iter().find(|l| l.is_of_run(&run.run_id)) {
+        Some(l) if l.released => {
+            "its lock was released while it was still recorded as running".to_string()
+        }
+        Some(l) if l.liveness == crate::state::holder::Liveness::Dead => format!(
+            "its process ({}) no longer exists",
+            l.holder
+                .as_ref()
+                .map_or_else(|| l.owner.clone(), |h| h.to_string())
+        ),
+        Some(l) => format!(
+            "its lock expired at {} without being renewed",
+            l.expires_at.to_rfc3339()
+        ),
+        None => match locks.first() {
+            Some(l) if l.scope.is_none() && l.is_held(now) => {
+                format!("another run holds the lock now: {}", l.shown_holder())
+            }
+            _ => "no lock of it is held".to_string(),
+        },
+    };
+    Ok(Some(reason))
 }
 
 pub async fn collect(
@@ -75,7 +122,15 @@ pub async fn collect(
     let mut rows = Vec::new();
     for p in catalog.pipelines.values() {
         let st = state.load::<PipelineState>(&p.name).await?.map(|v| v.value);
-        rows.push(row(p, st.as_ref(), now));
+        let mut r = row(p, st.as_ref(), now);
+        if let Some(run) = r.last_run.as_mut()
+            && run.outcome == Outcome::Running
+            && let Some(why) = interruption(state, &p.name, run).await?
+        {
+            run.outcome = Outcome::Interrupted;
+            r.interrupted = Some(why);
+        }
+        rows.push(r);
     }
     Ok(rows)
 }
@@ -134,6 +189,11 @@ pub fn render(rows: &[StatusRow]) -> String {
                     .as_ref()
                     .map(|e| format!("\n  error: {e}"))
                     .unwrap_or_default()
+            ));
+        }
+        if let Some(why) = &r.interrupted {
+            out.push_str(&format!(
+                "  interrupted: {why}; the next run or backfill carries on from what was committed\n"
             ));
         }
         if let Some(settle) = &r.report {

@@ -70,6 +70,9 @@ pub enum Outcome {
     Running,
     Success,
     Failed,
+    /// issue 13: never committed; `status` shows a run that is still recorded as running
+    /// but holds no live lock (its process crashed or was killed) as interrupted.
+    Interrupted,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -6,6 +6,7 @@
 //! (`<pipeline>/lock/<gen:020>.json`); whoever creates number n+1 first wins, every other
 //! writer gets `AlreadyExists`. The zero-padded names sort lexically in numeric order.
 
+use crate::state::holder::{HolderProcess, Liveness};
 use crate::store::Location;
 use chrono::{DateTime, Utc};
 use futures::{StreamExt, TryStreamExt};
@@ -34,7 +35,9 @@ const MAX_PIPELINE_LEN: usize = 64;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
-    #[error("pipeline {pipeline} is busy: locked by {holder} until {expires_at}")]
+    #[error(
+        "pipeline {pipeline} is busy: locked by {holder} until {expires_at}; if that run is gone for good, `sobot-sync unlock` releases it"
+    )]
     Busy {
         pipeline: String,
         holder: String,
@@ -80,14 +83,44 @@ struct LockRecord {
     owner: String,
     expires_at: DateTime<Utc>,
     released: bool,
+    /// issue 13: the process that wrote this generation, so that a crashed holder's lock
+    /// is taken over at once (`state::holder`). Absent in generations written before.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    holder: Option<HolderProcess>,
 }
 
 impl LockRecord {
-    /// Whether this generation keeps `owner` out at `now`.
+    fn new(owner: &str, expires_at: DateTime<Utc>, released: bool) -> Self {
+        Self {
+            owner: owner.to_string(),
+            expires_at,
+            released,
+            holder: Some(HolderProcess::current().clone()),
+        }
+    }
+
+    /// Whether this generation keeps `owner` out at `now` by its lease alone.
     fn blocks(&self, owner: &str, now: DateTime<Utc>) -> bool {
         !self.released && self.owner != owner && self.expires_at > now
     }
 
+    /// Whether the writer of this generation still runs (`Unknown` for old records).
+    fn liveness(&self) -> Liveness {
+        self.holder
+            .as_ref()
+            .map_or(Liveness::Unknown, HolderProcess::liveness)
+    }
+
+    /// The owner and, when recorded, its process: what messages show as the holder.
+    fn shown_holder(&self) -> String {
+        match &self.holder {
+            Some(h) => format!("{} ({h})", self.owner),
+            None => self.owner.clone(),
+        }
+    }
+
+    /// `Busy` naming the owner (callers compare it with owners); `unlock` shows the
+    /// holder's process.
     fn busy(&self, pipeline: &str) -> StateError {
         StateError::Busy {
             pipeline: pipeline.to_string(),
@@ -95,6 +128,69 @@ impl LockRecord {
             expires_at: self.expires_at,
         }
     }
+
+    fn view(&self, scope: Option<&str>, generation: u64) -> LockView {
+        LockView {
+            scope: scope.map(str::to_string),
+            generation,
+            owner: self.owner.clone(),
+            expires_at: self.expires_at,
+            released: self.released,
+            holder: self.holder.clone(),
+            liveness: self.liveness(),
+        }
+    }
+}
+
+/// What the newest generation of one lock says (issue 13: `unlock`, `status`).
+#[derive(Debug, Clone, Serialize)]
+pub struct LockView {
+    /// `None`: the pipeline lock; else the scope of a range lock (`crate::shard`).
+    pub scope: Option<String>,
+    pub generation: u64,
+    /// `<run id>/<pipeline>[/...]` for locks taken by runs.
+    pub owner: String,
+    pub expires_at: DateTime<Utc>,
+    pub released: bool,
+    pub holder: Option<HolderProcess>,
+    /// Whether the holder's process still runs, as seen from this process.
+    pub liveness: Liveness,
+}
+
+impl LockView {
+    /// Whether this lock keeps other runs out at `now`: neither released nor expired,
+    /// and its holder not known to be dead (such a lock is taken over at once).
+    pub fn is_held(&self, now: DateTime<Utc>) -> bool {
+        !self.released && self.expires_at > now && self.liveness != Liveness::Dead
+    }
+
+    /// Whether it was taken by run `run_id` (owners are `<run id>/...`).
+    pub fn is_of_run(&self, run_id: &str) -> bool {
+        self.owner
+            .strip_prefix(run_id)
+            .is_some_and(|rest| rest.starts_with('/'))
+    }
+
+    /// `owner (pid P on host H)`, or the owner alone for records without a holder.
+    pub fn shown_holder(&self) -> String {
+        match &self.holder {
+            Some(h) => format!("{} ({h})", self.owner),
+            None => self.owner.clone(),
+        }
+    }
+}
+
+/// What [`StateStore::unlock`] did.
+#[derive(Debug, Clone)]
+pub enum Unlock {
+    /// The lock was never taken.
+    NeverLocked,
+    /// Already released, expired or held by a dead process before: nothing written.
+    NotHeld(LockView),
+    /// Released now; `forced` when the holder was not known to be dead.
+    Released { was: LockView, forced: bool },
+    /// Left alone: the lease is fresh and the holder is not known to be dead.
+    Refused(LockView),
 }
 
 /// A numbered object in a sequence folder.
@@ -242,18 +338,7 @@ impl StateStore {
         owner: &str,
         ttl: Duration,
     ) -> Result<Lock, StateError> {
-        validate_pipeline(pipeline)?;
-        let ok = !scope.is_empty()
-            && scope.len() <= MAX_PIPELINE_LEN
-            && scope
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'_');
-        if !ok {
-            return Err(StateError::InvalidPipeline {
-                pipeline: format!("{pipeline}/{RANGE_LOCK_DIR}/{scope}"),
-            });
-        }
-        let dir = format!("{pipeline}/{RANGE_LOCK_DIR}/{scope}");
+        let dir = lock_dir(pipeline, Some(scope))?;
         self.acquire_lock_in(pipeline, dir, owner, ttl).await
     }
 
@@ -285,12 +370,105 @@ impl StateStore {
             if let Some((_, record)) = self.newest_lock(pipeline, &rel).await?
                 && !record.released
                 && record.expires_at > now
+                && record.liveness() != Liveness::Dead
             {
                 let busy = record.busy(&format!("{pipeline} (range {scope})"));
                 held.push((scope.to_string(), busy));
             }
         }
         Ok(held)
+    }
+
+    /// issue 13: the newest generation of the pipeline lock (`scope` `None`) or of one
+    /// range lock, or `None` when it was never taken.
+    pub async fn lock_view(
+        &self,
+        pipeline: &str,
+        scope: Option<&str>,
+    ) -> Result<Option<LockView>, StateError> {
+        let dir = lock_dir(pipeline, scope)?;
+        Ok(self
+            .newest_lock(pipeline, &dir)
+            .await?
+            .map(|(generation, record)| record.view(scope, generation)))
+    }
+
+    /// issue 13: the newest generation of every range lock of `pipeline`, held or not,
+    /// by scope.
+    pub async fn range_lock_views(&self, pipeline: &str) -> Result<Vec<LockView>, StateError> {
+        validate_pipeline(pipeline)?;
+        let dir = format!("{pipeline}/{RANGE_LOCK_DIR}");
+        let prefix = self.loc.list_prefix(&dir);
+        let listing = self
+            .loc
+            .store()
+            .list_with_delimiter(prefix.as_ref())
+            .await
+            .map_err(|source| self.storage_error(&dir, source))?;
+        let mut views = Vec::new();
+        for folder in listing.common_prefixes {
+            let Some(scope) = folder.filename() else {
+                continue;
+            };
+            if let Ok(view) = self.lock_view(pipeline, Some(scope)).await
+                && let Some(view) = view
+            {
+                views.push(view);
+            }
+        }
+        views.sort_by(|a, b| a.scope.cmp(&b.scope));
+        Ok(views)
+    }
+
+    /// issue 13 (`sobot-sync unlock`, like Terraform's `force-unlock`): releases the
+    /// pipeline lock (`scope` `None`) or one range lock by writing a released generation
+    /// after the newest one. Without `force` a lock whose lease is fresh is left alone
+    /// ([`Unlock::Refused`]) unless its holder's process is known to be gone. A holder
+    /// that still runs notices at its next renewal (it fails as `Busy`) and stops
+    /// committing; its state commits are conditional, so nothing it wrote is lost.
+    pub async fn unlock(
+        &self,
+        pipeline: &str,
+        scope: Option<&str>,
+        force: bool,
+    ) -> Result<Unlock, StateError> {
+        let dir = lock_dir(pipeline, scope)?;
+        for _ in 0..LOCK_ATTEMPTS {
+            let Some((generation, record)) = self.newest_lock(pipeline, &dir).await? else {
+                return Ok(Unlock::NeverLocked);
+            };
+            let now = Utc::now();
+            let view = record.view(scope, generation);
+            if record.released || record.expires_at <= now {
+                return Ok(Unlock::NotHeld(view));
+            }
+            let dead = view.liveness == Liveness::Dead;
+            if !dead && !force {
+                return Ok(Unlock::Refused(view));
+            }
+            let next = LockRecord::new(&format!("unlocked:{}", record.owner), now, true);
+            if self
+                .create_lock(pipeline, &dir, generation + 1, &next)
+                .await?
+            {
+                tracing::info!(
+                    pipeline,
+                    lock = %dir,
+                    previous = %record.shown_holder(),
+                    forced = !dead,
+                    "lock released by unlock"
+                );
+                return Ok(Unlock::Released {
+                    was: view,
+                    forced: !dead,
+                });
+            }
+        }
+        // Lost every race: someone is renewing or taking the lock right now.
+        match self.newest_lock(pipeline, &dir).await? {
+            Some((_, record)) => Err(record.busy(pipeline)),
+            None => Ok(Unlock::NeverLocked),
+        }
     }
 
     /// [`Self::acquire_lock`] on the lock generations in folder `dir`.
@@ -308,14 +486,19 @@ impl StateStore {
             if let Some((_, record)) = &newest
                 && record.blocks(owner, now)
             {
-                return Err(record.busy(pipeline));
+                if record.liveness() != Liveness::Dead {
+                    return Err(record.busy(pipeline));
+                }
+                tracing::info!(
+                    pipeline,
+                    lock = %dir,
+                    previous = %record.shown_holder(),
+                    lease_until = %record.expires_at.to_rfc3339(),
+                    "taking the lock over at once: its holder's process no longer exists on this host"
+                );
             }
             let generation = newest.as_ref().map_or(1, |(g, _)| g + 1);
-            let record = LockRecord {
-                owner: owner.to_string(),
-                expires_at: expiry(now, ttl),
-                released: false,
-            };
+            let record = LockRecord::new(owner, expiry(now, ttl), false);
             if self
                 .create_lock(pipeline, &dir, generation, &record)
                 .await?
@@ -598,11 +781,8 @@ impl Lock {
                 return Err(record.busy(&self.pipeline));
             }
             let now = Utc::now();
-            let next = LockRecord {
-                owner: self.owner.clone(),
-                expires_at: if release { now } else { expiry(now, self.ttl) },
-                released: release,
-            };
+            let expires_at = if release { now } else { expiry(now, self.ttl) };
+            let next = LockRecord::new(&self.owner, expires_at, release);
             if self
                 .store
                 .create_lock(&self.pipeline, &self.dir, generation + 1, &next)
@@ -625,6 +805,25 @@ fn expiry(now: DateTime<Utc>, ttl: Duration) -> DateTime<Utc> {
     let ttl = chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::MAX);
     now.checked_add_signed(ttl)
         .unwrap_or(DateTime::<Utc>::MAX_UTC)
+}
+
+/// The folder of the pipeline lock (`scope` `None`) or of one range lock.
+fn lock_dir(pipeline: &str, scope: Option<&str>) -> Result<String, StateError> {
+    validate_pipeline(pipeline)?;
+    let Some(scope) = scope else {
+        return Ok(format!("{pipeline}/{LOCK_DIR}"));
+    };
+    let ok = !scope.is_empty()
+        && scope.len() <= MAX_PIPELINE_LEN
+        && scope
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_');
+    if !ok {
+        return Err(StateError::InvalidPipeline {
+            pipeline: format!("{pipeline}/{RANGE_LOCK_DIR}/{scope}"),
+        });
+    }
+    Ok(format!("{pipeline}/{RANGE_LOCK_DIR}/{scope}"))
 }
 
 fn validate_pipeline(pipeline: &str) -> Result<(), StateError> {
@@ -675,6 +874,171 @@ mod tests {
         for bad in ["", "Talks", "a/b", "..", "a-b", &"x".repeat(65)] {
             assert!(validate_pipeline(bad).is_err(), "{bad:?} accepted");
         }
+    }
+
+    /// issue 13: a store in memory with one lock generation written by hand, as a
+    /// process described by `holder` (or an older version, without one) left it.
+    async fn store_with_lock(holder: Option<HolderProcess>, scope: Option<&str>) -> StateStore {
+        let mem: std::sync::Arc<dyn object_store::ObjectStore> =
+            std::sync::Arc::new(object_store::memory::InMemory::new());
+        let store = StateStore::new(Location::from_store(mem, "state", "memory://state"));
+        let mut record = serde_json::json!({
+            "owner": "20240101T000000Z-deadbeef/talks",
+            "expires_at": (Utc::now() + chrono::Duration::minutes(2)).to_rfc3339(),
+            "released": false,
+        });
+        if let Some(h) = holder {
+            record["holder"] = serde_json::to_value(h).unwrap();
+        }
+        let dir = lock_dir("talks", scope).unwrap();
+        let body = serde_json::to_vec(&record).unwrap();
+        assert!(
+            store
+                .create(&format!("{dir}/{}", seq_name(7)), body)
+                .await
+                .unwrap()
+        );
+        store
+    }
+
+    /// A process of this host that has exited (reaped), with the start time it had.
+    #[cfg(target_os = "linux")]
+    fn dead_process() -> HolderProcess {
+        let mut child = std::process::Command::new("sleep")
+            .arg("5")
+            .spawn()
+            .expect("spawn sleep");
+        let pid = child.id();
+        let start = match crate::state::holder::probe(pid) {
+            crate::state::holder::Probe::Running { start_ticks } => start_ticks,
+            other => panic!("a running child reads as {other:?}"),
+        };
+        child.kill().expect("kill sleep");
+        child.wait().expect("reap sleep");
+        HolderProcess {
+            pid,
+            start_ticks: start,
+            ..HolderProcess::current().clone()
+        }
+    }
+
+    const TTL: Duration = Duration::from_secs(120);
+
+    #[cfg(target_os = "linux")]
+    #[tokio::test]
+    async fn a_dead_holder_on_this_host_is_taken_over_at_once() {
+        let store = store_with_lock(Some(dead_process()), None).await;
+        let lock = store
+            .acquire_lock("talks", "next/talks", TTL)
+            .await
+            .unwrap();
+        assert_eq!(lock.generation(), 8);
+        // The new generation records this process as the holder.
+        let view = store.lock_view("talks", None).await.unwrap().unwrap();
+        assert_eq!(view.holder.as_ref(), Some(HolderProcess::current()));
+        assert_eq!(view.liveness, Liveness::Alive);
+        assert!(view.is_of_run("next") && !view.is_of_run("nex"));
+    }
+
+    #[cfg(target_os = "linux")]
+    #[tokio::test]
+    async fn a_reused_pid_is_not_the_holder() {
+        // This very process's pid, but a start time it never had: the holder is gone.
+        let reused = HolderProcess {
+            start_ticks: HolderProcess::current().start_ticks.map(|t| t + 1),
+            ..HolderProcess::current().clone()
+        };
+        let store = store_with_lock(Some(reused), None).await;
+        store
+            .acquire_lock("talks", "next/talks", TTL)
+            .await
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn another_host_or_an_old_record_waits_for_the_expiry() {
+        let other_host = HolderProcess {
+            host: format!("{}-elsewhere", HolderProcess::current().host),
+            pid: 1,
+            ..HolderProcess::current().clone()
+        };
+        for holder in [Some(other_host), None] {
+            let shown = format!("{holder:?}");
+            let store = store_with_lock(holder, None).await;
+            let err = store
+                .acquire_lock("talks", "next/talks", TTL)
+                .await
+                .unwrap_err();
+            assert!(matches!(err, StateError::Busy { .. }), "{shown}: {err}");
+            assert!(
+                err.to_string().contains("20240101T000000Z-deadbeef/talks"),
+                "{err}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn a_live_holder_of_this_host_waits_and_is_named() {
+        // This process, under another owner: alive, so busy.
+        let store = store_with_lock(Some(HolderProcess::current().clone()), None).await;
+        let err = store
+            .acquire_lock("talks", "next/talks", TTL)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, StateError::Busy { ref holder, .. } if holder == "20240101T000000Z-deadbeef/talks"),
+            "{err}"
+        );
+        assert!(err.to_string().contains("sobot-sync unlock"), "{err}");
+        let view = store.lock_view("talks", None).await.unwrap().unwrap();
+        assert_eq!(view.liveness, Liveness::Alive);
+        let pid = format!("pid {}", std::process::id());
+        assert!(view.shown_holder().contains(&pid), "{view:?}");
+    }
+
+    #[cfg(target_os = "linux")]
+    #[tokio::test]
+    async fn dead_range_lock_holders_do_not_count_as_held() {
+        let store = store_with_lock(Some(dead_process()), Some("compact")).await;
+        assert!(store.held_range_locks("talks").await.unwrap().is_empty());
+        let views = store.range_lock_views("talks").await.unwrap();
+        assert_eq!(views.len(), 1);
+        assert_eq!(views[0].scope.as_deref(), Some("compact"));
+        assert_eq!(views[0].liveness, Liveness::Dead);
+    }
+
+    #[tokio::test]
+    async fn unlock_refuses_a_fresh_lease_unless_forced() {
+        let store = store_with_lock(Some(HolderProcess::current().clone()), None).await;
+        let refused = store.unlock("talks", None, false).await.unwrap();
+        assert!(matches!(refused, Unlock::Refused(_)), "{refused:?}");
+        let forced = store.unlock("talks", None, true).await.unwrap();
+        assert!(
+            matches!(forced, Unlock::Released { forced: true, .. }),
+            "{forced:?}"
+        );
+        let again = store.unlock("talks", None, false).await.unwrap();
+        assert!(
+            matches!(again, Unlock::NotHeld(ref v) if v.released),
+            "{again:?}"
+        );
+        store
+            .acquire_lock("talks", "next/talks", TTL)
+            .await
+            .unwrap();
+        let never = store.unlock("parties", None, false).await.unwrap();
+        assert!(matches!(never, Unlock::NeverLocked), "{never:?}");
+    }
+
+    #[cfg(target_os = "linux")]
+    #[tokio::test]
+    async fn unlock_releases_a_dead_holder_without_force() {
+        let store = store_with_lock(Some(dead_process()), None).await;
+        let done = store.unlock("talks", None, false).await.unwrap();
+        assert!(
+            matches!(done, Unlock::Released { forced: false, .. }),
+            "{done:?}"
+        );
     }
 
     #[test]

@@ -9,9 +9,11 @@ mod daemon;
 mod deploy;
 mod doc_fixtures;
 mod e2e;
+mod explicit_settings; // issue 13
 mod obs;
 mod privacy;
 mod receive;
+mod recovery; // issue 13
 mod reports_e2e;
 mod shard;
 mod sim;
