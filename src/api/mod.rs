@@ -17,6 +17,8 @@ mod transport;
 use crate::secret::Secret;
 use auth::{Token, TokenSource};
 pub use envelope::{Data, PageData};
+/// issue 13: the token endpoint, as `check` names it in its table.
+pub(crate) use auth::TOKEN_ENDPOINT;
 use reqwest::Method;
 use reqwest::header::HeaderValue;
 use retry::{Class, Failure, RetryPolicy};
