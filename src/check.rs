@@ -318,14 +318,20 @@ async fn check_tenant(
         .iter()
         .find(|r| !r.ok && !r.error.as_deref().is_some_and(not_probed))
         .and_then(|r| r.error.clone());
-    let message = (!failed.is_empty()).then(|| {
-        format!(
+    let token_error = rows
+        .iter()
+        .find(|r| !r.ok && r.endpoint == crate::api::TOKEN_ENDPOINT)
+        .and_then(|r| r.error.clone());
+    let message = (!failed.is_empty()).then(|| match &token_error {
+        // Nothing else could be asked: the credentials are what to fix.
+        Some(e) => format!("API credentials: {e}"),
+        None => format!(
             "{} of {} endpoint(s) not proven ({}){}",
             rows.iter().filter(|r| !r.ok).count(),
             rows.len(),
             failed.join(", "),
             first.map_or(String::new(), |e| format!("; first: {e}"))
-        )
+        ),
     });
     out.endpoints(rows);
     if let Some(message) = message {
@@ -431,8 +437,8 @@ enum Failure {
     Api(ApiError),
     /// A well-formed answer in a shape the pipeline cannot read: field names only.
     Shape(String),
-    /// Not requested because what it needed failed first.
-    NotProbed(String),
+    /// Not requested because what it needed (`what`, from the endpoint `from`) failed.
+    NotProbed { what: &'static str, from: String },
 }
 
 const NOT_PROBED: &str = "not probed: ";
@@ -468,7 +474,10 @@ impl Row {
                 format!("{}: the answer cannot be read: {detail}", self.endpoint),
                 SHAPE_HINT.to_string(),
             ),
-            Failure::NotProbed(why) => (format!("{NOT_PROBED}{why}"), format!("fix {why} first")),
+            Failure::NotProbed { what, from } => (
+                format!("{NOT_PROBED}needs {what} from {from}"),
+                format!("fix {from} first"),
+            ),
         };
         EndpointResult {
             tenant: None,
@@ -581,10 +590,12 @@ async fn probe_all(
         let sample = search(client, p, settings, now, size).await;
         match sample {
             Err(f) => {
-                let parent = format!("{} (needed for a call id)", p.endpoint);
                 pending.push((row, Err(f)));
                 for k in &kids {
-                    pending.push((child_row(k), Err(Failure::NotProbed(parent.clone()))));
+                    pending.push((child_row(k), Err(Failure::NotProbed {
+                        what: "a call",
+                        from: p.endpoint.clone(),
+                    })));
                 }
             }
             Ok(records) => {
@@ -642,7 +653,10 @@ async fn probe_all(
 }
 
 fn no_token() -> Failure {
-    Failure::NotProbed(format!("{} (no access token)", crate::api::TOKEN_ENDPOINT))
+    Failure::NotProbed {
+        what: "an access token",
+        from: crate::api::TOKEN_ENDPOINT.to_string(),
+    }
 }
 
 fn child_row(k: &Pipeline) -> Row {
