@@ -129,6 +129,9 @@ fn all_faults(late_secs: i64) -> Faults {
         stream_drop_after: Some(50),
         stream_drop_fraction: 0.01,
         stream_bad_every: Some(7),
+        // issue 13: an endpoint broken for good cannot end in identical tables.
+        broken_endpoints: Vec::new(),
+        broken_endpoint_status: None,
     }
 }
 
