@@ -196,7 +196,12 @@ pub async fn run(
     let selected = match crate::tenant::select(&settings, tenant) {
         Ok(s) => s,
         Err(e) => {
-            out.step(failed_step(&None, "settings", &e.to_string(), "check --tenant"));
+            out.step(failed_step(
+                &None,
+                "settings",
+                &e.to_string(),
+                "check --tenant",
+            ));
             out.finish()?;
             return Err(e);
         }
@@ -438,7 +443,10 @@ enum Failure {
     /// A well-formed answer in a shape the pipeline cannot read: field names only.
     Shape(String),
     /// Not requested because what it needed (`what`, from the endpoint `from`) failed.
-    NotProbed { what: &'static str, from: String },
+    NotProbed {
+        what: &'static str,
+        from: String,
+    },
 }
 
 const NOT_PROBED: &str = "not probed: ";
@@ -498,7 +506,8 @@ impl Row {
     }
 }
 
-const SHAPE_HINT: &str = "the tenant answers in a form we do not read; report it with `check --json`";
+const SHAPE_HINT: &str =
+    "the tenant answers in a form we do not read; report it with `check --json`";
 
 /// The probes of every enabled pipeline, in the order of the module documentation.
 async fn probe_all(
@@ -556,9 +565,7 @@ async fn probe_all(
     let mut searches: Vec<&Pipeline> = catalog
         .pipelines
         .values()
-        .filter(|p| {
-            p.kind == Kind::Search && (p.enabled || !dependents(&p.name).is_empty())
-        })
+        .filter(|p| p.kind == Kind::Search && (p.enabled || !dependents(&p.name).is_empty()))
         .collect();
     // Parents first, as their children's rows follow them.
     searches.sort_by_key(|p| (dependents(&p.name).is_empty(), p.name.clone()));
@@ -592,10 +599,13 @@ async fn probe_all(
             Err(f) => {
                 pending.push((row, Err(f)));
                 for k in &kids {
-                    pending.push((child_row(k), Err(Failure::NotProbed {
-                        what: "a call",
-                        from: p.endpoint.clone(),
-                    })));
+                    pending.push((
+                        child_row(k),
+                        Err(Failure::NotProbed {
+                            what: "a call",
+                            from: p.endpoint.clone(),
+                        }),
+                    ));
                 }
             }
             Ok(records) => {
@@ -610,11 +620,7 @@ async fn probe_all(
             }
         }
     }
-    rows.extend(
-        pending
-            .into_iter()
-            .map(|(row, r)| row.outcome(r, settings)),
-    );
+    rows.extend(pending.into_iter().map(|(row, r)| row.outcome(r, settings)));
 
     // Reports, one probe per distinct request, then plans and metrics.
     let mut seen: HashMap<String, usize> = HashMap::new();
@@ -803,7 +809,10 @@ async fn report(
     if let Value::Object(m) = &mut body {
         m.insert("pageSize".into(), 1.into());
     }
-    let data = client.post(&p.endpoint, &body).await.map_err(Failure::Api)?;
+    let data = client
+        .post(&p.endpoint, &body)
+        .await
+        .map_err(Failure::Api)?;
     crate::report::response::read_page(data).map_err(|e| Failure::Shape(e.to_string()))?;
     Ok(None)
 }
@@ -817,7 +826,10 @@ async fn plans(client: &ApiClient, p: &Pipeline) -> Result<Option<String>, Failu
         .iter()
         .map(|(k, v)| ((*k).to_string(), v.clone()))
         .collect();
-    let data = client.get(&p.endpoint, &query).await.map_err(Failure::Api)?;
+    let data = client
+        .get(&p.endpoint, &query)
+        .await
+        .map_err(Failure::Api)?;
     crate::report::response::read_plans(data).map_err(|e| Failure::Shape(e.to_string()))?;
     Ok(None)
 }
@@ -989,8 +1001,7 @@ mod tests {
             Some("c0ffee.mp3")
         );
         assert_eq!(
-            recording_id("http://127.0.0.1:9/callservice/v6/cc-audios/recordings/abc/")
-                .as_deref(),
+            recording_id("http://127.0.0.1:9/callservice/v6/cc-audios/recordings/abc/").as_deref(),
             Some("abc")
         );
         assert_eq!(recording_id("https:"), None);
@@ -1004,8 +1015,8 @@ mod tests {
 
     #[test]
     fn table_rows_say_ok_or_the_error_and_its_fix() {
-        let row = |endpoint: &str, ok: bool, note: Option<&str>, error: Option<&str>| {
-            EndpointResult {
+        let row =
+            |endpoint: &str, ok: bool, note: Option<&str>, error: Option<&str>| EndpointResult {
                 tenant: None,
                 endpoint: endpoint.into(),
                 pipelines: vec!["talks".into()],
@@ -1013,8 +1024,7 @@ mod tests {
                 note: note.map(str::to_string),
                 error: error.map(str::to_string),
                 hint: error.map(|_| "check SOBOT_BASE_URL".to_string()),
-            }
-        };
+            };
         let text = render(&[
             row("/a", true, None, None),
             row("/bb", true, Some("no call to probe"), None),
@@ -1023,7 +1033,10 @@ mod tests {
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines.len(), 4, "{text}");
         assert!(lines[0].starts_with("ENDPOINT"));
-        assert!(lines[1].starts_with("/a ") && lines[1].ends_with("  ok"), "{text}");
+        assert!(
+            lines[1].starts_with("/a ") && lines[1].ends_with("  ok"),
+            "{text}"
+        );
         assert!(lines[2].ends_with("ok (no call to probe)"), "{text}");
         assert!(
             lines[3].ends_with("FAIL request to /c failed; fix: check SOBOT_BASE_URL"),

@@ -15,10 +15,10 @@ mod retry;
 mod transport;
 
 use crate::secret::Secret;
-use auth::{Token, TokenSource};
-pub use envelope::{Data, PageData};
 /// issue 13: the token endpoint, as `check` names it in its table.
 pub(crate) use auth::TOKEN_ENDPOINT;
+use auth::{Token, TokenSource};
+pub use envelope::{Data, PageData};
 use reqwest::Method;
 use reqwest::header::HeaderValue;
 use retry::{Class, Failure, RetryPolicy};
