@@ -11,7 +11,6 @@ use crate::state::store::StateStore;
 use crate::store::Location;
 use crate::{sim, status, timeutil};
 use clap::{Parser, Subcommand};
-use object_store::ObjectStoreExt;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -73,11 +72,17 @@ pub enum Command {
         #[arg(long, value_name = "NAME")]
         tenant: Option<String>,
     },
-    /// Validate settings, pipelines and schemas, prove storage access, then prove the credentials with one cheap API call.
+    /// Validate settings, pipelines and schemas, prove storage access, then prove every endpoint the enabled pipelines use with one cheap request each.
     Check {
         /// issue 4: only this tenant (default: every configured tenant).
         #[arg(long, value_name = "NAME")]
         tenant: Option<String>,
+        /// issue 13: one JSON object: the checks and an array of endpoint results.
+        #[arg(long)]
+        json: bool,
+        /// Pretend the current time is TIME (the windows and periods probed).
+        #[arg(long, value_name = "TIME")]
+        now: Option<String>,
     },
     /// Compare the relay number report with the talks, per final day; exit 1 on a difference beyond the tolerance.
     Reconcile {
@@ -255,7 +260,10 @@ pub async fn main(cli: Cli) -> ExitCode {
         Command::WatchMetrics { tenant } => {
             crate::watch_metrics::run_cmd(cli.config.as_deref(), tenant.as_deref()).await
         }
-        Command::Check { tenant } => check(cli.config.as_deref(), tenant.as_deref()).await,
+        Command::Check { tenant, json, now } => {
+            let (tenant, now) = (tenant.as_deref(), now.as_deref());
+            crate::check::run(cli.config.as_deref(), tenant, json, now).await
+        }
         Command::Daemon { pipelines, now } => {
             crate::daemon::run(cli.config.as_deref(), &pipelines, now.as_deref()).await
         }
@@ -572,133 +580,6 @@ async fn status_cmd(
         println!("{text}");
     } else {
         print!("{}", status::render(&rows));
-    }
-    Ok(())
-}
-
-async fn check(config: Option<&std::path::Path>, tenant: Option<&str>) -> Result<(), CliError> {
-    let settings = Settings::load(config)?;
-    println!(
-        "ok   settings ({})",
-        config.map_or("environment only".into(), |p| p.display().to_string())
-    );
-    // issue 4: every selected tenant in turn, each proving its own storage and credentials.
-    let selected = crate::tenant::select(&settings, tenant)?;
-    if selected.len() == 1 && selected[0].tenant.is_none() {
-        return check_one(settings).await;
-    }
-    let mut failures = Vec::new();
-    for settings in selected {
-        let label = crate::tenant::label(&settings);
-        println!("---- {}", label.trim_end_matches([':', ' ']));
-        if let Err(e) = check_one(settings).await {
-            println!("FAIL {label}{e}");
-            failures.push(e);
-        }
-    }
-    match failures.len() {
-        0 => Ok(()),
-        n if failures.iter().all(|e| matches!(e, CliError::Config(_))) => {
-            Err(CliError::Config(format!("{n} tenant(s) failed the check")))
-        }
-        n => Err(CliError::Failed(format!("{n} tenant(s) failed the check"))),
-    }
-}
-
-/// `check` for one tenant's settings (or the only settings without tenants).
-async fn check_one(settings: Settings) -> Result<(), CliError> {
-    let catalog = load_catalog(&settings)?;
-    crate::privacy::validate(&catalog, settings.pii_key.as_ref())?; // issue 4 privacy
-    println!(
-        "ok   {} pipeline definitions and their schemas ({}): {}",
-        catalog.pipelines.len(),
-        catalog.source,
-        catalog
-            .pipelines
-            .keys()
-            .cloned()
-            .collect::<Vec<_>>()
-            .join(", ")
-    );
-    println!(
-        "ok   privacy: {}",
-        crate::privacy::describe(&catalog, settings.pii_key.as_ref())
-    ); // issue 4 privacy
-    let (warehouse, state) = locations(&settings)?;
-    // Prove storage: write and remove a probe object where state lives.
-    let probe = state.location().path("_check/probe");
-    let store = state.location().store().clone();
-    store
-        .put(
-            &probe,
-            bytes::Bytes::from_static(b"sobot-sync check").into(),
-        )
-        .await
-        .map_err(|e| {
-            CliError::Failed(format!(
-                "state storage {}: cannot write: {e}",
-                state.location().url()
-            ))
-        })?;
-    let _ = store.delete(&probe).await;
-    let list = warehouse
-        .store()
-        .list_with_delimiter(Some(warehouse.prefix()))
-        .await;
-    if let Err(e) = list {
-        return Err(CliError::Failed(format!(
-            "warehouse {}: cannot list: {e}",
-            warehouse.url()
-        )));
-    }
-    println!(
-        "ok   storage: warehouse {} and state {}",
-        warehouse.url(),
-        state.location().url()
-    );
-    let api = settings.api_settings()?;
-    let client = ApiClient::new(api).map_err(|e| CliError::Config(e.to_string()))?;
-    client
-        .authenticate()
-        .await
-        .map_err(|e| CliError::Failed(format!("API credentials: {e}")))?;
-    // One cheap data call: a one-page, one-record search over the last minute.
-    if let Some(p) = catalog
-        .pipelines
-        .values()
-        .find(|p| p.kind == crate::pipeline::Kind::Search && p.enabled)
-    {
-        let now = chrono::Utc::now();
-        let mut body = p.filters.clone();
-        match p.time_filter {
-            crate::pipeline::TimeFilter::EpochMs => {
-                body.insert("startTime".into(), (now.timestamp_millis() - 60_000).into());
-                body.insert("endTime".into(), now.timestamp_millis().into());
-            }
-            crate::pipeline::TimeFilter::LocalMinute => {
-                let tz = settings.timezone;
-                body.insert(
-                    "startTime".into(),
-                    timeutil::format_local_minute(tz, now - chrono::Duration::minutes(1)).into(),
-                );
-                body.insert(
-                    "endTime".into(),
-                    timeutil::format_local_minute(tz, now).into(),
-                );
-            }
-        }
-        body.insert("pageNum".into(), 1.into());
-        body.insert("pageSize".into(), 1.into());
-        client
-            .post(&p.endpoint, &serde_json::Value::Object(body))
-            .await
-            .map_err(|e| CliError::Failed(format!("API call {}: {e}", p.endpoint)))?;
-        println!(
-            "ok   API at {}: token accepted, {} answered",
-            settings.base_url, p.endpoint
-        );
-    } else {
-        println!("ok   API at {}: token accepted", settings.base_url);
     }
     Ok(())
 }

@@ -6,6 +6,7 @@
 //! (Parquet on an object store) -> `state` (commit the window). `runner` drives it.
 
 pub mod api;
+pub mod check; // issue 13: `check` probes every endpoint
 pub mod cli;
 pub mod clock;
 pub mod compact;

@@ -17,6 +17,8 @@ mod transport;
 pub(crate) mod wire;
 
 use crate::secret::Secret;
+/// issue 13: the token endpoint, as `check` names it in its table.
+pub(crate) use auth::TOKEN_ENDPOINT;
 use auth::{Token, TokenSource};
 pub use envelope::{Data, PageData};
 use reqwest::Method;

@@ -155,6 +155,14 @@ pub struct Faults {
     /// issue 5: every Nth message of the agent metrics stream is followed by a bad one
     /// (not JSON, an unknown MessageID, unknown ops, paths and agents) that changes nothing.
     pub stream_bad_every: Option<u64>,
+    /// issue 13: data endpoints that always fail, as paths (`/callservice/...`); a
+    /// segment written `{name}` matches any one segment, so the pipeline files' own
+    /// templates (`.../maincdrs/{callID}/partycdrs`) can be named. The token endpoint is
+    /// not a data endpoint and is never broken this way. What `check` must single out.
+    pub broken_endpoints: Vec<String>,
+    /// issue 13: the HTTP status of a broken endpoint's answers: 500 when `None`; 403
+    /// plays an endpoint the token has no permission for.
+    pub broken_endpoint_status: Option<u16>,
 }
 
 impl Faults {
@@ -171,6 +179,26 @@ impl Faults {
             }
             _ => false,
         }
+    }
+
+    /// issue 13: the status `path` always answers with, when it is a broken endpoint.
+    pub(crate) fn broken_endpoint(&self, path: &str) -> Option<u16> {
+        let matches = |pattern: &str| {
+            let mut want = pattern.trim_end_matches('/').split('/');
+            let mut got = path.trim_end_matches('/').split('/');
+            loop {
+                match (want.next(), got.next()) {
+                    (None, None) => return true,
+                    (Some(w), Some(g))
+                        if w == g || (w.starts_with('{') && w.ends_with('}') && !g.is_empty()) => {}
+                    _ => return false,
+                }
+            }
+        };
+        self.broken_endpoints
+            .iter()
+            .any(|p| matches(p))
+            .then(|| self.broken_endpoint_status.unwrap_or(500))
     }
 
     /// Extra delay before a record with lateness draw `late_u` becomes visible.
@@ -207,6 +235,37 @@ mod tests {
         assert_eq!(f.rate_limit_every, Some(4));
         assert_eq!(f.retry_after_secs, 2);
         assert_eq!(f.token_ttl(), 7200);
+    }
+
+    #[test]
+    fn broken_endpoints_match_paths_and_templates() {
+        let f = Faults {
+            broken_endpoints: vec![
+                "/callservice/tm/tm-reports/maincdrs/{callID}/partycdrs".into(),
+                "/callservice/tm/tm-reports/agent-table/_search".into(),
+            ],
+            broken_endpoint_status: Some(403),
+            ..Faults::default()
+        };
+        let party = "/callservice/tm/tm-reports/maincdrs/abc123/partycdrs";
+        assert_eq!(f.broken_endpoint(party), Some(403));
+        assert_eq!(
+            f.broken_endpoint("/callservice/tm/tm-reports/agent-table/_search"),
+            Some(403)
+        );
+        for fine in [
+            "/callservice/tm/tm-reports/maincdrs/_search",
+            "/callservice/tm/tm-reports/maincdrs//partycdrs",
+            "/callservice/tm/tm-reports/depart-table/_search",
+            "/callservice/tm/tm-reports/agent-table/_search/x",
+        ] {
+            assert_eq!(f.broken_endpoint(fine), None, "{fine}");
+        }
+        let default_status = Faults {
+            broken_endpoints: vec!["/x".into()],
+            ..Faults::default()
+        };
+        assert_eq!(default_status.broken_endpoint("/x"), Some(500));
     }
 
     #[test]

@@ -71,6 +71,11 @@ async fn pass(
     if !admitted {
         return too_many(1, "request rate above the server limit");
     }
+    // issue 13: an endpoint broken for good, whatever the request.
+    if let Some(status) = faults.broken_endpoint(req.uri().path()) {
+        let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        return failure(status, status.as_u16(), "simulated broken endpoint");
+    }
     if fires(faults.rate_limit_every, n) {
         return too_many(faults.retry_after_secs, "simulated rate limit");
     }

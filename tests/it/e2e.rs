@@ -149,6 +149,9 @@ fn all_faults(late_secs: i64) -> Faults {
         // cannot be among faults a run must come through; tests/it/wire.rs covers it.
         wrong_shape_every: None,
         wrong_shape_path: None,
+        // issue 13: an endpoint broken for good cannot end in identical tables.
+        broken_endpoints: Vec::new(),
+        broken_endpoint_status: None,
     }
 }
 
