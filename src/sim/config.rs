@@ -141,6 +141,9 @@ pub struct Faults {
     /// issue 5: every Nth message of the agent metrics stream is followed by a bad one
     /// (not JSON, an unknown MessageID, unknown ops, paths and agents) that changes nothing.
     pub stream_bad_every: Option<u64>,
+    /// issue 13: every Nth agent (in list order) of the agent metrics answers carries an
+    /// empty `agentUUID`: the row without its key that a client must count, not fail on.
+    pub metrics_no_uuid_every: Option<u64>,
 }
 
 impl Faults {

@@ -129,6 +129,8 @@ fn all_faults(late_secs: i64) -> Faults {
         stream_drop_after: Some(50),
         stream_drop_fraction: 0.01,
         stream_bad_every: Some(7),
+        // issue 13: changes what the metrics snapshot holds (tested in `media`).
+        metrics_no_uuid_every: None,
     }
 }
 

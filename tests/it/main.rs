@@ -8,6 +8,7 @@ mod compact;
 mod daemon;
 mod deploy;
 mod e2e;
+mod media;
 mod obs;
 mod privacy;
 mod receive;
