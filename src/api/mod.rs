@@ -116,7 +116,7 @@ impl AuthScope {
 pub fn recording_id(record_url: &str) -> Option<&str> {
     let text = record_url.trim();
     let text = text.split(['?', '#']).next().unwrap_or_default();
-    let id = text.trim_end_matches('/').rsplit('/').next()?.trim();
+    let id = text.rsplit('/').next()?.trim();
     let ok = !id.is_empty()
         && id != "."
         && id != ".."
@@ -603,6 +603,42 @@ fn refusal(endpoint: &str, error: &ApiError, what: &str) -> Failure {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// issue 13: the id is the last path segment of `recordUrl`, read from the
+    /// document's own example (a space after the scheme and at the end).
+    #[test]
+    fn recording_ids_are_read_from_record_urls() {
+        let doc = "https:// record.soboten.com/recordings/cc3738581df7413da5d3204364943e3d ";
+        assert_eq!(recording_id(doc), Some("cc3738581df7413da5d3204364943e3d"));
+        assert_eq!(recording_id("http://h/a/b/x-1_2.mp3?sig=abc#f"), Some("x-1_2.mp3"));
+        assert_eq!(recording_id(" bare-id "), Some("bare-id"));
+        for bad in ["", "   ", "http://h/recordings/", "http://h/r/..", "http://h/r/a b", "http://h/r/%2F"] {
+            assert_eq!(recording_id(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn the_documents_agent_token_endpoints_are_routed() {
+        for agent in [
+            "/callservice/v6/cc-audios/recordings/abc",
+            "/callservice/tm/tm-reports/agent-histories/_search",
+            "/callservice/tm/tm-reports/gateway-number-table/_search",
+            "/callservice/tm/tm-reports/agent-table/_search",
+            "/callservice/tm/tm-reports/depart-table/_search",
+            "/callservice/tm/tm-reports/gateway_number/check_plan?planType=2",
+        ] {
+            assert_eq!(AuthScope::of(agent), AuthScope::Agent, "{agent}");
+        }
+        for company in [
+            "/callservice/tm/tm-reports/maincdrs/_search",
+            "/callservice/tm/tm-reports/maincdrs/x/partycdrs",
+            "/callservice/tm/tm-reports/cdrs/_search",
+            "/callservice/v6/webmsg/monitoring/agents-metrics",
+            "/tokens/company",
+        ] {
+            assert_eq!(AuthScope::of(company), AuthScope::Company, "{company}");
+        }
+    }
 
     /// Pipelines spawn requests on a multi-threaded runtime: the futures must be `Send`.
     #[test]

@@ -420,7 +420,7 @@ async fn report_filters_reach_the_request_body() {
         std::fs::copy(&path, dir.path().join(name)).expect("copy");
     }
     let text = format!(
-        "name = \"report_two_agents\"\nkind = \"report\"\nlag_secs = 3600\n\
+        "name = \"report_two_agents\"\nkind = \"report\"\ntable = \"report_two_agents\"\nlag_secs = 3600\n\
          initial_start = \"2024-01-01\"\nschedule = \"0 30 * * * *\"\n\
          [report]\nfamily = \"agents\"\ndirection = \"inbound\"\ndate_type = \"day\"\n\
          [filters]\nagents = [\"{}\", \"{}\"]\nagentType = 1\n",
