@@ -131,6 +131,7 @@ fn all_faults(late_secs: i64) -> Faults {
         stream_bad_every: Some(7),
         // issue 13: changes what the metrics snapshot holds (tested in `media`).
         metrics_no_uuid_every: None,
+        record_url_without_id_every: None,
     }
 }
 

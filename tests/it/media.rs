@@ -119,6 +119,62 @@ async fn recordings_exact_literal_s3() {
     recordings_exact(Dialect::Literal, Warehouse::s3().await).await;
 }
 
+/// Scenario: some talks list a `recordUrl` without its id. Their recordings are skipped
+/// and counted in the run's report; every other recording is stored, the windows are
+/// committed and the watermark moves on.
+async fn record_urls_without_id(dialect: Dialect) {
+    let start = t("2024-03-01T09:00:00+08:00");
+    let now = t("2024-03-01T12:40:00+08:00");
+    let end = t("2024-03-01T12:00:00+08:00");
+    let faults = Faults {
+        record_url_without_id_every: Some(4),
+        ..Faults::default()
+    };
+    let rig = Rig::new(
+        SimConfig {
+            now: Some(now + Duration::days(1)),
+            dialect,
+            faults: faults.clone(),
+            ..SimConfig::default()
+        },
+        Warehouse::local().await,
+        start,
+    )
+    .await;
+    let engine = rig.engine(now);
+    run(&engine, "talks").await.expect("talks");
+    let report = run(&engine, "recordings").await.expect("recordings");
+    let (mut kept, mut dropped) = (BTreeSet::new(), 0u64);
+    for talk in rig.sim.dataset().talks(start, end) {
+        let id = talk["callID"].as_str().expect("callID").trim().to_string();
+        if talk["recordUrl"].as_str().is_some_and(|u| !u.trim().is_empty()) {
+            if faults.drops_record_id(&id) {
+                dropped += 1;
+            } else {
+                kept.insert(id);
+            }
+        }
+    }
+    assert!(dropped > 0 && kept.len() > 10, "{dropped} {}", kept.len());
+    assert_eq!(report.windows, 3);
+    assert_eq!(report.watermark, Some(end));
+    assert_eq!(report.skipped.get("record_url_without_id"), Some(&dropped));
+    assert_eq!(rig.sim.stats().count("recordings"), kept.len() as u64);
+    table::read(&engine, "recordings")
+        .await
+        .assert_keys_exactly("call_id", &kept);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn record_urls_without_id_are_skipped_and_counted_enveloped() {
+    record_urls_without_id(Dialect::Enveloped).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn record_urls_without_id_are_skipped_and_counted_literal() {
+    record_urls_without_id(Dialect::Literal).await;
+}
+
 /// A server standing for the host a `recordUrl` names: it counts the requests it gets
 /// and those that carry an `Authorization` header.
 async fn other_host() -> (String, Arc<(AtomicU64, AtomicU64)>) {
@@ -216,6 +272,14 @@ async fn a_record_url_on_another_host_gets_no_request() {
     }
     assert_eq!(sim.stats().requests, before);
     assert_eq!(seen.0.load(Ordering::SeqCst), 0, "the other host was never asked");
+    // The recordings endpoint itself wants the token.
+    let bare = reqwest::get(format!(
+        "{}/callservice/v6/cc-audios/recordings/{id}",
+        sim.base_url()
+    ))
+    .await
+    .expect("answered");
+    assert_eq!(bare.status().as_u16(), 401);
     assert_eq!(seen.1.load(Ordering::SeqCst), 0);
 }
 
