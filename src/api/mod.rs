@@ -317,9 +317,7 @@ impl ApiClient {
                 app_id,
             },
         };
-        let agent = settings
-            .agent_token
-            .map(|t| Secret::new(t.expose().trim()));
+        let agent = settings.agent_token.map(|t| Secret::new(t.expose().trim()));
         Ok(Self {
             inner: Arc::new(Inner {
                 base_url,
@@ -423,10 +421,12 @@ impl ApiClient {
                 .take(160)
                 .collect(),
         })?;
-        let call = self
-            .inner
-            .transport
-            .call(Method::GET, &format!("{RECORDINGS_PATH}/{id}"), &[], None)?;
+        let call = self.inner.transport.call(
+            Method::GET,
+            &format!("{RECORDINGS_PATH}/{id}"),
+            &[],
+            None,
+        )?;
         self.send(call).await
     }
 
@@ -610,9 +610,19 @@ mod tests {
     fn recording_ids_are_read_from_record_urls() {
         let doc = "https:// record.soboten.com/recordings/cc3738581df7413da5d3204364943e3d ";
         assert_eq!(recording_id(doc), Some("cc3738581df7413da5d3204364943e3d"));
-        assert_eq!(recording_id("http://h/a/b/x-1_2.mp3?sig=abc#f"), Some("x-1_2.mp3"));
+        assert_eq!(
+            recording_id("http://h/a/b/x-1_2.mp3?sig=abc#f"),
+            Some("x-1_2.mp3")
+        );
         assert_eq!(recording_id(" bare-id "), Some("bare-id"));
-        for bad in ["", "   ", "http://h/recordings/", "http://h/r/..", "http://h/r/a b", "http://h/r/%2F"] {
+        for bad in [
+            "",
+            "   ",
+            "http://h/recordings/",
+            "http://h/r/..",
+            "http://h/r/a b",
+            "http://h/r/%2F",
+        ] {
             assert_eq!(recording_id(bad), None, "{bad:?}");
         }
     }

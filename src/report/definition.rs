@@ -318,13 +318,20 @@ mod filters {
         assert_eq!(p.filters["agentType"], serde_json::json!(1));
         let g = "family = \"gateway_numbers\"\ndate_type = \"day\"\n";
         let p = parse_with_filters(g, "gatewayNumber = \"0108, 0109\"\nnumberScope = 3\n").unwrap();
-        assert_eq!(p.filters["gatewayNumber"], serde_json::json!(["0108", "0109"]));
+        assert_eq!(
+            p.filters["gatewayNumber"],
+            serde_json::json!(["0108", "0109"])
+        );
         assert_eq!(p.filters["numberScope"], serde_json::json!("3"));
         let d = "family = \"departments\"\ndirection = \"outbound\"\ndate_type = \"day\"\n";
         let p = parse_with_filters(d, "departIds = [\"d1\"]\n").unwrap();
         assert_eq!(p.filters["departIds"], serde_json::json!(["d1"]));
         for (report, filters, word) in [
-            (agents, "agentType = 3\nagents = [\"a\"]\n", "filters.agentType"),
+            (
+                agents,
+                "agentType = 3\nagents = [\"a\"]\n",
+                "filters.agentType",
+            ),
             (agents, "agentType = 1\n", "set agents too"),
             (agents, "agents = 5\n", "filters.agents"),
             (agents, "agents = [true]\n", "filters.agents"),

@@ -236,7 +236,9 @@ pub fn filters(family: Family, table: &toml::Table) -> Result<Map<String, Value>
                 }
             };
             if items.is_empty() {
-                return Err(format!("filters.{key} is empty; leave it out to ask for all"));
+                return Err(format!(
+                    "filters.{key} is empty; leave it out to ask for all"
+                ));
             }
             Ok(Value::from(items))
         };
@@ -252,9 +254,9 @@ pub fn filters(family: Family, table: &toml::Table) -> Result<Map<String, Value>
         let json = match key.as_str() {
             "gatewayNumber" | "agents" | "departIds" => list(value)?,
             // The document types it as text.
-            "numberScope" => Value::from(
-                code(value, &[2, 3], "2 (telemarketing) or 3 (bot)")?.to_string(),
-            ),
+            "numberScope" => {
+                Value::from(code(value, &[2, 3], "2 (telemarketing) or 3 (bot)")?.to_string())
+            }
             "agentType" => Value::from(code(value, &[1, 2], "1 (agent id) or 2 (work no.)")?),
             _ => continue,
         };

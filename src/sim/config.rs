@@ -15,7 +15,8 @@ pub struct SimConfig {
     /// The company credentials the token endpoint accepts.
     pub app_id: String,
     pub app_secret: String,
-    /// A token accepted forever, as a user of `SOBOT_TOKEN` would hold.
+    /// A token accepted forever, as a user of `SOBOT_TOKEN` would hold; issue 13: it
+    /// stands for an agent token (no `operatorUserId` needed in the Literal dialect).
     pub static_token: Option<String>,
     pub company_id: String,
     /// Zone of local strings when a request sends no `timezoneid`, and of the day curve.
@@ -48,7 +49,15 @@ pub struct SimConfig {
 /// answers in one of them and we cannot know which, so the simulator speaks either and the
 /// client is tested against both.
 #[derive(
-    Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize, clap::ValueEnum,
+    Debug,
+    Clone,
+    Copy,
+    Default,
+    PartialEq,
+    Eq,
+    serde::Serialize,
+    serde::Deserialize,
+    clap::ValueEnum,
 )]
 #[serde(rename_all = "snake_case")]
 pub enum Dialect {

@@ -118,13 +118,12 @@ async fn pass(
     // A stream has no end to cut in half (issue 5: it has its own drop switches).
     let truncate = fires(faults.truncate_every, n) && !req.uri().path().contains("/_watch/");
     let now_ms = shared.now().timestamp_millis();
-    req.extensions_mut()
-        .insert(RequestCtx {
-            tz,
-            faults,
-            now_ms,
-            token,
-        });
+    req.extensions_mut().insert(RequestCtx {
+        tz,
+        faults,
+        now_ms,
+        token,
+    });
     let response = next.run(req).await;
     if truncate {
         cut_in_half(response).await

@@ -386,7 +386,12 @@ pub(super) fn operator_required(
     let given = params(raw)
         .get("operatorUserId")
         .is_some_and(|v| v.iter().any(|x| !x.trim().is_empty()));
-    (!given).then(|| envelope_error(400, "operatorUserId is required when a company token is used"))
+    (!given).then(|| {
+        envelope_error(
+            400,
+            "operatorUserId is required when a company token is used",
+        )
+    })
 }
 
 /// `GET /callservice/v6/webmsg/monitoring/agents-metrics`

@@ -293,12 +293,8 @@ async fn metrics_pass(engine: &Engine, p: &Pipeline) -> Result<Pass, ExtractErro
         // Entries without agentUUID are part of what the API counts in total.
         let sent = seen.len() as u64 + no_uuid;
         if sent >= t || n == 0 {
-            let problem = (sent != t).then(|| {
-                format!(
-                    "page {page} came back empty with {} of {t} agents",
-                    sent
-                )
-            });
+            let problem = (sent != t)
+                .then(|| format!("page {page} came back empty with {} of {t} agents", sent));
             return Ok(Pass {
                 total: t,
                 requests,

@@ -60,8 +60,12 @@ async fn recordings_exact(dialect: Dialect, warehouse: Warehouse) {
         .into_iter()
         .filter_map(|t| {
             let url = t["recordUrl"].as_str()?.to_string();
-            (!url.trim().is_empty())
-                .then(|| (t["callID"].as_str().expect("callID").trim().to_string(), url))
+            (!url.trim().is_empty()).then(|| {
+                (
+                    t["callID"].as_str().expect("callID").trim().to_string(),
+                    url,
+                )
+            })
         })
         .collect();
     assert!(expected.len() > 10, "the hours have answered calls");
@@ -147,7 +151,10 @@ async fn record_urls_without_id(dialect: Dialect) {
     let (mut kept, mut dropped) = (BTreeSet::new(), 0u64);
     for talk in rig.sim.dataset().talks(start, end) {
         let id = talk["callID"].as_str().expect("callID").trim().to_string();
-        if talk["recordUrl"].as_str().is_some_and(|u| !u.trim().is_empty()) {
+        if talk["recordUrl"]
+            .as_str()
+            .is_some_and(|u| !u.trim().is_empty())
+        {
             if faults.drops_record_id(&id) {
                 dropped += 1;
             } else {
@@ -237,7 +244,10 @@ async fn a_record_url_on_another_host_gets_no_request() {
     let (other, seen) = other_host().await;
     let talk = sim
         .dataset()
-        .talks(t("2024-03-01T10:00:00+08:00"), t("2024-03-01T11:00:00+08:00"))
+        .talks(
+            t("2024-03-01T10:00:00+08:00"),
+            t("2024-03-01T11:00:00+08:00"),
+        )
         .into_iter()
         .find(|t| t["recordUrl"].as_str().is_some_and(|u| !u.is_empty()))
         .expect("an answered talk");
@@ -249,7 +259,10 @@ async fn a_record_url_on_another_host_gets_no_request() {
         .await
         .expect("fetched by id from the API host");
     let direct = api
-        .recording(&format!("{}/callservice/v6/cc-audios/recordings/{id}", sim.base_url()))
+        .recording(&format!(
+            "{}/callservice/v6/cc-audios/recordings/{id}",
+            sim.base_url()
+        ))
         .await
         .expect("the document's endpoint");
     assert_eq!(served.bytes, direct.bytes);
@@ -271,7 +284,11 @@ async fn a_record_url_on_another_host_gets_no_request() {
         }
     }
     assert_eq!(sim.stats().requests, before);
-    assert_eq!(seen.0.load(Ordering::SeqCst), 0, "the other host was never asked");
+    assert_eq!(
+        seen.0.load(Ordering::SeqCst),
+        0,
+        "the other host was never asked"
+    );
     // The recordings endpoint itself wants the token.
     let bare = reqwest::get(format!(
         "{}/callservice/v6/cc-audios/recordings/{id}",
@@ -311,13 +328,19 @@ async fn agent_metrics_operator_user_id_in_literal() {
         text.contains("SOBOT_OPERATOR_USER_ID") && text.contains("agents-metrics"),
         "{text}"
     );
-    assert!(rig.sim.stats().count("agents-metrics") <= 2, "not retried at length");
+    assert!(
+        rig.sim.stats().count("agents-metrics") <= 2,
+        "not retried at length"
+    );
 
     rig.set("SOBOT_OPERATOR_USER_ID", "operator-7");
     let engine = rig.engine(now);
     let report = run(&engine, "agent_metrics").await.expect("snapshot");
     assert_eq!(report.rows, 12);
-    let truth = rig.sim.dataset().agent_metrics(rig.tz, now, &Faults::default());
+    let truth = rig
+        .sim
+        .dataset()
+        .agent_metrics(rig.tz, now, &Faults::default());
     let ids: BTreeSet<String> = truth["agentsMetrics"]["list"]
         .as_array()
         .expect("list")
@@ -512,9 +535,18 @@ async fn report_filters_reach_the_request_body() {
     let want: BTreeSet<String> = truth
         .rows
         .iter()
-        .map(|r| r["serviceId"].as_str().expect("serviceId").trim().to_string())
+        .map(|r| {
+            r["serviceId"]
+                .as_str()
+                .expect("serviceId")
+                .trim()
+                .to_string()
+        })
         .collect();
-    assert!(!want.is_empty() && want.iter().all(|w| agents.contains(w)), "{want:?}");
+    assert!(
+        !want.is_empty() && want.iter().all(|w| agents.contains(w)),
+        "{want:?}"
+    );
     let table = table::read(&engine, &p.table).await;
     assert_eq!(table.rows(), truth.rows.len());
     let got: BTreeSet<String> = table
