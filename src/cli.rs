@@ -425,6 +425,10 @@ fn print_report(tenant: &str, r: &Report) {
     if let Some(counts) = &r.report {
         println!("  {counts}");
     }
+    if !r.skipped.is_empty() {
+        let parts: Vec<String> = r.skipped.iter().map(|(k, n)| format!("{n} {k}")).collect();
+        println!("  skipped (see the log): {}", parts.join(", "));
+    }
 }
 
 /// Runs pipelines incrementally; parents before their children, independent ones at once.

@@ -83,6 +83,8 @@ pub async fn run(
     env.insert("SOBOT_APP_ID".into(), app_id);
     env.insert("SOBOT_APP_SECRET".into(), app_secret);
     env.remove("SOBOT_TOKEN");
+    // issue 13: a real tenant's agent token is not the simulator's.
+    env.remove("SOBOT_AGENT_TOKEN");
     env.entry("SOBOT_MAX_RPS".into())
         .or_insert_with(|| "2000".into());
     env.entry("SOBOT_MAX_CONCURRENCY".into())

@@ -107,6 +107,22 @@ pub struct Report {
     /// Report pipelines only: re-fetches, restatements and `amount` checks (`report::run`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub report: Option<crate::report::run::ReportCounts>,
+    /// issue 13: records the API sent that the run passed over, by reason: agent
+    /// metrics rows without `agentUUID` (`no_agent_uuid`), talks whose `recordUrl` holds
+    /// no recording id (`record_url_without_id`). Each is also logged and counted in
+    /// `sobot_sync_records_skipped_total`.
+    #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub skipped: std::collections::BTreeMap<&'static str, u64>,
+}
+
+impl Report {
+    /// issue 13: counts `n` records passed over for `reason` (report and metric).
+    pub fn skip(&mut self, reason: &'static str, n: u64) {
+        if n > 0 {
+            *self.skipped.entry(reason).or_insert(0) += n;
+            crate::obs::metrics::records_skipped(&self.pipeline, reason, n);
+        }
+    }
 }
 
 /// Everything a run needs, built once per process and shared by every pipeline.

@@ -54,6 +54,16 @@ const KNOWN: &[Known] = &[
         env: "SOBOT_TOKEN",
         secret: true,
     },
+    // issue 13: the "Agent token" the API document names for recordings, work-status
+    // logs, reports and plans; and the operator the agent metrics are asked for.
+    Known {
+        env: "SOBOT_AGENT_TOKEN",
+        secret: true,
+    },
+    Known {
+        env: "SOBOT_OPERATOR_USER_ID",
+        secret: false,
+    },
     Known {
         env: "SOBOT_MAX_RPS",
         secret: false,
@@ -221,6 +231,12 @@ pub struct Settings {
     pub app_id: Option<String>,
     pub app_secret: Option<Secret>,
     pub token: Option<Secret>,
+    /// issue 13: `SOBOT_AGENT_TOKEN`, sent to the endpoints the API document asks an
+    /// agent token of (`api::AuthScope::Agent`); `None`: the company credentials there too.
+    pub agent_token: Option<Secret>,
+    /// issue 13: `SOBOT_OPERATOR_USER_ID`, sent as `operatorUserId` with the agent
+    /// metrics, which the API requires under a company token.
+    pub operator_user_id: Option<String>,
     pub max_rps: u32,
     pub max_concurrency: usize,
     pub timezone: Tz,
@@ -421,6 +437,8 @@ impl Settings {
             app_id,
             app_secret,
             token,
+            agent_token: get("SOBOT_AGENT_TOKEN").map(Secret::new),
+            operator_user_id: get("SOBOT_OPERATOR_USER_ID"),
             max_rps,
             max_concurrency: positive("SOBOT_MAX_CONCURRENCY", 4)? as usize,
             timezone,
@@ -525,6 +543,7 @@ impl Settings {
             min_backoff: self.min_backoff,
             max_backoff: self.max_backoff.max(self.min_backoff),
             tenant: self.tenant.clone(),
+            agent_token: self.agent_token.clone(),
         })
     }
 
@@ -731,13 +750,24 @@ mod tests {
                 ("SOBOT_APP_ID", "id"),
                 ("SOBOT_APP_SECRET", "s3cr3t-value"),
                 ("AWS_SECRET_ACCESS_KEY", "awskey-value"),
+                ("SOBOT_AGENT_TOKEN", "agent-tok-value"),
+                ("SOBOT_OPERATOR_USER_ID", "op-1"),
             ]),
         )
         .unwrap();
         let dbg = format!("{s:?}");
         assert!(
-            !dbg.contains("s3cr3t-value") && !dbg.contains("awskey-value"),
+            !dbg.contains("s3cr3t-value")
+                && !dbg.contains("awskey-value")
+                && !dbg.contains("agent-tok-value"),
             "{dbg}"
         );
+        assert_eq!(s.operator_user_id.as_deref(), Some("op-1"));
+        let api = s.api_settings().unwrap();
+        assert_eq!(
+            api.agent_token.as_ref().map(|t| t.expose()),
+            Some("agent-tok-value")
+        );
+        assert!(!format!("{api:?}").contains("agent-tok-value"));
     }
 }

@@ -44,6 +44,8 @@ const FIELDS: &[&str] = &[
     "app_id",
     "app_secret",
     "token",
+    "agent_token",
+    "operator_user_id",
     "timezone",
     "max_rps",
     "max_concurrency",
@@ -61,6 +63,11 @@ pub struct TenantSettings {
     pub app_id: Option<String>,
     pub app_secret: Option<Secret>,
     pub token: Option<Secret>,
+    /// issue 13: the tenant's own `SOBOT_AGENT_TOKEN` and `SOBOT_OPERATOR_USER_ID`. A
+    /// tenant with its own credentials inherits neither: another company's agent token
+    /// must never be sent to this tenant's API, nor its operator asked for.
+    pub agent_token: Option<Secret>,
+    pub operator_user_id: Option<String>,
     pub timezone: Option<Tz>,
     pub max_rps: Option<u32>,
     pub max_concurrency: Option<usize>,
@@ -293,6 +300,8 @@ fn parse_tenant(
     let app_id = get("app_id").map(|(v, _)| v);
     let app_secret = get("app_secret").map(|(v, _)| Secret::new(v));
     let token = get("token").map(|(v, _)| Secret::new(v));
+    let agent_token = get("agent_token").map(|(v, _)| Secret::new(v));
+    let operator_user_id = get("operator_user_id").map(|(v, _)| v);
     if app_id.is_some() != app_secret.is_some() {
         let missing = if app_id.is_none() {
             "app_id"
@@ -334,6 +343,8 @@ fn parse_tenant(
         app_id,
         app_secret,
         token,
+        agent_token,
+        operator_user_id,
         timezone,
         max_rps,
         max_concurrency,
@@ -353,6 +364,14 @@ impl Settings {
             s.app_id = t.app_id.clone();
             s.app_secret = t.app_secret.clone();
             s.token = t.token.clone();
+            s.agent_token = None;
+            s.operator_user_id = None;
+        }
+        if let Some(a) = &t.agent_token {
+            s.agent_token = Some(a.clone());
+        }
+        if let Some(o) = &t.operator_user_id {
+            s.operator_user_id = Some(o.clone());
         }
         if let Some(tz) = t.timezone {
             s.timezone = tz;

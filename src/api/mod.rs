@@ -63,6 +63,71 @@ pub struct ApiSettings {
     /// The tenant this client works for, when a config lists several: its API series
     /// carry a `tenant` label so one tenant's 429s are not read as another's.
     pub tenant: Option<String>,
+    /// issue 13: `SOBOT_AGENT_TOKEN`, sent instead of the company credentials to the
+    /// endpoints the API document asks an "Agent token" of ([`AuthScope::Agent`]).
+    /// `None`: every endpoint gets the company credentials.
+    pub agent_token: Option<Secret>,
+}
+
+/// issue 13: which credential a request goes out with. The API document names an
+/// "Agent token" for the recordings, the work-status logs, the three reports and the
+/// indicator plans, and a plain "API access credential" for everything else. A tenant
+/// whose company token is refused there can set `SOBOT_AGENT_TOKEN`; one client serves
+/// both scopes, so the rate cap and the concurrency limit hold for all requests together.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthScope {
+    /// The company token (`SOBOT_APP_ID`/`SOBOT_APP_SECRET`) or `SOBOT_TOKEN`.
+    Company,
+    /// `SOBOT_AGENT_TOKEN` when set, else the company credentials.
+    Agent,
+}
+
+/// The endpoints the API document asks an agent token of, as path endings (a pipeline
+/// file may move an endpoint under another prefix). Recordings are matched by their
+/// folder, `/cc-audios/recordings/`, since the id follows it.
+const AGENT_TOKEN_ENDPOINTS: &[&str] = &[
+    "/tm-reports/agent-histories/_search",
+    "/tm-reports/gateway-number-table/_search",
+    "/tm-reports/agent-table/_search",
+    "/tm-reports/depart-table/_search",
+    "/tm-reports/gateway_number/check_plan",
+];
+
+/// The document's recordings endpoint, `GET <base>/callservice/v6/cc-audios/recordings/{id}`.
+pub const RECORDINGS_PATH: &str = "/callservice/v6/cc-audios/recordings";
+
+impl AuthScope {
+    /// The scope of a request to `path` (relative to the API root, or a URL's path).
+    pub fn of(path: &str) -> AuthScope {
+        let path = transport::endpoint_of(path);
+        let path = path.trim_end_matches('/');
+        if path.contains("/cc-audios/recordings/")
+            || AGENT_TOKEN_ENDPOINTS.iter().any(|e| path.ends_with(e))
+        {
+            AuthScope::Agent
+        } else {
+            AuthScope::Company
+        }
+    }
+}
+
+/// issue 13: the recording id in a talk's `recordUrl`: its last path segment, trimmed.
+/// The document's example is `"https:// record.soboten.com/recordings/<id> "` (a space
+/// after the scheme and one at the end), so the value is not read as a URL at all: only
+/// the text after the last `/` (before any `?` or `#`) counts. `None` when that is empty
+/// or holds anything but letters, digits, `-`, `_` and `.` (or is `.`/`..`): such an id
+/// cannot be put in a path safely, and guessing would fetch another call's recording.
+pub fn recording_id(record_url: &str) -> Option<&str> {
+    let text = record_url.trim();
+    let text = text.split(['?', '#']).next().unwrap_or_default();
+    let id = text.rsplit('/').next()?.trim();
+    let ok = !id.is_empty()
+        && id != "."
+        && id != ".."
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    ok.then_some(id)
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -89,6 +154,9 @@ pub enum ApiError {
     },
     #[error("invalid API settings: {0}")]
     Config(String),
+    /// issue 13: a talk's `recordUrl` holds no recording id the client can use.
+    #[error("recordUrl {url:?} holds no recording id (expected .../recordings/<id>)")]
+    RecordUrl { url: String },
 }
 
 /// Counters for status output and tests.
@@ -125,6 +193,8 @@ struct Inner {
     base_url: String,
     transport: Transport,
     auth: Auth,
+    /// issue 13: `SOBOT_AGENT_TOKEN`, for [`AuthScope::Agent`] requests.
+    agent: Option<Secret>,
 }
 
 enum Auth {
@@ -186,6 +256,16 @@ impl ApiSettings {
                 }
             }
         }
+        if let Some(token) = &self.agent_token {
+            if token.expose().trim().is_empty() {
+                return bad("SOBOT_AGENT_TOKEN is empty".into());
+            }
+            if HeaderValue::from_str(token.expose().trim()).is_err() {
+                return bad(
+                    "SOBOT_AGENT_TOKEN contains characters not allowed in an HTTP header".into(),
+                );
+            }
+        }
         if self.max_rps == 0 || self.max_rps > MAX_RPS_LIMIT {
             return bad(format!(
                 "SOBOT_MAX_RPS must be between 1 and {MAX_RPS_LIMIT}, not {}",
@@ -241,11 +321,13 @@ impl ApiClient {
                 app_id,
             },
         };
+        let agent = settings.agent_token.map(|t| Secret::new(t.expose().trim()));
         Ok(Self {
             inner: Arc::new(Inner {
                 base_url,
                 transport,
                 auth,
+                agent,
             }),
         })
     }
@@ -324,6 +406,40 @@ impl ApiClient {
     pub async fn download(&self, target: &str) -> Result<Download, ApiError> {
         let call = self.inner.transport.download_call(target)?;
         self.send(call).await
+    }
+
+    /// issue 13: a call's recording through the document's recordings endpoint on the
+    /// API host, `GET <base>/callservice/v6/cc-audios/recordings/{id}`, with the id read
+    /// from the talk's `recordUrl` ([`recording_id`]) and the agent scope's token. The
+    /// `recordUrl`'s own host is never contacted, so the token cannot reach a host the
+    /// settings do not name.
+    pub async fn recording(&self, record_url: &str) -> Result<Download, ApiError> {
+        let id = recording_id(record_url).ok_or_else(|| ApiError::RecordUrl {
+            // Without a query, which may carry a signature.
+            url: record_url
+                .trim()
+                .split(['?', '#'])
+                .next()
+                .unwrap_or_default()
+                .chars()
+                .take(160)
+                .collect(),
+        })?;
+        let call = self.inner.transport.call(
+            Method::GET,
+            &format!("{RECORDINGS_PATH}/{id}"),
+            &[],
+            None,
+        )?;
+        self.send(call).await
+    }
+
+    /// issue 13: whether requests of `scope` go out with company app credentials (the
+    /// token from `SOBOT_APP_ID`/`SOBOT_APP_SECRET`): the agent metrics need
+    /// `operatorUserId` then. A static `SOBOT_TOKEN` may be either kind of token.
+    pub fn uses_company_app(&self, scope: AuthScope) -> bool {
+        let agent = scope == AuthScope::Agent && self.inner.agent.is_some();
+        !agent && matches!(self.inner.auth, Auth::Company { .. })
     }
 
     /// Proves the credentials: obtains a token (company credentials) or does nothing
@@ -409,6 +525,20 @@ impl Inner {
         let endpoint = call.endpoint.as_str();
         if !call.authorize {
             return self.transport.attempt(call, None).await;
+        }
+        if call.scope == AuthScope::Agent
+            && let Some(token) = &self.agent
+        {
+            return match self.transport.attempt(call, Some(token)).await {
+                Err(f) if f.class == Class::Unauthorized => Err(refusal(
+                    endpoint,
+                    &f.error,
+                    "the API refused the agent token (SOBOT_AGENT_TOKEN) this endpoint is sent \
+                     with; it may have expired or lack permission: set a fresh one, or unset \
+                     it to use the company credentials here",
+                )),
+                other => other,
+            };
         }
         let tokens = match &self.auth {
             Auth::Static(token) => {
@@ -503,6 +633,52 @@ fn refusal(endpoint: &str, error: &ApiError, what: &str) -> Failure {
 mod tests {
     use super::*;
 
+    /// issue 13: the id is the last path segment of `recordUrl`, read from the
+    /// document's own example (a space after the scheme and at the end).
+    #[test]
+    fn recording_ids_are_read_from_record_urls() {
+        let doc = "https:// record.soboten.com/recordings/cc3738581df7413da5d3204364943e3d ";
+        assert_eq!(recording_id(doc), Some("cc3738581df7413da5d3204364943e3d"));
+        assert_eq!(
+            recording_id("http://h/a/b/x-1_2.mp3?sig=abc#f"),
+            Some("x-1_2.mp3")
+        );
+        assert_eq!(recording_id(" bare-id "), Some("bare-id"));
+        for bad in [
+            "",
+            "   ",
+            "http://h/recordings/",
+            "http://h/r/..",
+            "http://h/r/a b",
+            "http://h/r/%2F",
+        ] {
+            assert_eq!(recording_id(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn the_documents_agent_token_endpoints_are_routed() {
+        for agent in [
+            "/callservice/v6/cc-audios/recordings/abc",
+            "/callservice/tm/tm-reports/agent-histories/_search",
+            "/callservice/tm/tm-reports/gateway-number-table/_search",
+            "/callservice/tm/tm-reports/agent-table/_search",
+            "/callservice/tm/tm-reports/depart-table/_search",
+            "/callservice/tm/tm-reports/gateway_number/check_plan?planType=2",
+        ] {
+            assert_eq!(AuthScope::of(agent), AuthScope::Agent, "{agent}");
+        }
+        for company in [
+            "/callservice/tm/tm-reports/maincdrs/_search",
+            "/callservice/tm/tm-reports/maincdrs/x/partycdrs",
+            "/callservice/tm/tm-reports/cdrs/_search",
+            "/callservice/v6/webmsg/monitoring/agents-metrics",
+            "/tokens/company",
+        ] {
+            assert_eq!(AuthScope::of(company), AuthScope::Company, "{company}");
+        }
+    }
+
     /// Pipelines spawn requests on a multi-threaded runtime: the futures must be `Send`.
     #[test]
     fn request_futures_are_send() {
@@ -518,6 +694,7 @@ mod tests {
             min_backoff: Duration::from_millis(1),
             max_backoff: Duration::from_millis(1),
             tenant: None,
+            agent_token: None,
         };
         let Ok(api) = ApiClient::new(settings) else {
             panic!("valid settings rejected");

@@ -49,6 +49,8 @@ pub(crate) struct Call {
     pub(crate) headers: Vec<(HeaderName, HeaderValue)>,
     /// Whether the access token is sent: not to a host other than the API's.
     pub(crate) authorize: bool,
+    /// issue 13: which credential the token comes from (by the endpoint's path).
+    pub(crate) scope: super::AuthScope,
 }
 
 /// How an attempt reads a successful (2xx) body: the envelope's `data` for API calls,
@@ -176,6 +178,7 @@ impl Transport {
             body,
             headers: Vec::new(),
             authorize: true,
+            scope: super::AuthScope::of(path),
         })
     }
 
@@ -202,6 +205,7 @@ impl Transport {
         Ok(Call {
             method: Method::GET,
             endpoint: endpoint_of(url.path()),
+            scope: super::AuthScope::of(url.path()),
             url,
             body: None,
             headers: Vec::new(),

@@ -25,6 +25,8 @@ pub const WATERMARK_LAG: &str = "sobot_sync_watermark_lag_seconds";
 pub const LAST_SUCCESS: &str = "sobot_sync_last_success_timestamp_seconds";
 pub const ALERT_LAG: &str = "sobot_sync_alert_lag_seconds";
 pub const HEALTHY: &str = "sobot_sync_pipeline_healthy";
+/// issue 13: records a run passed over and did not store, by reason.
+pub const RECORDS_SKIPPED: &str = "sobot_sync_records_skipped_total";
 
 /// Bucket bounds of the window duration histogram, in seconds: from a quiet hour of a
 /// small tenant (well under a second) to a window that spends minutes in backoff.
@@ -156,6 +158,13 @@ pub fn committed(pipeline: &str, table: &str, windows: u64, rows: u64, files: u6
     metrics::counter!(WINDOWS_COMMITTED, "pipeline" => p.clone()).increment(windows);
     metrics::counter!(ROWS_WRITTEN, "pipeline" => p.clone(), "table" => t.clone()).increment(rows);
     metrics::counter!(FILES_WRITTEN, "pipeline" => p, "table" => t).increment(files);
+}
+
+/// issue 13: `n` records of `pipeline` passed over for `reason` (a fixed word such as
+/// `no_agent_uuid`, never a record's value).
+pub fn records_skipped(pipeline: &str, reason: &'static str, n: u64) {
+    metrics::counter!(RECORDS_SKIPPED, "pipeline" => pipeline.to_string(), "reason" => reason)
+        .increment(n);
 }
 
 /// How long one window took to extract and convert.

@@ -3,8 +3,11 @@
 //!
 //! A report pipeline has its own, smaller set of keys, because most keys of a search
 //! pipeline have no meaning for it: the window is not chosen but follows the report's
-//! period (see [`ReportDef::window_grid`]), there is no `time_filter`, no `filters` and no
+//! period (see [`ReportDef::window_grid`]), there is no `time_filter` and no
 //! `lookback_secs` (re-reading recent periods is what `report.settle_secs` is for).
+//! `[filters]` holds only the report endpoint's own optional parameters (issue 13,
+//! `request::filter_keys`): `gatewayNumber`, `numberScope`, `agents`, `agentType`,
+//! `departIds`.
 //!
 //! ```toml
 //! name = "report_agents_inbound"
@@ -58,6 +61,10 @@ struct ReportFile {
     initial_start: String,
     schedule: String,
     report: toml::Table,
+    /// issue 13: the report endpoint's optional request parameters
+    /// (`request::filter_keys`), sent with every page.
+    #[serde(default)]
+    filters: toml::Table,
     /// issue 4: the `/healthz` threshold (README "Observability").
     #[serde(default)]
     alert_lag_secs: Option<u64>,
@@ -171,6 +178,8 @@ pub fn parse_with(
     crate::pipeline::check_schedule(&f.schedule).map_err(err)?;
     let schema: TableSchema = super::table::schema(&spec, &table);
     let page_size = spec.page_size;
+    let filters = super::request::filters(spec.family, &f.filters)
+        .map_err(|why| err(format!("pipeline {}: {why}", f.name)))?;
     Ok(Pipeline {
         name: f.name,
         description: f.description,
@@ -186,7 +195,7 @@ pub fn parse_with(
         initial_start,
         page_size,
         schedule: f.schedule,
-        filters: serde_json::Map::new(),
+        filters,
         parent: None,
         parent_field: None,
         child_concurrency: 1,
@@ -284,6 +293,59 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.to_string().contains("initial_start"), "{e}");
+    }
+}
+
+#[cfg(test)]
+mod filters {
+    use super::*;
+    use chrono_tz::Asia::Singapore;
+
+    const HEAD: &str = "name = \"r\"\nkind = \"report\"\nlag_secs = 1800\ninitial_start = \"2024-03-01\"\nschedule = \"0 20 * * * *\"\n";
+
+    fn parse_with_filters(report: &str, filters: &str) -> Result<Pipeline, PipelineError> {
+        let text = format!("{HEAD}[report]\n{report}[filters]\n{filters}");
+        parse(&text, "pipelines/r.toml", Singapore)
+    }
+
+    /// issue 13: each report's documented optional parameters are read into the body's
+    /// JSON; wrong keys and types name the key, the pipeline and the file.
+    #[test]
+    fn report_filters_are_checked_and_typed() {
+        let agents = "family = \"agents\"\ndirection = \"inbound\"\ndate_type = \"day\"\n";
+        let p = parse_with_filters(agents, "agents = [\"a1\", \"a2\"]\nagentType = 1\n").unwrap();
+        assert_eq!(p.filters["agents"], serde_json::json!(["a1", "a2"]));
+        assert_eq!(p.filters["agentType"], serde_json::json!(1));
+        let g = "family = \"gateway_numbers\"\ndate_type = \"day\"\n";
+        let p = parse_with_filters(g, "gatewayNumber = \"0108, 0109\"\nnumberScope = 3\n").unwrap();
+        assert_eq!(
+            p.filters["gatewayNumber"],
+            serde_json::json!(["0108", "0109"])
+        );
+        assert_eq!(p.filters["numberScope"], serde_json::json!("3"));
+        let d = "family = \"departments\"\ndirection = \"outbound\"\ndate_type = \"day\"\n";
+        let p = parse_with_filters(d, "departIds = [\"d1\"]\n").unwrap();
+        assert_eq!(p.filters["departIds"], serde_json::json!(["d1"]));
+        for (report, filters, word) in [
+            (
+                agents,
+                "agentType = 3\nagents = [\"a\"]\n",
+                "filters.agentType",
+            ),
+            (agents, "agentType = 1\n", "set agents too"),
+            (agents, "agents = 5\n", "filters.agents"),
+            (agents, "agents = [true]\n", "filters.agents"),
+            (agents, "departIds = [\"d\"]\n", "filters.departIds"),
+            (g, "numberScope = \"x\"\n", "filters.numberScope"),
+            (g, "gatewayNumber = []\n", "filters.gatewayNumber"),
+            (d, "currPage = 2\n", "filters.currPage"),
+        ] {
+            let e = parse_with_filters(report, filters).unwrap_err().to_string();
+            assert!(
+                e.contains(word) && e.contains("pipelines/r.toml") && e.contains("pipeline r"),
+                "{filters}: {e}"
+            );
+        }
     }
 }
 

@@ -182,6 +182,101 @@ pub fn page_body(
     Ok(Value::Object(body))
 }
 
+/// issue 13: the report endpoints' optional request parameters a pipeline file may set
+/// under `[filters]`, by family, as the API document lists them: the Relay Number
+/// Report's `gatewayNumber` (a list of numbers) and `numberScope` (2 telemarketing, 3
+/// bot), the Agent Report's `agents` (a list) and `agentType` (1 agent id, 2 work no.),
+/// the Department Report's `departIds` (a list). Everything else in the body is the
+/// pipeline's own (range, paging, indicators, direction) and cannot be set here.
+pub fn filter_keys(family: Family) -> &'static [&'static str] {
+    match family {
+        Family::GatewayNumbers => &["gatewayNumber", "numberScope"],
+        Family::Agents => &["agents", "agentType"],
+        Family::Departments => &["departIds"],
+    }
+}
+
+/// issue 13: checks a report pipeline's `[filters]` and returns them as the JSON the
+/// body carries. Lists are lists of text (a single text is split at commas); numbers
+/// are checked against the values the document gives. Errors name the key.
+pub fn filters(family: Family, table: &toml::Table) -> Result<Map<String, Value>, String> {
+    let allowed = filter_keys(family);
+    let mut out = Map::new();
+    for (key, value) in table {
+        if !allowed.contains(&key.as_str()) {
+            return Err(format!(
+                "filters.{key} is not a request parameter of the {} report (it takes {})",
+                family.file_stem(),
+                allowed.join(", ")
+            ));
+        }
+        let list = |v: &toml::Value| -> Result<Value, String> {
+            let items: Vec<String> = match v {
+                toml::Value::String(s) => s
+                    .split(',')
+                    .map(|x| x.trim().to_string())
+                    .filter(|x| !x.is_empty())
+                    .collect(),
+                toml::Value::Array(a) => a
+                    .iter()
+                    .map(|x| match x {
+                        toml::Value::String(s) if !s.trim().is_empty() => Ok(s.trim().to_string()),
+                        toml::Value::Integer(n) => Ok(n.to_string()),
+                        _ => Err(format!(
+                            "filters.{key} must be a list of non-empty texts, and holds a {}",
+                            x.type_str()
+                        )),
+                    })
+                    .collect::<Result<_, _>>()?,
+                other => {
+                    return Err(format!(
+                        "filters.{key} must be a list of texts, not a {}",
+                        other.type_str()
+                    ));
+                }
+            };
+            if items.is_empty() {
+                return Err(format!(
+                    "filters.{key} is empty; leave it out to ask for all"
+                ));
+            }
+            Ok(Value::from(items))
+        };
+        let code = |v: &toml::Value, ok: &[i64], what: &str| -> Result<i64, String> {
+            let n = match v {
+                toml::Value::Integer(n) => Some(*n),
+                toml::Value::String(s) => s.trim().parse::<i64>().ok(),
+                _ => None,
+            };
+            n.filter(|n| ok.contains(n))
+                .ok_or_else(|| format!("filters.{key} must be {what}, got {v}"))
+        };
+        let json = match key.as_str() {
+            "gatewayNumber" | "agents" | "departIds" => list(value)?,
+            // The document types it as text.
+            "numberScope" => {
+                Value::from(code(value, &[2, 3], "2 (telemarketing) or 3 (bot)")?.to_string())
+            }
+            "agentType" => Value::from(code(value, &[1, 2], "1 (agent id) or 2 (work no.)")?),
+            _ => continue,
+        };
+        out.insert(key.clone(), json);
+    }
+    if family == Family::Agents && out.contains_key("agentType") && !out.contains_key("agents") {
+        return Err("filters.agentType says how filters.agents is read; set agents too".into());
+    }
+    Ok(out)
+}
+
+/// issue 13: puts a report pipeline's `[filters]` into a page body.
+pub fn apply_filters(body: &mut Value, filters: &Map<String, Value>) {
+    if let Value::Object(m) = body {
+        for (k, v) in filters {
+            m.insert(k.clone(), v.clone());
+        }
+    }
+}
+
 /// Whether a row's period belongs to the window `[from, to)`: rows the API returns around
 /// the edges of the range are dropped by the caller (see the module documentation).
 pub fn wanted(period: &Period, from: DateTime<Utc>, to: DateTime<Utc>) -> bool {

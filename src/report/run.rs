@@ -524,6 +524,7 @@ async fn pass(
         let page_no = u32::try_from(page_num).unwrap_or(u32::MAX);
         let mut body = request::page_body(&def.spec, def.tz, w.start, w.end, page_no)
             .map_err(|e| shape(page_num, e.to_string()))?;
+        request::apply_filters(&mut body, &p.filters); // issue 13: `[filters]`
         if let Value::Object(m) = &mut body {
             m.insert("pageSize".into(), size.into());
         }

@@ -20,6 +20,25 @@ const CLOCK_SKEW_MS: i64 = 10 * 60 * 1000;
 /// Above this many live tokens, expired ones are swept on the next issue.
 const SWEEP_ABOVE: usize = 1024;
 
+/// issue 13: what a request's token is. The static token stands for an agent token (the
+/// API document's "Agent token", tied to one agent); a token issued by `/tokens/company`
+/// is a company token, under which the agent metrics need `operatorUserId`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum TokenKind {
+    Static,
+    Company,
+}
+
+impl TokenKind {
+    /// The word the statistics use (`SimStats::by_endpoint_token`).
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            TokenKind::Static => "static",
+            TokenKind::Company => "company",
+        }
+    }
+}
+
 #[derive(Debug)]
 pub(crate) struct TokenStore {
     app_id: String,
@@ -132,22 +151,28 @@ impl TokenStore {
     }
 
     /// Whether an `Authorization` header value ("Bearer T" or bare "T") holds a live token.
+    #[cfg(test)]
     pub(crate) fn is_valid(&self, header: Option<&str>, now: DateTime<Utc>) -> bool {
-        let Some(raw) = header.map(str::trim) else {
-            return false;
-        };
+        self.kind(header, now).is_some()
+    }
+
+    /// issue 13: which kind of live token the header holds, if any.
+    pub(crate) fn kind(&self, header: Option<&str>, now: DateTime<Utc>) -> Option<TokenKind> {
+        let raw = header.map(str::trim)?;
         let token = match raw.get(..7) {
             Some(p) if p.eq_ignore_ascii_case("bearer ") => raw[7..].trim(),
             _ => raw,
         };
         if token.is_empty() {
-            return false;
+            return None;
         }
         if self.static_token.as_deref() == Some(token) {
-            return true;
+            return Some(TokenKind::Static);
         }
         let live = self.live.lock().unwrap_or_else(PoisonError::into_inner);
-        live.get(token).is_some_and(|exp| *exp > now)
+        live.get(token)
+            .is_some_and(|exp| *exp > now)
+            .then_some(TokenKind::Company)
     }
 }
 
@@ -208,5 +233,7 @@ mod tests {
         assert!(s.is_valid(Some("forever"), now + Duration::days(999)));
         assert!(!s.is_valid(None, now));
         assert!(!s.is_valid(Some("Bearer nope"), now));
+        assert_eq!(s.kind(Some("forever"), now), Some(TokenKind::Static));
+        assert_eq!(s.kind(Some(&jwt), now), Some(TokenKind::Company));
     }
 }

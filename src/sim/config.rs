@@ -15,7 +15,8 @@ pub struct SimConfig {
     /// The company credentials the token endpoint accepts.
     pub app_id: String,
     pub app_secret: String,
-    /// A token accepted forever, as a user of `SOBOT_TOKEN` would hold.
+    /// A token accepted forever, as a user of `SOBOT_TOKEN` would hold; issue 13: it
+    /// stands for an agent token (no `operatorUserId` needed in the Literal dialect).
     pub static_token: Option<String>,
     pub company_id: String,
     /// Zone of local strings when a request sends no `timezoneid`, and of the day curve.
@@ -163,12 +164,29 @@ pub struct Faults {
     /// issue 13: the HTTP status of a broken endpoint's answers: 500 when `None`; 403
     /// plays an endpoint the token has no permission for.
     pub broken_endpoint_status: Option<u16>,
+    /// issue 13: every Nth agent (in list order) of the agent metrics answers carries an
+    /// empty `agentUUID`: the row without its key that a client must count, not fail on.
+    pub metrics_no_uuid_every: Option<u64>,
+    /// issue 13: answered talks chosen by [`Faults::drops_record_id`] are listed with a
+    /// `recordUrl` that has no id (it ends in `/recordings/`): the row a recordings
+    /// client must skip and count, not fail on.
+    pub record_url_without_id_every: Option<u64>,
 }
 
 impl Faults {
     /// Token lifetime in seconds as the token endpoint grants it.
     pub fn token_ttl(&self) -> u64 {
         self.token_ttl_secs.unwrap_or(7200)
+    }
+
+    /// issue 13: whether call `call_id`'s `recordUrl` is served without its id (a stable
+    /// hash of the id is a multiple of `record_url_without_id_every`).
+    pub fn drops_record_id(&self, call_id: &str) -> bool {
+        let h = call_id
+            .trim()
+            .bytes()
+            .fold(0u64, |h, b| h.wrapping_mul(31).wrapping_add(u64::from(b)));
+        matches!(self.record_url_without_id_every, Some(k) if k > 0 && h.is_multiple_of(k))
     }
 
     /// Whether the broken window overlaps the instants `[from_ms, to_ms)`.

@@ -102,14 +102,18 @@ async fn pass(
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
-    if !shared.tokens.is_valid(auth, Utc::now()) {
+    let Some(token) = shared.tokens.kind(auth, Utc::now()) else {
         let why = if auth.is_some() {
             "token unknown or expired"
         } else {
             "Authorization header missing"
         };
         return failure(StatusCode::UNAUTHORIZED, 401, why);
-    }
+    };
+    // issue 13: which token reached which endpoint (agent token routing is tested on it).
+    shared
+        .stats
+        .token_used(endpoint_name(req.uri().path()), token.as_str());
     let tz = match req
         .headers()
         .get("timezoneid")
@@ -126,8 +130,12 @@ async fn pass(
     // A stream has no end to cut in half (issue 5: it has its own drop switches).
     let truncate = fires(faults.truncate_every, n) && !req.uri().path().contains("/_watch/");
     let now_ms = shared.now().timestamp_millis();
-    req.extensions_mut()
-        .insert(RequestCtx { tz, faults, now_ms });
+    req.extensions_mut().insert(RequestCtx {
+        tz,
+        faults,
+        now_ms,
+        token,
+    });
     let response = next.run(req).await;
     if truncate {
         cut_in_half(response).await

@@ -74,13 +74,22 @@ pub(crate) struct Generator {
     tz: Tz,
     company_id: String,
     platform_id: String,
-    /// `http://HOST:PORT/callservice/v6/cc-audios/recordings/`
+    /// `http://HOST:PORT/callservice/v6/cc-audios/recordings/`: a record URL is this, the
+    /// call id and `record_suffix`.
     record_base: String,
+    /// issue 13: what follows the id (the Literal dialect's trailing space).
+    record_suffix: String,
     agents: Vec<Agent>,
 }
 
 impl Generator {
+    /// `record_base` may hold `{id}` where the call id goes (issue 13); otherwise the id
+    /// is appended.
     pub(crate) fn new(config: &SimConfig, record_base: String) -> Self {
+        let (record_base, record_suffix) = match record_base.split_once("{id}") {
+            Some((head, tail)) => (head.to_string(), tail.to_string()),
+            None => (record_base, String::new()),
+        };
         let seed = config.seed;
         let departments: Vec<String> = (0..3)
             .map(|d| hex128(&[seed, tag::AGENT, 1_000_000 + d]))
@@ -110,6 +119,7 @@ impl Generator {
             company_id: config.company_id.clone(),
             platform_id: hex128(&[seed, tag::COMPANY, 1]),
             record_base,
+            record_suffix,
             agents,
         }
     }
@@ -348,7 +358,7 @@ impl Generator {
             },
             hangup_disposition: r.between(1, 3) as u8,
             record_url: if answered {
-                format!("{}{id}", self.record_base)
+                format!("{}{id}{}", self.record_base, self.record_suffix)
             } else {
                 String::new()
             },

@@ -150,7 +150,15 @@ pub(crate) async fn talks(
             continue;
         }
         if (lo..hi).contains(&total) {
-            list.push(masked(t, q.hide_number));
+            let mut t = masked(t, q.hide_number);
+            // issue 13: a recordUrl without its id, as a fault.
+            if !t.record_url.is_empty() && ctx.faults.drops_record_id(&call.id) {
+                let url = &mut t.to_mut().record_url;
+                if let Some(cut) = url.rfind('/') {
+                    url.truncate(cut + 1);
+                }
+            }
+            list.push(t);
         }
         total += 1;
     }

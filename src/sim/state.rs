@@ -12,6 +12,10 @@ use super::config::{Dialect, Faults, SimConfig};
 use super::dataset::Dataset;
 use super::stats::StatsRecorder;
 
+/// issue 13: the Literal dialect's `recordUrl`, `{id}` standing for the call id: the API
+/// document's example taken as written.
+pub(crate) const LITERAL_RECORD_URL: &str = "https:// record.soboten.com/recordings/{id} ";
+
 #[derive(Debug)]
 pub(crate) struct Shared {
     pub seed: u64,
@@ -38,11 +42,19 @@ pub(crate) struct RequestCtx {
     pub faults: Arc<Faults>,
     /// The simulated now, in ms: only records visible by then are served.
     pub now_ms: i64,
+    /// issue 13: the kind of token the request came with.
+    pub token: super::auth::TokenKind,
 }
 
 impl Shared {
     pub(crate) fn new(config: SimConfig, base_url: &str) -> Self {
-        let record_base = format!("{base_url}/callservice/v6/cc-audios/recordings/");
+        // issue 13: the Literal dialect's record URLs are the document's example, on a
+        // recordings host other than the API's (a space after the scheme, one at the
+        // end); only the id in them leads to the recording, served at the path below.
+        let record_base = match config.dialect {
+            Dialect::Enveloped => format!("{base_url}/callservice/v6/cc-audios/recordings/"),
+            Dialect::Literal => LITERAL_RECORD_URL.to_string(),
+        };
         Self {
             seed: config.seed,
             max_page_size: config.max_page_size.max(1),

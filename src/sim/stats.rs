@@ -18,9 +18,23 @@ pub struct SimStats {
     pub max_requests_in_one_second: u64,
     /// The most data requests being served at once.
     pub max_in_flight: u64,
+    /// issue 13: `"agent-table static"` -> count: authenticated data requests by endpoint
+    /// and token kind (`static`: the configured static token, which stands for an agent
+    /// token; `company`: a token from `/tokens/company`).
+    #[serde(default)]
+    pub by_endpoint_token: BTreeMap<String, u64>,
 }
 
 impl SimStats {
+    /// issue 13: authenticated requests to `endpoint` with token kind `kind`
+    /// (`"static"` or `"company"`).
+    pub fn count_token(&self, endpoint: &str, kind: &str) -> u64 {
+        self.by_endpoint_token
+            .get(&format!("{endpoint} {kind}"))
+            .copied()
+            .unwrap_or(0)
+    }
+
     /// Requests to `endpoint` (e.g. `"agent-table"`, `"maincdrs"`) with any status.
     pub fn count(&self, endpoint: &str) -> u64 {
         self.by_endpoint_status
@@ -40,6 +54,7 @@ pub(crate) struct StatsRecorder {
     in_flight: AtomicU64,
     max_in_flight: AtomicU64,
     by_endpoint_status: Mutex<HashMap<(&'static str, u16), u64>>,
+    by_endpoint_token: Mutex<HashMap<(&'static str, &'static str), u64>>,
     rate: Mutex<RateWindow>,
 }
 
@@ -102,7 +117,22 @@ impl StatsRecorder {
         *m.entry((endpoint, status)).or_insert(0) += 1;
     }
 
+    pub(crate) fn token_used(&self, endpoint: &'static str, kind: &'static str) {
+        let mut m = self
+            .by_endpoint_token
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        *m.entry((endpoint, kind)).or_insert(0) += 1;
+    }
+
     pub(crate) fn snapshot(&self) -> SimStats {
+        let tokens: BTreeMap<String, u64> = self
+            .by_endpoint_token
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .map(|((e, k), n)| (format!("{e} {k}"), *n))
+            .collect();
         let by = self
             .by_endpoint_status
             .lock()
@@ -117,6 +147,7 @@ impl StatsRecorder {
                 .collect(),
             max_requests_in_one_second: rate.max_arrived,
             max_in_flight: self.max_in_flight.load(Ordering::Relaxed),
+            by_endpoint_token: tokens,
         }
     }
 }

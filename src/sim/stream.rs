@@ -68,6 +68,10 @@ pub(crate) async fn watch_agents_metrics(
     headers: HeaderMap,
     RawQuery(raw): RawQuery,
 ) -> Response {
+    // issue 13: the Literal dialect wants operatorUserId under a company token here too.
+    if let Some(refusal) = super::metrics::operator_required(&shared, &ctx, raw.as_deref()) {
+        return refusal;
+    }
     let sel = match Selection::parse(raw.as_deref(), shared.max_page_size) {
         Ok(s) => s,
         Err(m) => return envelope_error(400, &m),

@@ -18,7 +18,13 @@
 //!   (downloading only what is still missing). Nothing is dropped silently.
 //! - Windows of talks' ledger before its first load (talks never loaded them) are
 //!   passed over; windows talks has not committed yet wait for it.
-//! - The access token is sent only to the API's own host (`ApiClient::download`).
+//! - issue 13: a recording is fetched through the API document's recordings endpoint
+//!   on the API host, `GET <base>/callservice/v6/cc-audios/recordings/{id}`, with the
+//!   id read from `recordUrl` (`ApiClient::recording`); the `recordUrl`'s own host is
+//!   never contacted, so the token goes to no host the settings do not name. A talk
+//!   whose `recordUrl` holds no readable id cannot be fetched by any rerun: it is logged
+//!   with its call id, counted in the run's summary (`record_url_without_id`) and in
+//!   `sobot_sync_records_skipped_total`, and the window goes on without it.
 
 use super::{finish, load_state, lock_lost, state_err, to_batch};
 use crate::extract::ExtractError;
@@ -277,6 +283,7 @@ pub async fn run(
                 report.rows += done.rows;
                 report.files += u64::from(done.file);
                 report.requests += done.downloads;
+                report.skip("record_url_without_id", done.unreadable);
                 if let Some(r) = st.last_run.as_mut() {
                     (r.windows, r.rows, r.files) = (report.windows, report.rows, report.files);
                 }
@@ -312,6 +319,8 @@ struct WindowDone {
     rows: u64,
     file: bool,
     downloads: u64,
+    /// Talks whose `recordUrl` holds no recording id (issue 13).
+    unreadable: u64,
 }
 
 /// Stores every recording of the parent's window `w` and writes the window's rows.
@@ -328,6 +337,12 @@ async fn window(
     let key_col = &parent.schema.columns[parent.schema.key[0]].name;
     let time_col = &parent.schema.columns[parent.schema.time].name;
     let calls = parent_calls(loc, &parent.table, dt, w, key_col, time_col, url_col).await?;
+    let (calls, unreadable): (Vec<Call>, Vec<Call>) = calls
+        .into_iter()
+        .partition(|c| crate::api::recording_id(&c.url).is_some());
+    for c in &unreadable {
+        tracing::warn!(pipeline = %p.name, window = %w, call_id = %c.call_id, "recordUrl holds no recording id (expected .../recordings/<id>); this call's recording is skipped");
+    }
     let previous = previous_rows(loc, &p.table, dt, w).await?;
     let now_ms = Utc::now().timestamp_millis();
     let concurrency = p.child_concurrency.max(1);
@@ -378,6 +393,7 @@ async fn window(
         rows: batch.num_rows() as u64,
         file: written.is_some(),
         downloads,
+        unreadable: unreadable.len() as u64,
     })
 }
 
@@ -434,7 +450,7 @@ async fn store_one(
     }
     let got = engine
         .client
-        .download(&call.url)
+        .recording(&call.url)
         .await
         .map_err(CallFailure::Download)?;
     let stored = describe(&call, &stored_as, &got.bytes, got.content_type, now_ms);

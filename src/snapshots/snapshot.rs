@@ -14,6 +14,12 @@
 //! `Idempotency-Key` (a UUID), repeated by the client on that request's retries. The
 //! `agentsSummary` counts go on every row, in `summary_*` columns; `creationTime` and
 //! `companyId` of the answer too.
+//!
+//! issue 13: `operatorUserId` (`SOBOT_OPERATOR_USER_ID`) goes with every page when set;
+//! the document requires it under a company token, so a refusal without it names that
+//! setting. An agent entry without `agentUUID` (the key) is logged and counted in the
+//! run's summary (`no_agent_uuid`) and left out; it still counts towards `total`, which
+//! counts entries as sent, so the snapshot completes with the rest.
 
 use super::{count_of, finish, list_of, load_state, lock_lost, to_batch};
 use crate::extract::{self, ExtractError};
@@ -82,7 +88,14 @@ async fn take(
             let plans = super::reference::fetch(engine, p).await?;
             (plans, 4)
         }
-        _ => agent_metrics(engine, p).await?,
+        _ => {
+            let (records, requests, no_uuid) = agent_metrics(engine, p).await?;
+            if no_uuid > 0 {
+                tracing::warn!(pipeline = %p.name, entries = no_uuid, "agent metrics entries without an agentUUID were left out");
+            }
+            report.skip("no_agent_uuid", no_uuid);
+            (records, requests)
+        }
     };
     let at = Value::from(w.start.timestamp_millis());
     for r in &mut records {
@@ -121,20 +134,23 @@ struct Pass {
     total: u64,
     requests: u64,
     problem: Option<String>,
+    /// Entries without `agentUUID`, left out (issue 13).
+    no_uuid: u64,
 }
 
-/// Every agent's metrics, complete by `total`, each with the answer's summary counts.
+/// Every agent's metrics, complete by `total`, each with the answer's summary counts;
+/// with the requests made and the entries left out for having no `agentUUID`.
 async fn agent_metrics(
     engine: &Engine,
     p: &Pipeline,
-) -> Result<(Vec<Map<String, Value>>, u64), ExtractError> {
+) -> Result<(Vec<Map<String, Value>>, u64, u64), ExtractError> {
     let mut requests = 0;
     let mut last = String::new();
     for attempt in 1..=extract::COMPLETENESS_ATTEMPTS {
         let pass = metrics_pass(engine, p).await?;
         requests += pass.requests;
         match pass.problem {
-            None => return Ok((pass.records, requests)),
+            None => return Ok((pass.records, requests, pass.no_uuid)),
             Some(why) => {
                 tracing::warn!(pipeline = %p.name, attempt, "snapshot incomplete, fetching again: {why}");
                 last = format!("; {why} (fetched {} of {})", pass.records.len(), pass.total);
@@ -172,9 +188,11 @@ async fn metrics_pass(engine: &Engine, p: &Pipeline) -> Result<Pass, ExtractErro
     let mut page_num: u64 = 1;
     let mut requests = 0u64;
     let mut max_requests = 64u64;
+    let mut no_uuid = 0u64;
     loop {
         let page = u32::try_from(page_num).unwrap_or(u32::MAX);
         let mut query = filter_query(p);
+        push_operator(engine, &mut query);
         query.push(("product".into(), "scc".into()));
         query.push(("pageNum".into(), page_num.to_string()));
         query.push(("pageSize".into(), size.to_string()));
@@ -183,7 +201,10 @@ async fn metrics_pass(engine: &Engine, p: &Pipeline) -> Result<Pass, ExtractErro
             .client
             .get_raw_with_headers(&p.endpoint, &query, &[("Idempotency-Key", key)])
             .await
-            .map_err(|source| ExtractError::Api { page, source })?;
+            .map_err(|source| ExtractError::Api {
+                page,
+                source: operator_hint(engine, source),
+            })?;
         requests += 1;
         let data: Map<String, Value> = match serde_json::from_str::<Value>(raw.get()) {
             Ok(Value::Object(o)) => o,
@@ -238,6 +259,7 @@ async fn metrics_pass(engine: &Engine, p: &Pipeline) -> Result<Pass, ExtractErro
                         "total changed from {t} to {page_total} while paging"
                     )),
                     records,
+                    no_uuid,
                 });
             }
             Some(_) => {}
@@ -253,10 +275,9 @@ async fn metrics_pass(engine: &Engine, p: &Pipeline) -> Result<Pass, ExtractErro
             let key = match agent.get("agentUUID") {
                 Some(Value::String(s)) if !s.trim().is_empty() => s.trim().to_string(),
                 _ => {
-                    return Err(shape(
-                        page,
-                        "an agent entry has no agentUUID (the key)".into(),
-                    ));
+                    // issue 13: counted and left out, not a failed snapshot.
+                    no_uuid += 1;
+                    continue;
                 }
             };
             if !seen.insert(key) {
@@ -269,18 +290,17 @@ async fn metrics_pass(engine: &Engine, p: &Pipeline) -> Result<Pass, ExtractErro
             records.push(row);
         }
         let t = total.unwrap_or(0);
-        if seen.len() as u64 >= t || n == 0 {
-            let problem = (seen.len() as u64 != t).then(|| {
-                format!(
-                    "page {page} came back empty with {} of {t} agents",
-                    seen.len()
-                )
-            });
+        // Entries without agentUUID are part of what the API counts in total.
+        let sent = seen.len() as u64 + no_uuid;
+        if sent >= t || n == 0 {
+            let problem = (sent != t)
+                .then(|| format!("page {page} came back empty with {} of {t} agents", sent));
             return Ok(Pass {
                 total: t,
                 requests,
                 problem,
                 records,
+                no_uuid,
             });
         }
         if requests >= max_requests {
@@ -289,6 +309,7 @@ async fn metrics_pass(engine: &Engine, p: &Pipeline) -> Result<Pass, ExtractErro
                 requests,
                 problem: Some(format!("gave up after {requests} pages")),
                 records,
+                no_uuid,
             });
         }
         // A server that caps the page size pages by its own size.
@@ -300,6 +321,40 @@ async fn metrics_pass(engine: &Engine, p: &Pipeline) -> Result<Pass, ExtractErro
             page_num += 1;
         }
     }
+}
+
+/// issue 13: `operatorUserId` from `SOBOT_OPERATOR_USER_ID`, unless the pipeline's
+/// `filters` name one. Sent whatever the token: the document requires it under a company
+/// token, and under an agent token the token's own id wins, so it never hurts.
+pub(crate) fn push_operator(engine: &Engine, query: &mut Vec<(String, String)>) {
+    if let Some(op) = &engine.settings.operator_user_id
+        && !query.iter().any(|(k, _)| k == "operatorUserId")
+    {
+        query.push(("operatorUserId".into(), op.clone()));
+    }
+}
+
+/// issue 13: a refusal of the agent metrics under company app credentials without
+/// `SOBOT_OPERATOR_USER_ID` says which setting is missing; other errors pass as they are.
+fn operator_hint(engine: &Engine, error: crate::api::ApiError) -> crate::api::ApiError {
+    use crate::api::ApiError;
+    let refused = match &error {
+        ApiError::Envelope { code, .. } => *code != 429 && !(500..600).contains(code),
+        ApiError::Http { status, .. } => (400..500).contains(status) && *status != 429,
+        _ => false,
+    };
+    if refused
+        && engine.settings.operator_user_id.is_none()
+        && engine
+            .client
+            .uses_company_app(crate::api::AuthScope::Company)
+    {
+        return ApiError::Config(format!(
+            "{error}; the agent metrics need operatorUserId under a company token: set \
+             SOBOT_OPERATOR_USER_ID to the user id of the operator they are read as"
+        ));
+    }
+    error
 }
 
 /// The pipeline's `filters` as query parameters (lists joined with commas); also the

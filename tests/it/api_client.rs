@@ -304,6 +304,7 @@ fn settings(base: &str, credentials: Credentials) -> ApiSettings {
         min_backoff: Duration::from_millis(5),
         max_backoff: Duration::from_millis(20),
         tenant: None,
+        agent_token: None,
     }
 }
 
@@ -1074,6 +1075,13 @@ fn invalid_settings_are_rejected_with_the_setting_named() {
                 ..base.clone()
             },
             "SOBOT_APP_ID",
+        ),
+        (
+            ApiSettings {
+                agent_token: Some(Secret::new("a\nb")),
+                ..base.clone()
+            },
+            "SOBOT_AGENT_TOKEN",
         ),
     ];
     for (s, name) in cases {

@@ -152,6 +152,9 @@ fn all_faults(late_secs: i64) -> Faults {
         // issue 13: an endpoint broken for good cannot end in identical tables.
         broken_endpoints: Vec::new(),
         broken_endpoint_status: None,
+        // issue 13: changes what the metrics snapshot holds (tested in `media`).
+        metrics_no_uuid_every: None,
+        record_url_without_id_every: None,
     }
 }
 

@@ -10,6 +10,7 @@ mod deploy;
 mod doc_fixtures;
 mod e2e;
 mod explicit_settings; // issue 13
+mod media;
 mod obs;
 mod privacy;
 mod receive;
