@@ -649,7 +649,7 @@ async fn probe_all(
             match p.kind {
                 Kind::Report => report(client, p, now).await,
                 Kind::Reference => plans(client, p).await,
-                _ => metrics(client, p).await,
+                _ => metrics(client, p, settings).await,
             }
         };
         seen.insert(key, rows.len());
@@ -762,32 +762,21 @@ async fn children(
     Ok(None)
 }
 
-/// One recording of the sample, by the id at the end of its `recordUrl`.
+/// One recording of the sample, fetched as the recordings pipeline fetches it: by the id
+/// at the end of its `recordUrl`, through the document's recordings endpoint.
 async fn recording(client: &ApiClient, sample: &Sample) -> Result<Option<String>, Failure> {
     if sample.is_empty() {
         return Ok(Some("no call to probe in the window searched".into()));
     }
-    let Some(id) = sample
+    let Some(url) = sample
         .iter()
         .filter_map(|r| r.get("recordUrl"))
-        .find_map(|u| recording_id(u))
+        .find(|u| crate::api::recording_id(u).is_some())
     else {
         return Ok(Some("no recording to probe in the window searched".into()));
     };
-    let path = RECORDINGS_PATH.replace("{id}", &path_segment(&id));
-    client.download(&path).await.map_err(Failure::Api)?;
+    client.recording(url).await.map_err(Failure::Api)?;
     Ok(None)
-}
-
-/// The id at the end of a `recordUrl`'s path.
-fn recording_id(url: &str) -> Option<String> {
-    let path = url.split(['?', '#']).next().unwrap_or_default();
-    path.trim_end_matches('/')
-        .rsplit('/')
-        .next()
-        .map(str::trim)
-        .filter(|s| !s.is_empty() && !s.contains(':'))
-        .map(str::to_string)
 }
 
 /// One report page of one row over the last whole period before `now - lag`, with
@@ -835,10 +824,14 @@ async fn plans(client: &ApiClient, p: &Pipeline) -> Result<Option<String>, Failu
 }
 
 /// One agent of View Agent Indicator, with the pipeline's filters.
-async fn metrics(client: &ApiClient, p: &Pipeline) -> Result<Option<String>, Failure> {
-    // issue 13 merge: the query is the metrics pipeline's (`snapshots::snapshot`); add
-    // `operatorUserId` here the way it does once SOBOT_OPERATOR_USER_ID exists.
+async fn metrics(
+    client: &ApiClient,
+    p: &Pipeline,
+    settings: &Settings,
+) -> Result<Option<String>, Failure> {
+    // The query is the metrics pipeline's (`snapshots::snapshot`), operator included.
     let mut query = crate::snapshots::snapshot::filter_query(p);
+    crate::snapshots::snapshot::push_operator(settings.operator_user_id.as_ref(), &mut query);
     query.push(("product".into(), "scc".into()));
     query.push(("pageNum".into(), "1".into()));
     query.push(("pageSize".into(), "1".into()));
@@ -993,20 +986,6 @@ pub fn render(rows: &[EndpointResult]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn recording_ids_come_from_the_end_of_the_url() {
-        assert_eq!(
-            recording_id("https://rec.example/a/b/c0ffee.mp3?sig=x").as_deref(),
-            Some("c0ffee.mp3")
-        );
-        assert_eq!(
-            recording_id("http://127.0.0.1:9/callservice/v6/cc-audios/recordings/abc/").as_deref(),
-            Some("abc")
-        );
-        assert_eq!(recording_id("https:"), None);
-        assert_eq!(recording_id(""), None);
-    }
 
     #[test]
     fn one_line_folds_newlines() {

@@ -192,7 +192,7 @@ async fn metrics_pass(engine: &Engine, p: &Pipeline) -> Result<Pass, ExtractErro
     loop {
         let page = u32::try_from(page_num).unwrap_or(u32::MAX);
         let mut query = filter_query(p);
-        push_operator(engine, &mut query);
+        push_operator(engine.settings.operator_user_id.as_ref(), &mut query);
         query.push(("product".into(), "scc".into()));
         query.push(("pageNum".into(), page_num.to_string()));
         query.push(("pageSize".into(), size.to_string()));
@@ -326,8 +326,8 @@ async fn metrics_pass(engine: &Engine, p: &Pipeline) -> Result<Pass, ExtractErro
 /// issue 13: `operatorUserId` from `SOBOT_OPERATOR_USER_ID`, unless the pipeline's
 /// `filters` name one. Sent whatever the token: the document requires it under a company
 /// token, and under an agent token the token's own id wins, so it never hurts.
-pub(crate) fn push_operator(engine: &Engine, query: &mut Vec<(String, String)>) {
-    if let Some(op) = &engine.settings.operator_user_id
+pub(crate) fn push_operator(operator: Option<&String>, query: &mut Vec<(String, String)>) {
+    if let Some(op) = operator
         && !query.iter().any(|(k, _)| k == "operatorUserId")
     {
         query.push(("operatorUserId".into(), op.clone()));

@@ -967,7 +967,6 @@ async fn check_proves_every_endpoint() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs the issue-13 wire and media branches; the lead un-ignores it at merge"]
 async fn check_proves_every_endpoint_in_the_literal_dialect() {
     assert_check_proves_everything(
         SimConfig {

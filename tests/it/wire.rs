@@ -55,6 +55,7 @@ fn client(sim: &SimHandle) -> ApiClient {
         min_backoff: std::time::Duration::from_millis(200),
         max_backoff: std::time::Duration::from_secs(30),
         tenant: None,
+        agent_token: None,
     })
     .expect("valid client settings")
 }
