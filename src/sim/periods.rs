@@ -371,6 +371,60 @@ mod tests {
         assert_eq!(months, ["2024-02", "2024-03"]);
     }
 
+    /// issue 13: the New York DST days on the elapsed-time grid, in both renderings.
+    #[test]
+    fn dst_days_in_both_dialects() {
+        use chrono_tz::America::New_York;
+        let day = |d: &str, dt: DateType| -> Vec<Period> {
+            periods(
+                New_York,
+                dt,
+                local(&format!("{d} 00:00")),
+                local(&format!("{d} 00:00")) + Duration::days(1),
+            )
+            .collect()
+        };
+        let render = |dt: DateType, ps: &[Period], instants: bool| -> Vec<String> {
+            ps.iter()
+                .map(|p| result_date(dt, p, false, instants)[11..].replace("2024-11-03 ", ""))
+                .collect()
+        };
+        let hours = day("2024-11-03", DateType::Hour);
+        assert_eq!(hours.len(), 25);
+        assert!(hours.windows(2).all(|w| w[0].end_ms == w[1].start_ms));
+        assert!(hours.iter().all(|p| p.end_ms - p.start_ms == 3_600_000));
+        assert_eq!(
+            render(DateType::Hour, &hours[1..3], false),
+            ["01:00 02:00", "01:00 02:00"]
+        );
+        assert_eq!(
+            render(DateType::Hour, &hours[1..3], true),
+            ["01:00 01:00", "01:00 02:00"]
+        );
+        let halves = day("2024-11-03", DateType::HalfHour);
+        assert_eq!(halves.len(), 50);
+        assert_eq!(
+            render(DateType::HalfHour, &halves[2..6], false),
+            ["01:00 01:30", "01:30 02:00", "01:00 01:30", "01:30 02:00"]
+        );
+        assert_eq!(
+            render(DateType::HalfHour, &halves[2..6], true),
+            ["01:00 01:30", "01:30 01:00", "01:00 01:30", "01:30 02:00"]
+        );
+        let spring = day("2024-03-10", DateType::HalfHour);
+        assert_eq!(spring.len(), 46);
+        assert_eq!(
+            result_date(DateType::HalfHour, &spring[3], false, true),
+            "2024-03-10 01:30 2024-03-10 03:00"
+        );
+        assert_eq!(
+            result_date(DateType::HalfHour, &spring[4], false, false),
+            "2024-03-10 03:00 2024-03-10 03:30"
+        );
+        assert_eq!(day("2024-03-10", DateType::Hour).len(), 23);
+        assert_eq!(day("2024-03-10", DateType::Day).len(), 1);
+    }
+
     #[test]
     fn bounds_accept_spaces_and_24_00() {
         assert_eq!(
