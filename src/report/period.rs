@@ -303,7 +303,9 @@ impl PeriodGrid {
         }
         let last = end - Duration::milliseconds(1);
         if last > t && self.offset_secs(last) != off {
-            let ms = first_true(t.timestamp_millis(), last.timestamp_millis(), |ms| !same(ms));
+            let ms = first_true(t.timestamp_millis(), last.timestamp_millis(), |ms| {
+                !same(ms)
+            });
             end = DateTime::from_timestamp_millis(ms).unwrap_or(end);
         }
         if start > t || end <= t {
@@ -420,7 +422,9 @@ impl PeriodGrid {
     /// which tells the two passes of a repeated hour apart.
     pub fn parse_result_date(&self, raw: &str) -> Result<Period, PeriodError> {
         let c = self.candidates(raw)?;
-        c.first().copied().ok_or_else(|| perr(raw, "names no period"))
+        c.first()
+            .copied()
+            .ok_or_else(|| perr(raw, "names no period"))
     }
 
     /// issue 13: every period of the grid a `result_date` may name, in time order (never
@@ -1059,8 +1063,14 @@ mod tests {
             (est.start, est.end),
             (t("2024-11-03T06:00:00Z"), t("2024-11-03T07:00:00Z"))
         );
-        assert_eq!(h.format_result_date(edt), "2024-11-03 01:00 2024-11-03 02:00");
-        assert_eq!(h.format_result_date(est), "2024-11-03 01:00 2024-11-03 02:00");
+        assert_eq!(
+            h.format_result_date(edt),
+            "2024-11-03 01:00 2024-11-03 02:00"
+        );
+        assert_eq!(
+            h.format_result_date(est),
+            "2024-11-03 01:00 2024-11-03 02:00"
+        );
         // Read alone, the wall-clock labels name both passes, earliest first.
         assert_eq!(
             h.candidates("2024-11-03 01:00 2024-11-03 02:00"),
@@ -1077,9 +1087,15 @@ mod tests {
 
         // The answers of both renderings, in order, for two agents.
         for (answer, why) in [
-            (["01:00 02:00", "01:00 02:00"], "wall clock, time then agent"),
+            (
+                ["01:00 02:00", "01:00 02:00"],
+                "wall clock, time then agent",
+            ),
             (["01:00 01:00", "01:00 02:00"], "instants"),
-            (["01:00 02:00", "01:00 01:00"], "instants, second pass sent first"),
+            (
+                ["01:00 02:00", "01:00 01:00"],
+                "instants, second pass sent first",
+            ),
         ] {
             let raws: Vec<String> = answer
                 .iter()
@@ -1092,7 +1108,11 @@ mod tests {
                 .iter()
                 .flat_map(|k| raws.iter().map(move |r| (r.as_str(), *k)))
                 .collect();
-            let got: Vec<Period> = h.resolve_rows(&rows).into_iter().map(Result::unwrap).collect();
+            let got: Vec<Period> = h
+                .resolve_rows(&rows)
+                .into_iter()
+                .map(Result::unwrap)
+                .collect();
             let first_is_edt = answer[0] != "01:00 02:00" || answer[1] != "01:00 01:00";
             let want = if first_is_edt { [edt, est] } else { [est, edt] };
             assert_eq!(got, [want, want].concat(), "{why}");
@@ -1103,7 +1123,11 @@ mod tests {
             .periods(t("2024-11-03T05:00:00Z"), t("2024-11-03T07:00:00Z"))
             .collect();
         assert_eq!(halves.len(), 4);
-        assert!(halves.iter().all(|p| p.end - p.start == Duration::minutes(30)));
+        assert!(
+            halves
+                .iter()
+                .all(|p| p.end - p.start == Duration::minutes(30))
+        );
         let wall: Vec<String> = halves.iter().map(|p| hh.format_result_date(*p)).collect();
         assert_eq!(
             wall,

@@ -506,7 +506,10 @@ fn row_key(
 
 /// The rows received, in the order of the answer, with their periods resolved together
 /// (issue 13); and a problem if two of them have the same key.
-fn resolve(def: &ReportDef, received: BTreeMap<u64, Map<String, Value>>) -> (Vec<ParsedRow>, Option<String>) {
+fn resolve(
+    def: &ReportDef,
+    received: BTreeMap<u64, Map<String, Value>>,
+) -> (Vec<ParsedRow>, Option<String>) {
     let rows: Vec<Map<String, Value>> = received.into_values().collect();
     let periods = table::row_periods(&rows, &def.period_grid(), |r| {
         row_id(def, r).unwrap_or_default()
@@ -520,7 +523,8 @@ fn resolve(def: &ReportDef, received: BTreeMap<u64, Map<String, Value>>) -> (Vec
         {
             problem = Some(format!(
                 "rows {first} and {i} of the answer have the same key (period_start {}, id {:?}): the pages changed while paging",
-                DateTime::from_timestamp_millis(k.0).map_or_else(|| k.0.to_string(), |t| t.to_rfc3339()),
+                DateTime::from_timestamp_millis(k.0)
+                    .map_or_else(|| k.0.to_string(), |t| t.to_rfc3339()),
                 k.1
             ));
         }

@@ -136,7 +136,11 @@ const MINUTE_MS: i64 = 60_000;
 
 fn offset_ms(tz: Tz, ms: i64) -> i64 {
     let utc = DateTime::from_timestamp_millis(ms).unwrap_or_default();
-    i64::from(tz.offset_from_utc_datetime(&utc.naive_utc()).fix().local_minus_utc()) * 1000
+    i64::from(
+        tz.offset_from_utc_datetime(&utc.naive_utc())
+            .fix()
+            .local_minus_utc(),
+    ) * 1000
 }
 
 fn wall(ms: i64) -> NaiveDateTime {
@@ -248,7 +252,7 @@ pub fn result_date(date_type: DateType, p: &Period, spaced: bool, instants: bool
     match date_type {
         DateType::HalfHour | DateType::Hour => {
             let (start, end) = if instants {
-(p.instant_start, p.instant_end)
+                (p.instant_start, p.instant_end)
             } else {
                 (p.local_start, p.local_end)
             };

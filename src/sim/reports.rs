@@ -836,10 +836,13 @@ fn put(row: &mut Map<String, Value>, name: &str, kind: IndicatorKind, v: Val, st
     row.insert(name.to_string(), value);
 }
 
+/// A row's period: `[start, end)` in epoch ms of the whole period, `None` by key alone.
+type Span = Option<(i64, i64)>;
+
 /// The rows of a page and the totals: the one code path of server and ground truth.
 struct Assembled {
     rows: Vec<Value>,
-    periods: Vec<Option<(i64, i64)>>,
+    periods: Vec<Span>,
     amount: Value,
     total: usize,
 }
@@ -859,7 +862,7 @@ fn assemble<A: Acc>(
     };
     let mut amount = A::default();
     let mut per_key = vec![A::default(); n_keys];
-    let mut page: Vec<(usize, Value, Option<(i64, i64)>)> = Vec::new();
+    let mut page: Vec<(usize, Value, Span)> = Vec::new();
     let mut total = 0usize;
     let want = |i: usize| (window.0..window.1).contains(&i);
     let row = |p: Option<&Period>, key: Option<(usize, &KeyFields)>, acc: &A| {
@@ -882,7 +885,10 @@ fn assemble<A: Acc>(
             let v = acc.value(name).unwrap_or(Val::Int(0));
             put(&mut m, name, *kind, v, as_string(name, t, k));
         }
-        (Value::Object(m), p.map(|p| (p.full_start_ms, p.full_end_ms)))
+        (
+            Value::Object(m),
+            p.map(|p| (p.full_start_ms, p.full_end_ms)),
+        )
     };
     for p in periods(tz, q.date_type, q.start, q.end) {
         let accs = per_period(&p);

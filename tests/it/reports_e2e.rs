@@ -843,7 +843,11 @@ async fn dst_report_days(tz: chrono_tz::Tz, dialect: Dialect) {
             let table = table::read(&engine, &p.table).await;
             let want = truth(&rig, &p, start, end, now);
             assert_report_table(&p, &table, &want);
-            assert_one_file_per_day(&p, &table, &[d.day, &(date + Duration::days(1)).to_string()]);
+            assert_one_file_per_day(
+                &p,
+                &table,
+                &[d.day, &(date + Duration::days(1)).to_string()],
+            );
 
             // Every period of the DST day, each with one row per agent.
             let mut per_period: BTreeMap<i64, usize> = BTreeMap::new();
@@ -860,24 +864,40 @@ async fn dst_report_days(tz: chrono_tz::Tz, dialect: Dialect) {
                     }
                 }
             }
-            assert_eq!(per_period.len() as i64, d.hours * 60 / minutes, "{what}: periods");
-            assert!(per_period.values().all(|n| *n == agents), "{what}: {per_period:?}");
+            assert_eq!(
+                per_period.len() as i64,
+                d.hours * 60 / minutes,
+                "{what}: periods"
+            );
+            assert!(
+                per_period.values().all(|n| *n == agents),
+                "{what}: {per_period:?}"
+            );
             let span = |ms: i64| {
                 let next = per_period.range(ms + 1..).next().map(|(k, _)| *k);
                 next.map(|n| n - ms)
             };
             assert!(
-                per_period.keys().all(|s| span(*s).is_none_or(|len| len == minutes * 60_000)),
+                per_period
+                    .keys()
+                    .all(|s| span(*s).is_none_or(|len| len == minutes * 60_000)),
                 "{what}: every period is {minutes} minutes"
             );
             // The dialect's labels, stored as the API sent them.
             let at = t(d.hour_at).timestamp_millis() + if minutes == 30 { 1_800_000 } else { 0 };
-            let pair = if minutes == 30 { d.half_labels } else { d.hour_labels };
+            let pair = if minutes == 30 {
+                d.half_labels
+            } else {
+                d.hour_labels
+            };
             let pick = usize::from(dialect == Dialect::Literal);
             let (a, b) = pair[pick].split_once(' ').expect("two labels");
             let want_label = format!("{}{a}{}{b}", d.day, d.day);
             let got = &labels[&at];
-            assert!(got.iter().all(|l| *l == want_label), "{what}: {got:?} != {want_label}");
+            assert!(
+                got.iter().all(|l| *l == want_label),
+                "{what}: {got:?} != {want_label}"
+            );
         }
     }
 }
