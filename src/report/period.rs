@@ -1,38 +1,59 @@
 //! Report periods: the grid of half hours, hours, days, weeks or months a report is cut
 //! into, and the API's `result_date` strings that name one period.
 //!
-//! # The grid lives on the local wall clock
+//! # Half hours and hours are elapsed time; days, weeks and months the local calendar
 //!
-//! The API aggregates by local time in `SOBOT_TIMEZONE` (the `timezoneid` header), so a
-//! period is a slot of the local calendar: `16:30-17:00`, `2024-02-21`, the week of
-//! Monday 2024-02-19, February 2024. Each slot is named by two local *labels* (its first
-//! local minute and the first local minute of the next slot); its instants are those labels
-//! resolved by [`crate::timeutil::resolve_local`], the rule used everywhere in the crate (a
-//! repeated local time means its earliest instant, a skipped one the first instant after
-//! the gap). Consequences on DST days, all tested:
+//! The API aggregates by local time in `SOBOT_TIMEZONE` (the `timezoneid` header). A
+//! period is named by two local *labels*: `16:30-17:00`, `2024-02-21`, the week of Monday
+//! 2024-02-19, February 2024.
 //!
-//! - **Skipped slots disappear.** When clocks go forward over `02:00-03:00`, the slots
-//!   `02:00-02:30` and `02:30-03:00` resolve to an empty range and are not periods;
-//!   `01:30-02:00` ends at the transition.
-//! - **A repeated stretch belongs to the slot that ends after it.** When clocks go back
-//!   from `02:00` to `01:00`, every label in `01:00-02:00` means its first occurrence,
-//!   so the hour slot `01:00-02:00` runs from the first `01:00` to the (single) `02:00`:
-//!   two real hours, one period. With half hours, `01:00-01:30` is the first pass only and
-//!   `01:30-02:00` runs from the first `01:30` to `02:00`, taking in the whole repeat.
-//!   Periods stay contiguous and non-overlapping, and every instant is in exactly one.
-//! - Days, weeks and months start at local midnight (or the first instant after it, in
-//!   zones whose clocks jump over midnight); a day may be 23 or 25 hours long.
+//! **Half hours and hours** (issue 13) are the runs of instants that share one local slot
+//! label *and* one UTC offset. Away from a DST change that is the slot `16:30-17:00`; on a
+//! DST day:
 //!
-//! Because parsing a `result_date` resolves its labels by the same rule, the period the
-//! API names and the period of the grid are the same pair of instants: the round trip
-//! `format -> parse` is an identity (property tested below over DST days).
+//! - **A fall-back repeat is two periods.** When clocks go back from `02:00` to `01:00`
+//!   (America/New_York 2024-11-03), the hour `01:00-02:00` happens twice: once in EDT
+//!   (05:00Z-06:00Z), once in EST (06:00Z-07:00Z). Each is its own period, with its own
+//!   `period_start`; the day has 25 hours and 50 half hours.
+//! - **A spring-forward gap has no period.** When clocks go forward over `02:00-03:00`,
+//!   no instant has the labels `02:00-02:30` or `02:30-03:00`; `01:30-02:00` ends at the
+//!   change and `03:00-03:30` starts there. The day has 23 hours and 46 half hours.
+//! - A change that is not a whole slot (Lord Howe's 30 minutes) gives one short period:
+//!   the hour whose offset changes in the middle is cut at the change.
+//!
+//! Every instant is in exactly one period, and the periods are contiguous.
+//!
+//! **Days, weeks and months** start at local midnight (or the first instant after it, in
+//! zones whose clocks jump over midnight): their labels are resolved by
+//! [`crate::timeutil::resolve_local`], and a day may be 23 or 25 hours long.
+//!
+//! # Reading `result_date` across a DST change
+//!
+//! The two passes of a repeated hour carry the same local labels, and servers render the
+//! end label in one of two ways (both seen): on the wall clock as start label + slot
+//! length (the repeated hour reads `01:00 02:00` twice), or as the local time of the
+//! period's end instant (the first pass reads `01:00 01:00`, its end being 01:00 EST; the
+//! half hour `01:30 01:00`). A `result_date` therefore names a set of *candidate* periods:
+//! every period of the grid whose labels, in either rendering, are the ones sent
+//! ([`PeriodGrid::candidates`]). One candidate is the usual case. The rows of one answer
+//! are resolved together ([`PeriodGrid::resolve_rows`]): per dimension value (agent,
+//! relay number, department), a row with one candidate takes it, then each row with
+//! several takes the earliest candidate not yet taken, in the order the rows were sent.
+//! So `01:00 02:00` twice is the EDT hour then the EST hour, and `01:00 01:00` followed
+//! by `01:00 02:00` is EDT then EST too. A single `result_date` read alone
+//! ([`PeriodGrid::parse_result_date`]) means its earliest candidate.
+//!
+//! The round trip `format -> resolve` is an identity over DST days in both renderings
+//! (property tested below in four zones).
 
 use crate::timeutil::resolve_local;
 use chrono::{
-    DateTime, Datelike, Duration, Months, NaiveDate, NaiveDateTime, NaiveTime, Timelike, Utc,
+    DateTime, Datelike, Duration, Months, NaiveDate, NaiveDateTime, NaiveTime, Offset, TimeZone,
+    Timelike, Utc,
 };
 use chrono_tz::Tz;
 use serde::Deserialize;
+use std::collections::{HashMap, HashSet};
 
 /// The `dateType` of a report: how long one period is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
@@ -234,12 +255,74 @@ impl PeriodGrid {
         resolve_local(self.tz, label)
     }
 
+    /// Whether periods are runs of elapsed time (half hours, hours; see the module doc).
+    fn is_elapsed(&self) -> bool {
+        self.date_type.slot_minutes().is_some()
+    }
+
+    /// The UTC offset in force at `t`, in seconds.
+    fn offset_secs(&self, t: DateTime<Utc>) -> i32 {
+        self.tz
+            .offset_from_utc_datetime(&t.naive_utc())
+            .fix()
+            .local_minus_utc()
+    }
+
     /// The period holding the instant `t`.
+    pub fn period_of(&self, t: DateTime<Utc>) -> Period {
+        if self.is_elapsed() {
+            self.elapsed_period_of(t)
+        } else {
+            self.calendar_period_of(t)
+        }
+    }
+
+    /// issue 13: a half hour or hour is the run of instants around `t` with `t`'s slot
+    /// label and `t`'s UTC offset: the slot on the wall clock of that offset, cut where
+    /// the offset changes inside it. So the two passes of a repeated hour are two periods
+    /// and a skipped slot is none.
+    fn elapsed_period_of(&self, t: DateTime<Utc>) -> Period {
+        let off = self.offset_secs(t);
+        let shift = Duration::seconds(i64::from(off));
+        let label = self.floor_label(t.naive_utc() + shift);
+        let next = self.next_label(label);
+        let at = |local: NaiveDateTime| {
+            local
+                .checked_sub_signed(shift)
+                .map_or(t, |utc| utc.and_utc())
+        };
+        let (mut start, mut end) = (at(label), at(next));
+        let same = |ms: i64| {
+            DateTime::from_timestamp_millis(ms).is_some_and(|x| self.offset_secs(x) == off)
+        };
+        // Real zones change offset at most once within an hour, so each side has at most
+        // one change to find.
+        if self.offset_secs(start) != off {
+            let ms = first_true(start.timestamp_millis(), t.timestamp_millis(), same);
+            start = DateTime::from_timestamp_millis(ms).unwrap_or(t);
+        }
+        let last = end - Duration::milliseconds(1);
+        if last > t && self.offset_secs(last) != off {
+            let ms = first_true(t.timestamp_millis(), last.timestamp_millis(), |ms| {
+                !same(ms)
+            });
+            end = DateTime::from_timestamp_millis(ms).unwrap_or(end);
+        }
+        if start > t || end <= t {
+            // Unreachable with real zones; a one-millisecond period keeps callers total.
+            return Period {
+                start: t,
+                end: t + Duration::milliseconds(1),
+            };
+        }
+        Period { start, end }
+    }
+
+    /// Days, weeks and months: the local calendar slot of `t`, its labels resolved.
     ///
     /// Starts from the slot of `t`'s local wall-clock time and walks to the neighbouring
-    /// slot while `t` is outside it: needed in the second pass of a repeated hour, whose
-    /// local labels resolve to the first pass.
-    pub fn period_of(&self, t: DateTime<Utc>) -> Period {
+    /// slot while `t` is outside it (a zone whose clocks jump over midnight).
+    fn calendar_period_of(&self, t: DateTime<Utc>) -> Period {
         let mut label = self.floor_label(t.with_timezone(&self.tz).naive_local());
         // A handful of steps at most (a DST change moves one or two slots); the bound
         // only guards against a zone database we do not understand.
@@ -286,11 +369,26 @@ impl PeriodGrid {
         }
     }
 
-    /// The local labels of a period of this grid: its first local minute and the first
-    /// local minute of the next slot (`00:00` of the next day at the end of a day).
+    /// The local labels of a period of this grid on the wall clock: its slot label and
+    /// the next slot's (`00:00` of the next day at the end of a day). Both passes of a
+    /// repeated hour have the same labels.
     pub fn labels(&self, p: Period) -> (NaiveDateTime, NaiveDateTime) {
         let start = self.floor_label(p.start.with_timezone(&self.tz).naive_local());
         (start, self.next_label(start))
+    }
+
+    /// issue 13: the labels of a half hour or hour as the local times of its instants (the
+    /// other rendering servers use): the first pass of New York's repeated 2024-11-03 hour
+    /// is `01:00` to `01:00`, its end being 01:00 EST. Away from a DST change, the same as
+    /// [`Self::labels`].
+    pub fn instant_labels(&self, p: Period) -> (NaiveDateTime, NaiveDateTime) {
+        let local = |t: DateTime<Utc>| {
+            let l = t.with_timezone(&self.tz).naive_local();
+            l.with_second(0)
+                .and_then(|l| l.with_nanosecond(0))
+                .unwrap_or(l)
+        };
+        (local(p.start), local(p.end))
     }
 
     /// The label of the slot starting at the boundary `t` (its local wall-clock time,
@@ -319,10 +417,28 @@ impl PeriodGrid {
         }
     }
 
-    /// [`parse_result_date`], and the period must be one of this grid (a week of the right
+    /// The period a `result_date` read alone names: its earliest candidate
+    /// ([`Self::candidates`]). Rows of one answer are read with [`Self::resolve_rows`],
+    /// which tells the two passes of a repeated hour apart.
+    pub fn parse_result_date(&self, raw: &str) -> Result<Period, PeriodError> {
+        let c = self.candidates(raw)?;
+        c.first()
+            .copied()
+            .ok_or_else(|| perr(raw, "names no period"))
+    }
+
+    /// issue 13: every period of the grid a `result_date` may name, in time order (never
+    /// empty). A half hour or hour matches a period when its labels are the period's
+    /// wall-clock labels ([`Self::labels`]) or the local times of its instants
+    /// ([`Self::instant_labels`]); a start alone matches on the start label. Two
+    /// candidates are the two passes of a repeated slot. A day, week or month has one:
+    /// [`parse_result_date`], and it must be a period of this grid (a week of the right
     /// first day, a whole month): a `result_date` that names something else means the
     /// response is not the report that was asked for.
-    pub fn parse_result_date(&self, raw: &str) -> Result<Period, PeriodError> {
+    pub fn candidates(&self, raw: &str) -> Result<Vec<Period>, PeriodError> {
+        if self.is_elapsed() {
+            return self.slot_candidates(raw);
+        }
         let p = parse_result_date(raw, self.date_type, self.tz)?;
         let on_grid = self.period_of(p.start);
         if on_grid != p {
@@ -340,8 +456,115 @@ impl PeriodGrid {
                 ),
             ));
         }
-        Ok(p)
+        Ok(vec![p])
     }
+
+    fn slot_candidates(&self, raw: &str) -> Result<Vec<Period>, PeriodError> {
+        let toks = tokens(raw).map_err(|why| perr(raw, why))?;
+        let (start, end) = slot_labels(raw, &toks, self.date_type)?;
+        let step = self.date_type.slot_minutes().unwrap_or(60);
+        let base = resolve_local(self.tz, start);
+        // DST changes move the wall clock by at most two hours.
+        let reach = Duration::hours(3);
+        let mut out: Vec<Period> = Vec::new();
+        for p in self.periods(base - reach, base + reach + Duration::minutes(step)) {
+            let (wall, instants) = (self.labels(p), self.instant_labels(p));
+            let hit = match end {
+                Some(end) => wall == (start, end) || instants == (start, end),
+                None => wall.0 == start || instants.0 == start,
+            };
+            if hit && !out.contains(&p) {
+                out.push(p);
+            }
+        }
+        if !out.is_empty() {
+            return Ok(out);
+        }
+        let minutes = i64::from(start.hour()) * 60 + i64::from(start.minute());
+        let why = if minutes % step != 0 {
+            format!(
+                "{} does not start a {} slot",
+                start.format("%H:%M"),
+                self.date_type
+            )
+        } else if self.tz.from_local_datetime(&start).earliest().is_none() {
+            format!(
+                "names no time in {}: the clocks skip it (a DST change)",
+                self.tz
+            )
+        } else {
+            format!(
+                "a {} period is {step} local minutes long (across a DST change its end may \
+                 also read as the local time of its end instant), in {}",
+                self.date_type, self.tz
+            )
+        };
+        Err(perr(raw, why))
+    }
+
+    /// issue 13: the periods of the rows of one answer, given as `(result_date, key)` in
+    /// the order sent, where `key` is the row's dimension value (agent, relay number,
+    /// department; empty for a report by time alone). Per key, a row with one candidate
+    /// ([`Self::candidates`]) takes it; then each row with several takes, in order, the
+    /// earliest candidate that no row of its key has taken. The repeated hour's
+    /// `01:00 02:00` sent twice is thus its first pass, then its second, whether the rows
+    /// of a period come together or each key's rows run through the day; and with the
+    /// other rendering (`01:00 01:00`, then `01:00 02:00`) the order does not matter.
+    pub fn resolve_rows(&self, rows: &[(&str, &str)]) -> Vec<Result<Period, PeriodError>> {
+        let mut cache: HashMap<&str, Result<Vec<Period>, PeriodError>> = HashMap::new();
+        let found: Vec<Result<Vec<Period>, PeriodError>> = rows
+            .iter()
+            .map(|(raw, _)| {
+                cache
+                    .entry(raw)
+                    .or_insert_with(|| self.candidates(raw))
+                    .clone()
+            })
+            .collect();
+        let mut taken: HashSet<(&str, Period)> = HashSet::new();
+        let mut out: Vec<Option<Result<Period, PeriodError>>> = vec![None; rows.len()];
+        for (i, c) in found.iter().enumerate() {
+            match c {
+                Err(e) => out[i] = Some(Err(e.clone())),
+                Ok(ps) if ps.len() == 1 => {
+                    taken.insert((rows[i].1, ps[0]));
+                    out[i] = Some(Ok(ps[0]));
+                }
+                Ok(_) => {}
+            }
+        }
+        for (i, c) in found.iter().enumerate() {
+            let Ok(ps) = c else { continue };
+            if ps.len() < 2 {
+                continue;
+            }
+            let key = rows[i].1;
+            let p = ps
+                .iter()
+                .find(|p| !taken.contains(&(key, **p)))
+                .unwrap_or(&ps[0]);
+            taken.insert((key, *p));
+            out[i] = Some(Ok(*p));
+        }
+        out.into_iter()
+            .zip(rows)
+            .map(|(r, (raw, _))| r.unwrap_or_else(|| Err(perr(raw, "names no period"))))
+            .collect()
+    }
+}
+
+/// The smallest `x` in `(lo, hi]` with `f(x)`, for `f(lo)` false and `f(hi)` true and `f`
+/// changing once in between.
+fn first_true(mut lo: i64, mut hi: i64, f: impl Fn(i64) -> bool) -> i64 {
+    while hi - lo > 1 {
+        let mid = lo + (hi - lo) / 2;
+        if f(mid) {
+            hi = mid;
+        } else {
+            lo = mid;
+        }
+    }
+    hi
 }
 
 /// An end label as the API's `(date, "HH:mm")` pair: local midnight is `24:00` of the
@@ -526,6 +749,10 @@ fn time_label(raw: &str, d: NaiveDate, h: u32, m: u32) -> Result<NaiveDateTime, 
 ///
 /// Errors carry the raw string; nothing here panics.
 pub fn parse_result_date(raw: &str, date_type: DateType, tz: Tz) -> Result<Period, PeriodError> {
+    if date_type.slot_minutes().is_some() {
+        // A half hour or hour is only known with its offset: ask the grid (issue 13).
+        return PeriodGrid::new(date_type, WeekStart::Monday, tz).parse_result_date(raw);
+    }
     let toks = tokens(raw).map_err(|why| perr(raw, why))?;
     let (start, end) = labels_of(raw, &toks, date_type)?;
     let p = Period {
@@ -539,6 +766,42 @@ pub fn parse_result_date(raw: &str, date_type: DateType, tz: Tz) -> Result<Perio
         ));
     }
     Ok(p)
+}
+
+/// The start label and the end label (if sent) of a half hour or hour. Whether they name
+/// a period is the grid's to say ([`PeriodGrid::candidates`]): across a DST change the end
+/// label need not be the start + 30 / 60 minutes.
+fn slot_labels(
+    raw: &str,
+    toks: &[Tok],
+    date_type: DateType,
+) -> Result<(NaiveDateTime, Option<NaiveDateTime>), PeriodError> {
+    let (start, end) = match *toks {
+        [
+            Tok::Date(d1),
+            Tok::Time(h1, m1),
+            Tok::Date(d2),
+            Tok::Time(h2, m2),
+        ] => (
+            time_label(raw, d1, h1, m1)?,
+            Some(time_label(raw, d2, h2, m2)?),
+        ),
+        [Tok::Date(d), Tok::Time(h1, m1), Tok::Time(h2, m2)] => (
+            time_label(raw, d, h1, m1)?,
+            Some(time_label(raw, d, h2, m2)?),
+        ),
+        [Tok::Date(d), Tok::Time(h, m)] => (time_label(raw, d, h, m)?, None),
+        _ => {
+            return Err(perr(
+                raw,
+                format!("this is not the form of a {date_type} period"),
+            ));
+        }
+    };
+    if toks.iter().skip(1).take(1).any(|t| *t == Tok::Time(24, 0)) {
+        return Err(perr(raw, "24:00 can only end a period"));
+    }
+    Ok((start, end))
 }
 
 /// The local labels a token list names, checked against the date type.
@@ -556,44 +819,8 @@ fn labels_of(
     match date_type {
         DateType::HalfHour | DateType::Hour => {
             let step = date_type.slot_minutes().unwrap_or(60);
-            let (start, end) = match *toks {
-                [
-                    Tok::Date(d1),
-                    Tok::Time(h1, m1),
-                    Tok::Date(d2),
-                    Tok::Time(h2, m2),
-                ] => (
-                    time_label(raw, d1, h1, m1)?,
-                    Some(time_label(raw, d2, h2, m2)?),
-                ),
-                [Tok::Date(d), Tok::Time(h1, m1), Tok::Time(h2, m2)] => (
-                    time_label(raw, d, h1, m1)?,
-                    Some(time_label(raw, d, h2, m2)?),
-                ),
-                [Tok::Date(d), Tok::Time(h, m)] => (time_label(raw, d, h, m)?, None),
-                _ => return Err(wrong_form("this")),
-            };
-            if toks.iter().skip(1).take(1).any(|t| *t == Tok::Time(24, 0)) {
-                return Err(perr(raw, "24:00 can only end a period"));
-            }
-            let minutes = i64::from(start.hour()) * 60 + i64::from(start.minute());
-            if minutes % step != 0 {
-                return Err(perr(
-                    raw,
-                    format!(
-                        "{} does not start a {date_type} slot",
-                        start.format("%H:%M")
-                    ),
-                ));
-            }
-            let expected_end = add_minutes(start, step);
-            match end {
-                Some(end) if end != expected_end => Err(perr(
-                    raw,
-                    format!("a {date_type} period is {step} local minutes long"),
-                )),
-                _ => Ok((start, expected_end)),
-            }
+            let (start, end) = slot_labels(raw, toks, date_type)?;
+            Ok((start, end.unwrap_or_else(|| add_minutes(start, step))))
         }
         DateType::Day => {
             let d = match *toks {
@@ -806,38 +1033,141 @@ mod tests {
         let after = g.period_of(t("2024-03-10T07:00:00Z"));
         assert_eq!(after.start, t("2024-03-10T07:00:00Z"));
         assert_eq!(after.end, t("2024-03-10T07:30:00Z"));
+        let h = grid(DateType::Hour, New_York);
+        assert_eq!(h.periods(day.start, day.end).count(), 23);
+        // The hour before the gap, as the instants rendering writes it: 01:00 to 03:00 EDT.
+        let before_gap = h.period_of(t("2024-03-10T06:30:00Z"));
+        assert_eq!(
+            h.parse_result_date("2024-03-10 01:00 2024-03-10 03:00"),
+            Ok(before_gap)
+        );
+        assert_eq!(
+            h.parse_result_date("2024-03-10 01:00 2024-03-10 02:00"),
+            Ok(before_gap)
+        );
     }
 
+    /// issue 13 (was `fall_back_repeat_is_one_period`, the old rule): the repeated hour
+    /// is two periods, told apart in both renderings servers use.
     #[test]
-    fn fall_back_repeat_is_one_period() {
+    fn fall_back_repeat_is_two_periods() {
         // New York 2024-11-03: 01:00-02:00 happens twice (05:00Z-06:00Z EDT, 06:00Z-07:00Z EST).
         let h = grid(DateType::Hour, New_York);
-        let p = h.period_of(t("2024-11-03T06:30:00Z"));
+        let edt = h.period_of(t("2024-11-03T05:30:00Z"));
+        let est = h.period_of(t("2024-11-03T06:30:00Z"));
         assert_eq!(
-            (p.start, p.end),
-            (t("2024-11-03T05:00:00Z"), t("2024-11-03T07:00:00Z"))
+            (edt.start, edt.end),
+            (t("2024-11-03T05:00:00Z"), t("2024-11-03T06:00:00Z"))
         );
-        assert_eq!(h.format_result_date(p), "2024-11-03 01:00 2024-11-03 02:00");
         assert_eq!(
-            h.parse_result_date("2024-11-03 01:00 2024-11-03 02:00")
-                .unwrap(),
-            p
+            (est.start, est.end),
+            (t("2024-11-03T06:00:00Z"), t("2024-11-03T07:00:00Z"))
         );
-        let hh = grid(DateType::HalfHour, New_York);
-        let first = hh.period_of(t("2024-11-03T05:10:00Z"));
         assert_eq!(
-            (first.start, first.end),
-            (t("2024-11-03T05:00:00Z"), t("2024-11-03T05:30:00Z"))
+            h.format_result_date(edt),
+            "2024-11-03 01:00 2024-11-03 02:00"
         );
-        // The second pass of 01:00-01:30 (06:00Z-06:30Z) belongs to 01:30-02:00.
-        let second = hh.period_of(t("2024-11-03T06:10:00Z"));
         assert_eq!(
-            (second.start, second.end),
-            (t("2024-11-03T05:30:00Z"), t("2024-11-03T07:00:00Z"))
+            h.format_result_date(est),
+            "2024-11-03 01:00 2024-11-03 02:00"
+        );
+        // Read alone, the wall-clock labels name both passes, earliest first.
+        assert_eq!(
+            h.candidates("2024-11-03 01:00 2024-11-03 02:00"),
+            Ok(vec![edt, est])
+        );
+        // The other rendering: the EDT hour ends at 01:00 EST.
+        assert_eq!(
+            h.parse_result_date("2024-11-03 01:00 2024-11-03 01:00"),
+            Ok(edt)
         );
         let day = grid(DateType::Day, New_York).period_of(t("2024-11-03T12:00:00Z"));
         assert_eq!(day.end - day.start, Duration::hours(25));
-        assert_eq!(hh.periods(day.start, day.end).count(), 48);
+        assert_eq!(h.periods(day.start, day.end).count(), 25);
+
+        // The answers of both renderings, in order, for two agents.
+        for (answer, why) in [
+            (
+                ["01:00 02:00", "01:00 02:00"],
+                "wall clock, time then agent",
+            ),
+            (["01:00 01:00", "01:00 02:00"], "instants"),
+            (
+                ["01:00 02:00", "01:00 01:00"],
+                "instants, second pass sent first",
+            ),
+        ] {
+            let raws: Vec<String> = answer
+                .iter()
+                .map(|l| {
+                    let (a, b) = l.split_once(' ').unwrap();
+                    format!("2024-11-03 {a} 2024-11-03 {b}")
+                })
+                .collect();
+            let rows: Vec<(&str, &str)> = ["a", "b"]
+                .iter()
+                .flat_map(|k| raws.iter().map(move |r| (r.as_str(), *k)))
+                .collect();
+            let got: Vec<Period> = h
+                .resolve_rows(&rows)
+                .into_iter()
+                .map(Result::unwrap)
+                .collect();
+            let first_is_edt = answer[0] != "01:00 02:00" || answer[1] != "01:00 01:00";
+            let want = if first_is_edt { [edt, est] } else { [est, edt] };
+            assert_eq!(got, [want, want].concat(), "{why}");
+        }
+
+        let hh = grid(DateType::HalfHour, New_York);
+        let halves: Vec<Period> = hh
+            .periods(t("2024-11-03T05:00:00Z"), t("2024-11-03T07:00:00Z"))
+            .collect();
+        assert_eq!(halves.len(), 4);
+        assert!(
+            halves
+                .iter()
+                .all(|p| p.end - p.start == Duration::minutes(30))
+        );
+        let wall: Vec<String> = halves.iter().map(|p| hh.format_result_date(*p)).collect();
+        assert_eq!(
+            wall,
+            [
+                "2024-11-03 01:00 2024-11-03 01:30",
+                "2024-11-03 01:30 2024-11-03 02:00",
+                "2024-11-03 01:00 2024-11-03 01:30",
+                "2024-11-03 01:30 2024-11-03 02:00"
+            ]
+        );
+        let instants: Vec<(NaiveDateTime, NaiveDateTime)> =
+            halves.iter().map(|p| hh.instant_labels(*p)).collect();
+        assert_eq!(instants[1].1.format("%H:%M").to_string(), "01:00");
+        assert_eq!(
+            hh.parse_result_date("2024-11-03 01:30 2024-11-03 01:00"),
+            Ok(halves[1])
+        );
+        for raws in [
+            wall.clone(),
+            vec![
+                "2024-11-03 01:00 2024-11-03 01:30".to_string(),
+                "2024-11-03 01:30 2024-11-03 01:00".to_string(),
+                "2024-11-03 01:00 2024-11-03 01:30".to_string(),
+                "2024-11-03 01:30 2024-11-03 02:00".to_string(),
+            ],
+        ] {
+            let rows: Vec<(&str, &str)> = raws.iter().map(|r| (r.as_str(), "")).collect();
+            let got: Vec<Period> = hh
+                .resolve_rows(&rows)
+                .into_iter()
+                .map(Result::unwrap)
+                .collect();
+            assert_eq!(got, halves, "{raws:?}");
+        }
+        assert_eq!(hh.periods(day.start, day.end).count(), 50);
+        // A label of no period of the day is still an error naming it.
+        let e = h
+            .parse_result_date("2024-11-03 01:00 2024-11-03 03:00")
+            .unwrap_err();
+        assert!(e.reason.contains("60 local minutes"), "{e}");
     }
 
     #[test]
@@ -917,6 +1247,13 @@ mod tests {
                     s.format("%Y-%m-%d %H:%M"),
                     e.format("%Y-%m-%d %H:%M")
                 ));
+                // The other rendering: the local times of the period's instants.
+                let (s, e) = g.instant_labels(p);
+                out.push(format!(
+                    "{} {}",
+                    s.format("%Y-%m-%d %H:%M"),
+                    e.format("%Y-%m-%d %H:%M")
+                ));
             }
             DateType::Day => out.push(format!("{} 00:00 {} 24:00", s.date(), s.date())),
             DateType::Week => {
@@ -971,11 +1308,97 @@ mod tests {
                 prop_assert_eq!(g.period_of(p.start), *p);
                 prop_assert_eq!(g.period_of(p.end - Duration::milliseconds(1)), *p);
                 for raw in spellings(&g, *p) {
-                    prop_assert_eq!(g.parse_result_date(&raw), Ok(*p), "{}", raw);
+                    if g.is_elapsed() {
+                        // Alone, a repeated slot's labels name both passes (issue 13).
+                        let c = g.candidates(&raw);
+                        prop_assert!(c.as_ref().is_ok_and(|c| c.contains(p)), "{} {:?}", raw, c);
+                    } else {
+                        prop_assert_eq!(g.parse_result_date(&raw), Ok(*p), "{}", raw);
+                    }
                 }
             }
             for pair in ps.windows(2) {
                 prop_assert_eq!(pair[0].end, pair[1].start);
+            }
+        }
+
+        /// issue 13: on the DST days of four zones, the half hours and hours of a local
+        /// day are contiguous, hold every instant of the day exactly once, and number
+        /// 25 / 50 on a fall-back day of an hour and 23 / 46 on a spring-forward one.
+        #[test]
+        fn every_instant_of_a_dst_day_is_in_one_period(
+            zone in 0..ZONES.len(),
+            hour in any::<bool>(),
+            day in 0..DST_DAYS.len(),
+            at_secs in 0i64..90_000,
+        ) {
+            let dt = if hour { DateType::Hour } else { DateType::HalfHour };
+            let g = grid(dt, ZONES[zone]);
+            let d = grid(DateType::Day, ZONES[zone]).period_of(t(DST_DAYS[day]));
+            let ps: Vec<Period> = g.periods(d.start, d.end).collect();
+            prop_assert_eq!(ps.first().map(|p| p.start), Some(d.start));
+            prop_assert_eq!(ps.last().map(|p| p.end), Some(d.end));
+            for pair in ps.windows(2) {
+                prop_assert_eq!(pair[0].end, pair[1].start);
+            }
+            let at = d.start + Duration::seconds(at_secs % (d.end - d.start).num_seconds());
+            let holding: Vec<&Period> = ps.iter().filter(|p| p.contains(at)).collect();
+            prop_assert_eq!(holding.len(), 1);
+            prop_assert_eq!(*holding[0], g.period_of(at));
+            let minutes = if hour { 60 } else { 30 };
+            let whole_hours = (d.end - d.start).num_minutes() % 60 == 0;
+            if whole_hours {
+                prop_assert_eq!(ps.len() as i64, (d.end - d.start).num_minutes() / minutes);
+                prop_assert!(ps.iter().all(|p| p.end - p.start == Duration::minutes(minutes)));
+            }
+        }
+
+        /// issue 13: an answer over a DST day, in either rendering (chosen row by row),
+        /// rows ordered period then key or key then period, resolves to the grid.
+        #[test]
+        fn answers_in_either_rendering_resolve_to_the_grid(
+            zone in 0..ZONES.len(),
+            hour in any::<bool>(),
+            day in 0..DST_DAYS.len(),
+            keys in 1usize..4,
+            key_first in any::<bool>(),
+            renderings in proptest::collection::vec(0u8..3, 64),
+        ) {
+            let dt = if hour { DateType::Hour } else { DateType::HalfHour };
+            let g = grid(dt, ZONES[zone]);
+            let d = grid(DateType::Day, ZONES[zone]).period_of(t(DST_DAYS[day]));
+            let ps: Vec<Period> = g.periods(d.start, d.end).collect();
+            let names: Vec<String> = (0..keys).map(|k| format!("agent{k}")).collect();
+            let mut order: Vec<(usize, usize)> = Vec::new();
+            if key_first {
+                for k in 0..keys { for i in 0..ps.len() { order.push((i, k)); } }
+            } else {
+                for i in 0..ps.len() { for k in 0..keys { order.push((i, k)); } }
+            }
+            let raws: Vec<String> = order
+                .iter()
+                .enumerate()
+                .map(|(n, (i, _))| {
+                    let p = ps[*i];
+                    let (s, e) = match renderings[n % renderings.len()] {
+                        0 => g.labels(p),
+                        _ => g.instant_labels(p),
+                    };
+                    if renderings[(n + 1) % renderings.len()] == 2 {
+                        format!(" {} {} ", s.format("%Y-%m-%d %H : %M"), e.format("%Y-%m-%d %H : %M"))
+                    } else {
+                        format!("{} {}", s.format("%Y-%m-%d %H:%M"), e.format("%Y-%m-%d %H:%M"))
+                    }
+                })
+                .collect();
+            let rows: Vec<(&str, &str)> = order
+                .iter()
+                .zip(&raws)
+                .map(|((_, k), raw)| (raw.as_str(), names[*k].as_str()))
+                .collect();
+            let got = g.resolve_rows(&rows);
+            for (n, (i, _)) in order.iter().enumerate() {
+                prop_assert_eq!(&got[n], &Ok(ps[*i]), "{}", raws[n]);
             }
         }
     }

@@ -14,11 +14,16 @@
 //! # One window
 //!
 //! The request covers exactly the window on the period grid (`report::request`), paged
-//! by `currPage`/`pageSize` until the distinct rows reach the API's `total`. Rows are
-//! de-duplicated by key (`period_start` + the family's id; `dimensions = 1` has no id).
-//! The count must equal `total`, which must not change while paging; otherwise the window
-//! is fetched again, and after [`extract::COMPLETENESS_ATTEMPTS`] passes it fails with
-//! the counts, as `extract` does for search windows.
+//! by `currPage`/`pageSize` until the rows received reach the API's `total`. Rows are
+//! counted as sent (issue 13): each by its place in the answer (`(currPage - 1) *
+//! pageSize` + its index in the page), so a page read again replaces the rows it held,
+//! and two rows with the same local labels (the two passes of a DST fall-back hour) are
+//! two rows. The count must equal `total`, which must not change while paging. Then the
+//! rows' periods are resolved together (`PeriodGrid::resolve_rows`, which tells the two
+//! passes apart) and every key (`period_start` + the family's id; `dimensions = 1` has
+//! no id) must be unique: a key sent twice means the pages moved under us. Otherwise the
+//! window is fetched again, and after [`extract::COMPLETENESS_ATTEMPTS`] passes it fails
+//! with the counts, as `extract` does for search windows.
 //!
 //! A row whose `result_date` cannot be read is kept with null period columns and an
 //! `_errors` entry. It has no key, so it cannot be de-duplicated (it counts toward the
@@ -54,7 +59,7 @@ use chrono::{DateTime, Duration, Utc};
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::AtomicBool;
 use tracing::Instrument; // issue 4
 
@@ -475,24 +480,56 @@ impl Pass {
     }
 }
 
-/// A row's key: its period start and the family's id (empty with `dimensions = 1`, whose
-/// rows are one per period). `None` when it has no usable key.
+/// A row's id: the family's id field (empty with `dimensions = 1`, whose rows are one
+/// per period). `None` when it has no usable id.
+fn row_id(def: &ReportDef, row: &Map<String, Value>) -> Option<String> {
+    let id_field = super::spec::dimension_fields(def.spec.family)
+        .first()
+        .map_or("", |(f, _)| *f);
+    match row.get(id_field) {
+        Some(Value::String(s)) if !s.trim().is_empty() => Some(s.trim().to_string()),
+        Some(Value::Number(n)) => Some(n.to_string()),
+        _ if def.spec.dimensions == 1 => Some(String::new()),
+        _ => None,
+    }
+}
+
+/// A row's key: its period start and its id. `None` when it has no usable key.
 fn row_key(
     def: &ReportDef,
     row: &Map<String, Value>,
     period: &Result<Period, PeriodError>,
 ) -> Option<(i64, String)> {
     let p = period.as_ref().ok()?;
-    let id_field = super::spec::dimension_fields(def.spec.family)
-        .first()
-        .map_or("", |(f, _)| *f);
-    let id = match row.get(id_field) {
-        Some(Value::String(s)) if !s.trim().is_empty() => s.trim().to_string(),
-        Some(Value::Number(n)) => n.to_string(),
-        _ if def.spec.dimensions == 1 => String::new(),
-        _ => return None,
-    };
-    Some((p.start.timestamp_millis(), id))
+    Some((p.start.timestamp_millis(), row_id(def, row)?))
+}
+
+/// The rows received, in the order of the answer, with their periods resolved together
+/// (issue 13); and a problem if two of them have the same key.
+fn resolve(
+    def: &ReportDef,
+    received: BTreeMap<u64, Map<String, Value>>,
+) -> (Vec<ParsedRow>, Option<String>) {
+    let rows: Vec<Map<String, Value>> = received.into_values().collect();
+    let periods = table::row_periods(&rows, &def.period_grid(), |r| {
+        row_id(def, r).unwrap_or_default()
+    });
+    let mut seen: HashMap<(i64, String), usize> = HashMap::new();
+    let mut problem = None;
+    for (i, (row, period)) in rows.iter().zip(&periods).enumerate() {
+        if let Some(k) = row_key(def, row, period)
+            && let Some(first) = seen.insert(k.clone(), i)
+            && problem.is_none()
+        {
+            problem = Some(format!(
+                "rows {first} and {i} of the answer have the same key (period_start {}, id {:?}): the pages changed while paging",
+                DateTime::from_timestamp_millis(k.0)
+                    .map_or_else(|| k.0.to_string(), |t| t.to_rfc3339()),
+                k.1
+            ));
+        }
+    }
+    (rows.into_iter().zip(periods).collect(), problem)
 }
 
 /// One pass over the pages of a window's query.
@@ -502,7 +539,6 @@ async fn pass(
     def: &ReportDef,
     w: &Window,
 ) -> Result<Pass, ExtractError> {
-    let periods = def.period_grid();
     let shape = |page: u64, detail: String| ExtractError::Shape {
         endpoint: p.endpoint.clone(),
         page: u32::try_from(page).unwrap_or(u32::MAX),
@@ -515,7 +551,8 @@ async fn pass(
         requests: 0,
         problem: None,
     };
-    let mut seen: HashSet<(i64, String)> = HashSet::new();
+    // Rows by their place in the answer: a page read again replaces, never adds.
+    let mut received: BTreeMap<u64, Map<String, Value>> = BTreeMap::new();
     let mut total: Option<u64> = None;
     let mut size = u64::from(def.spec.page_size.max(1));
     let mut page_num: u64 = 1;
@@ -548,7 +585,7 @@ async fn pass(
                     "total changed from {t} to {} while paging",
                     page.total
                 ));
-                return Ok(out);
+                break;
             }
             Some(_) => {}
         }
@@ -563,22 +600,15 @@ async fn pass(
         size = eff;
         let n = page.rows.len() as u64;
         let page_start = (page_num - 1) * eff;
-        for row in page.rows {
-            let period = table::row_period(&row, |raw| periods.parse_result_date(raw));
-            if let Some(k) = row_key(def, &row, &period)
-                && !seen.insert(k)
-            {
-                continue;
-            }
-            out.rows.push((row, period));
+        for (i, row) in (0u64..).zip(page.rows) {
+            received.insert(page_start + i, row);
         }
-        let t = out.total;
-        if out.fetched() >= t || n == 0 {
-            return Ok(out);
+        if received.len() as u64 >= out.total || n == 0 {
+            break;
         }
         if out.requests >= max_requests {
             out.problem = Some(format!("gave up after {} pages", out.requests));
-            return Ok(out);
+            break;
         }
         // Next page: at or before the position after the last row received, so a short
         // page is re-read from where it stopped instead of skipped.
@@ -593,11 +623,20 @@ async fn pass(
             }
             if q == 1 {
                 out.problem = Some("paging made no progress".into());
-                return Ok(out);
+                break;
             }
             q -= 1;
         }
+        if out.problem.is_some() {
+            break;
+        }
     }
+    let (rows, duplicate) = resolve(def, received);
+    out.rows = rows;
+    if out.problem.is_none() && out.fetched() == out.total {
+        out.problem = duplicate;
+    }
+    Ok(out)
 }
 
 /// Fetches one window completely and converts it (see the module documentation).
@@ -620,7 +659,7 @@ async fn fetch_window(
             break;
         }
         last = format!(
-            "fetched {} distinct rows but the API's total is {}{}",
+            "fetched {} rows (counted by their place in the answer) but the API's total is {}{}",
             pass.fetched(),
             pass.total,
             pass.problem

@@ -12,7 +12,7 @@
 //! they go through the same coercion as every other timestamp; `result_date` itself is
 //! kept as the API sent it.
 
-use super::period::{Period, PeriodError};
+use super::period::{Period, PeriodError, PeriodGrid};
 use super::spec::{ColumnKind, ReportSpec};
 use crate::schema::{Column, ColumnType, TableSchema};
 use arrow::array::{Array, ArrayRef, AsArray, StringArray};
@@ -102,6 +102,42 @@ pub fn row_period(
             reason: "result_date is missing or not text".into(),
         }),
     }
+}
+
+/// issue 13: the periods of the rows of one answer, in the order sent: their
+/// `result_date`s resolved together on `grid` ([`PeriodGrid::resolve_rows`], which tells
+/// the two passes of a DST fall-back hour apart by `key_of`, the row's dimension value).
+/// A missing or non-text `result_date` is an error carrying what was there.
+pub fn row_periods(
+    rows: &[Map<String, Value>],
+    grid: &PeriodGrid,
+    key_of: impl Fn(&Map<String, Value>) -> String,
+) -> Vec<Result<Period, PeriodError>> {
+    let keys: Vec<String> = rows.iter().map(&key_of).collect();
+    let mut readable: Vec<(&str, &str)> = Vec::new();
+    for (row, key) in rows.iter().zip(&keys) {
+        if let Some(Value::String(s)) = row.get("result_date") {
+            readable.push((s.as_str(), key.as_str()));
+        }
+    }
+    let mut resolved = grid.resolve_rows(&readable).into_iter();
+    rows.iter()
+        .map(|row| match row.get("result_date") {
+            Some(Value::String(s)) => resolved.next().unwrap_or_else(|| {
+                Err(PeriodError {
+                    raw: s.clone(),
+                    reason: "names no period".into(),
+                })
+            }),
+            // Not text: `row_period` says so without parsing.
+            _ => row_period(row, |raw| {
+                Err(PeriodError {
+                    raw: raw.to_string(),
+                    reason: "result_date is not text".into(),
+                })
+            }),
+        })
+        .collect()
 }
 
 /// Adds one `_errors` entry per row of `batch` that has an error in `bad` (row index ->

@@ -8,7 +8,7 @@ use chrono_tz::Tz;
 use serde_json::Value;
 
 use super::cache::HourCache;
-use super::config::SimConfig;
+use super::config::{Dialect, SimConfig};
 use super::facts::ReportState;
 use super::generate::{Call, Generator, Hour, decode_call_id};
 use super::localtime::format_minute;
@@ -29,6 +29,9 @@ struct Inner {
     /// Restatements and report-serving switches: kept with the data, since clones held
     /// by tests must see the same restated figures as the server.
     reports: ReportState,
+    /// issue 13: the answer forms served, so that `Dataset::report` renders report
+    /// periods as the server does.
+    dialect: Dialect,
 }
 
 impl std::fmt::Debug for Dataset {
@@ -47,12 +50,18 @@ impl Dataset {
                 generator,
                 cache: HourCache::new(CACHED_HOURS),
                 reports,
+                dialect: config.dialect,
             }),
         }
     }
 
     pub(crate) fn report_state(&self) -> &ReportState {
         &self.inner.reports
+    }
+
+    /// issue 13: the dialect of the server this data set belongs to.
+    pub fn dialect(&self) -> Dialect {
+        self.inner.dialect
     }
 
     /// Restates local day `date` (in the simulator's configured zone) with `pairs`

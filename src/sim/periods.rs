@@ -1,13 +1,38 @@
 //! Report periods (`dateType`): half hours, hours, days, weeks and months of local wall
 //! time, produced one at a time so a long range never materialises.
 //!
-//! Boundaries are local wall-clock times resolved with the crate's DST rules (an
-//! ambiguous time means its earliest instant, a time in a gap the end of the gap); a
-//! period that resolves to nothing (inside a gap) is skipped. The query range clips the
-//! first and last period's instants, while labels keep the full period (a week row of a
-//! Wednesday-to-Friday query is still labelled Monday to Sunday).
+//! Days, weeks and months are local calendar slots: their boundaries are local wall-clock
+//! times resolved with the crate's DST rules (an ambiguous time means its earliest
+//! instant, a time in a gap the end of the gap), and a day may be 23 or 25 hours long.
+//!
+//! Half hours and hours are elapsed time (issue 13): a period is a run of instants with
+//! one wall-clock slot and one UTC offset. A fall-back day in New York has 25 hours and
+//! 50 half hours, the repeated `01:00-02:00` being two periods (EDT, then EST); a
+//! spring-forward day has 23 and 46, the skipped slots having no period. They are served
+//! in time order, so the repeat's first pass comes first.
+//!
+//! The query range clips the first and last period's instants, while labels keep the
+//! full period (a week row of a Wednesday-to-Friday query is still labelled Monday to
+//! Sunday).
+//!
+//! # `result_date` of a half hour or hour, by dialect
+//!
+//! - `Enveloped`: both labels on the wall clock, the start label and the start label +
+//!   the slot length: New York's repeated hour is `2024-11-03 01:00 2024-11-03 02:00`
+//!   twice; its half hours `01:00 01:30` and `01:30 02:00`, twice each.
+//! - `Literal`: each label is the local time of the period's instant (start, end): the
+//!   first (EDT) `01:00` hour ends at 06:00Z, which is 01:00 EST, so it reads
+//!   `2024-11-03 01:00 2024-11-03 01:00`; the first `01:30` half hour reads `01:30 01:00`;
+//!   the second pass reads `01:00 02:00` (hour), `01:00 01:30` and `01:30 02:00` (half
+//!   hours). In spring forward the hour before the gap reads `01:00 03:00` and the half
+//!   hour `01:30 03:00`.
+//!
+//! Away from a DST change both dialects write the same labels.
 
-use chrono::{Datelike, Duration, Months, NaiveDate, NaiveDateTime, NaiveTime, Timelike};
+use chrono::{
+    DateTime, Datelike, Duration, Months, NaiveDate, NaiveDateTime, NaiveTime, Offset, TimeZone,
+    Timelike,
+};
 use chrono_tz::Tz;
 
 use crate::timeutil::resolve_local;
@@ -63,6 +88,15 @@ impl DateType {
         }
     }
 
+    /// Minutes of a half hour or hour; `None` for calendar periods.
+    fn slot_minutes(self) -> Option<i64> {
+        match self {
+            Self::HalfHour => Some(30),
+            Self::Hour => Some(60),
+            _ => None,
+        }
+    }
+
     /// The boundary after `b` (a boundary).
     fn next(self, b: NaiveDateTime) -> NaiveDateTime {
         match self {
@@ -85,9 +119,64 @@ pub struct Period {
     /// `[start_ms, end_ms)`: the instants this period's figures cover.
     pub start_ms: i64,
     pub end_ms: i64,
-    /// Local start and end of the whole period (the next boundary).
+    /// Local start and end of the whole period on the wall clock: the slot label and the
+    /// next slot's (the next boundary).
     pub local_start: NaiveDateTime,
     pub local_end: NaiveDateTime,
+    /// issue 13: the instants of the whole period, before clipping to the query range
+    /// (what a `period_start` of the period means; the `Literal` labels).
+    pub full_start_ms: i64,
+    pub full_end_ms: i64,
+    /// The local times of `full_start_ms` and `full_end_ms` (minute-truncated).
+    pub instant_start: NaiveDateTime,
+    pub instant_end: NaiveDateTime,
+}
+
+const MINUTE_MS: i64 = 60_000;
+
+fn offset_ms(tz: Tz, ms: i64) -> i64 {
+    let utc = DateTime::from_timestamp_millis(ms).unwrap_or_default();
+    i64::from(
+        tz.offset_from_utc_datetime(&utc.naive_utc())
+            .fix()
+            .local_minus_utc(),
+    ) * 1000
+}
+
+fn wall(ms: i64) -> NaiveDateTime {
+    DateTime::from_timestamp_millis(ms)
+        .unwrap_or_default()
+        .naive_utc()
+}
+
+/// The local time of instant `ms` in `tz`, to the minute.
+fn local_of(tz: Tz, ms: i64) -> NaiveDateTime {
+    let l = wall(ms + offset_ms(tz, ms));
+    l.with_second(0).unwrap_or(l)
+}
+
+/// The half hour or hour holding instant `at`: its wall-clock slot under `at`'s offset,
+/// narrowed minute by minute to where that offset holds (zones change offset on whole
+/// minutes, at most once in an hour). Returns the slot label and the instants.
+fn slot_at(tz: Tz, date_type: DateType, at: i64) -> (NaiveDateTime, i64, i64) {
+    let step = date_type.slot_minutes().unwrap_or(60) * MINUTE_MS;
+    let off = offset_ms(tz, at);
+    let label = date_type.floor(wall(at + off));
+    let label_ms = label.and_utc().timestamp_millis();
+    let mut start = label_ms - off;
+    while offset_ms(tz, start) != off && start < at {
+        start += MINUTE_MS;
+    }
+    let mut end = label_ms + step - off;
+    let mut probe = at - at.rem_euclid(MINUTE_MS) + MINUTE_MS;
+    while probe < end {
+        if offset_ms(tz, probe) != off {
+            end = probe;
+            break;
+        }
+        probe += MINUTE_MS;
+    }
+    (label, start.min(at), end)
 }
 
 /// The periods of `[start, end)` (local times in `tz`) for `date_type`, lazily.
@@ -101,16 +190,37 @@ pub fn periods(
     let range_end = resolve_local(tz, end).timestamp_millis();
     let mut boundary = date_type.floor(start);
     let mut index = 0usize;
+    let mut at = range_start;
     std::iter::from_fn(move || {
+        if let Some(minutes) = date_type.slot_minutes() {
+            if at >= range_end {
+                return None;
+            }
+            let (label, s, e) = slot_at(tz, date_type, at);
+            at = e;
+            let p = Period {
+                index,
+                start_ms: s.max(range_start),
+                end_ms: e.min(range_end),
+                local_start: label,
+                local_end: label + Duration::minutes(minutes),
+                full_start_ms: s,
+                full_end_ms: e,
+                instant_start: local_of(tz, s),
+                instant_end: local_of(tz, e),
+            };
+            index += 1;
+            return Some(p);
+        }
         loop {
             if boundary >= end || range_start >= range_end {
                 return None;
             }
             let next = date_type.next(boundary);
-            let s = resolve_local(tz, boundary)
-                .timestamp_millis()
-                .max(range_start);
-            let e = resolve_local(tz, next).timestamp_millis().min(range_end);
+            let full_start_ms = resolve_local(tz, boundary).timestamp_millis();
+            let full_end_ms = resolve_local(tz, next).timestamp_millis();
+            let s = full_start_ms.max(range_start);
+            let e = full_end_ms.min(range_end);
             let local_start = boundary;
             boundary = next;
             if e > s {
@@ -120,6 +230,10 @@ pub fn periods(
                     end_ms: e,
                     local_start,
                     local_end: next,
+                    full_start_ms,
+                    full_end_ms,
+                    instant_start: local_start,
+                    instant_end: next,
                 };
                 index += 1;
                 return Some(p);
@@ -131,10 +245,17 @@ pub fn periods(
 /// `result_date` of a period, in the API document's forms: `2024-02-21` (day),
 /// `2024-02-19 2024-02-25` (week: first and last day), `2024-02` (month), and
 /// `2022-03-17 16:30 2022-03-17 17:00` (half hour, hour), or with `spaced` the document's
-/// other form ` 2022-03-17 16 : 30 2022-03-17 17 : 00 `.
-pub fn result_date(date_type: DateType, p: &Period, spaced: bool) -> String {
+/// other form ` 2022-03-17 16 : 30 2022-03-17 17 : 00 `. With `instants` (the `Literal`
+/// dialect) a half hour's or hour's labels are the local times of its instants, see the
+/// module doc.
+pub fn result_date(date_type: DateType, p: &Period, spaced: bool, instants: bool) -> String {
     match date_type {
         DateType::HalfHour | DateType::Hour => {
+            let (start, end) = if instants {
+                (p.instant_start, p.instant_end)
+            } else {
+                (p.local_start, p.local_end)
+            };
             let f = |t: NaiveDateTime| {
                 if spaced {
                     t.format("%Y-%m-%d %H : %M").to_string()
@@ -143,9 +264,9 @@ pub fn result_date(date_type: DateType, p: &Period, spaced: bool) -> String {
                 }
             };
             if spaced {
-                format!(" {} {} ", f(p.local_start), f(p.local_end))
+                format!(" {} {} ", f(start), f(end))
             } else {
-                format!("{} {}", f(p.local_start), f(p.local_end))
+                format!("{} {}", f(start), f(end))
             }
         }
         DateType::Day => p.local_start.format("%Y-%m-%d").to_string(),
@@ -203,11 +324,11 @@ mod tests {
         assert_eq!(ps.len(), 3);
         assert_eq!(ps[0].end_ms - ps[0].start_ms, 20 * 60_000);
         assert_eq!(
-            result_date(DateType::HalfHour, &ps[0], false),
+            result_date(DateType::HalfHour, &ps[0], false, false),
             "2024-03-01 08:00 2024-03-01 08:30"
         );
         assert_eq!(
-            result_date(DateType::HalfHour, &ps[2], true),
+            result_date(DateType::HalfHour, &ps[2], true, false),
             " 2024-03-01 09 : 00 2024-03-01 09 : 30 "
         );
     }
@@ -231,6 +352,7 @@ mod tests {
                 },
                 &p,
                 false,
+                false,
             )
         })
         .collect();
@@ -244,13 +366,67 @@ mod tests {
         );
         let sun: Vec<String> =
             periods(Singapore, DateType::Week { sunday_first: true }, start, end)
-                .map(|p| result_date(DateType::Week { sunday_first: true }, &p, false))
+                .map(|p| result_date(DateType::Week { sunday_first: true }, &p, false, false))
                 .collect();
         assert_eq!(sun[0], "2024-02-18 2024-02-24");
         let months: Vec<String> = periods(Singapore, DateType::Month, start, end)
-            .map(|p| result_date(DateType::Month, &p, false))
+            .map(|p| result_date(DateType::Month, &p, false, false))
             .collect();
         assert_eq!(months, ["2024-02", "2024-03"]);
+    }
+
+    /// issue 13: the New York DST days on the elapsed-time grid, in both renderings.
+    #[test]
+    fn dst_days_in_both_dialects() {
+        use chrono_tz::America::New_York;
+        let day = |d: &str, dt: DateType| -> Vec<Period> {
+            periods(
+                New_York,
+                dt,
+                local(&format!("{d} 00:00")),
+                local(&format!("{d} 00:00")) + Duration::days(1),
+            )
+            .collect()
+        };
+        let render = |dt: DateType, ps: &[Period], instants: bool| -> Vec<String> {
+            ps.iter()
+                .map(|p| result_date(dt, p, false, instants)[11..].replace("2024-11-03 ", ""))
+                .collect()
+        };
+        let hours = day("2024-11-03", DateType::Hour);
+        assert_eq!(hours.len(), 25);
+        assert!(hours.windows(2).all(|w| w[0].end_ms == w[1].start_ms));
+        assert!(hours.iter().all(|p| p.end_ms - p.start_ms == 3_600_000));
+        assert_eq!(
+            render(DateType::Hour, &hours[1..3], false),
+            ["01:00 02:00", "01:00 02:00"]
+        );
+        assert_eq!(
+            render(DateType::Hour, &hours[1..3], true),
+            ["01:00 01:00", "01:00 02:00"]
+        );
+        let halves = day("2024-11-03", DateType::HalfHour);
+        assert_eq!(halves.len(), 50);
+        assert_eq!(
+            render(DateType::HalfHour, &halves[2..6], false),
+            ["01:00 01:30", "01:30 02:00", "01:00 01:30", "01:30 02:00"]
+        );
+        assert_eq!(
+            render(DateType::HalfHour, &halves[2..6], true),
+            ["01:00 01:30", "01:30 01:00", "01:00 01:30", "01:30 02:00"]
+        );
+        let spring = day("2024-03-10", DateType::HalfHour);
+        assert_eq!(spring.len(), 46);
+        assert_eq!(
+            result_date(DateType::HalfHour, &spring[3], false, true),
+            "2024-03-10 01:30 2024-03-10 03:00"
+        );
+        assert_eq!(
+            result_date(DateType::HalfHour, &spring[4], false, false),
+            "2024-03-10 03:00 2024-03-10 03:30"
+        );
+        assert_eq!(day("2024-03-10", DateType::Hour).len(), 23);
+        assert_eq!(day("2024-03-10", DateType::Day).len(), 1);
     }
 
     #[test]

@@ -39,7 +39,7 @@ use chrono::{DateTime, NaiveDateTime, Utc};
 use chrono_tz::Tz;
 use serde_json::{Map, Value, json};
 
-use super::config::Faults;
+use super::config::{Dialect, Faults};
 use super::dataset::Dataset;
 use super::facts::{EFFECTIVE_TALK_SECS, GATEWAY_NUMBERS, IntervalFact, TalkFact};
 use super::handlers::page_window;
@@ -265,6 +265,11 @@ impl ReportQuery {
 pub struct ReportTable {
     /// Every row in the served order (the `metric` lists of all pages, concatenated).
     pub rows: Vec<Value>,
+    /// issue 13: each row's period as the server meant it, `[start, end)` in epoch ms of
+    /// the whole period (`None` for rows by key alone): the truth against which a
+    /// client's reading of `result_date` is checked, e.g. across a DST fall-back, where
+    /// two periods share their labels.
+    pub periods: Vec<Option<(i64, i64)>>,
     pub amount: Value,
     pub total: usize,
 }
@@ -831,9 +836,13 @@ fn put(row: &mut Map<String, Value>, name: &str, kind: IndicatorKind, v: Val, st
     row.insert(name.to_string(), value);
 }
 
+/// A row's period: `[start, end)` in epoch ms of the whole period, `None` by key alone.
+type Span = Option<(i64, i64)>;
+
 /// The rows of a page and the totals: the one code path of server and ground truth.
 struct Assembled {
     rows: Vec<Value>,
+    periods: Vec<Span>,
     amount: Value,
     total: usize,
 }
@@ -841,6 +850,7 @@ struct Assembled {
 fn assemble<A: Acc>(
     q: &ReportQuery,
     tz: Tz,
+    instants: bool,
     keys: &[(usize, KeyFields)],
     window: (usize, usize),
     mut per_period: impl FnMut(&Period) -> Vec<A>,
@@ -852,7 +862,7 @@ fn assemble<A: Acc>(
     };
     let mut amount = A::default();
     let mut per_key = vec![A::default(); n_keys];
-    let mut page: Vec<(usize, Value)> = Vec::new();
+    let mut page: Vec<(usize, Value, Span)> = Vec::new();
     let mut total = 0usize;
     let want = |i: usize| (window.0..window.1).contains(&i);
     let row = |p: Option<&Period>, key: Option<(usize, &KeyFields)>, acc: &A| {
@@ -863,7 +873,7 @@ fn assemble<A: Acc>(
             let spaced = ((t / 1800) as usize + k) % 3 == 2;
             m.insert(
                 "result_date".to_string(),
-                Value::String(result_date(q.date_type, p, spaced)),
+                Value::String(result_date(q.date_type, p, spaced, instants)),
             );
         }
         if let Some((_, fields)) = key {
@@ -875,7 +885,10 @@ fn assemble<A: Acc>(
             let v = acc.value(name).unwrap_or(Val::Int(0));
             put(&mut m, name, *kind, v, as_string(name, t, k));
         }
-        Value::Object(m)
+        (
+            Value::Object(m),
+            p.map(|p| (p.full_start_ms, p.full_end_ms)),
+        )
     };
     for p in periods(tz, q.date_type, q.start, q.end) {
         let accs = per_period(&p);
@@ -887,13 +900,15 @@ fn assemble<A: Acc>(
                 Dims::TimeKey => {
                     let i = p.index * n_keys + pos;
                     if want(i) {
-                        page.push((i, row(Some(&p), Some((pos, fields)), acc)));
+                        let (r, span) = row(Some(&p), Some((pos, fields)), acc);
+                        page.push((i, r, span));
                     }
                 }
                 Dims::KeyTime => {
                     let i = pos * n_periods + p.index;
                     if want(i) {
-                        page.push((i, row(Some(&p), Some((pos, fields)), acc)));
+                        let (r, span) = row(Some(&p), Some((pos, fields)), acc);
+                        page.push((i, r, span));
                     }
                 }
                 Dims::Key => per_key[pos].add(acc),
@@ -903,7 +918,8 @@ fn assemble<A: Acc>(
         match q.dims {
             Dims::Time => {
                 if want(p.index) {
-                    page.push((p.index, row(Some(&p), None, &period_total)));
+                    let (r, span) = row(Some(&p), None, &period_total);
+                    page.push((p.index, r, span));
                 }
                 total += 1;
             }
@@ -915,19 +931,22 @@ fn assemble<A: Acc>(
     if q.dims == Dims::Key {
         for (pos, fields) in keys.iter().map(|(_, f)| f).enumerate() {
             if want(pos) {
-                page.push((pos, row(None, Some((pos, fields)), &per_key[pos])));
+                let (r, span) = row(None, Some((pos, fields)), &per_key[pos]);
+                page.push((pos, r, span));
             }
         }
         total = n_keys;
     }
-    page.sort_by_key(|(i, _)| *i);
+    page.sort_by_key(|(i, _, _)| *i);
     let mut amount_json = Map::new();
     for (name, kind) in &q.fields {
         let v = amount.value(name).unwrap_or(Val::Int(0));
         put(&mut amount_json, name, *kind, v, false);
     }
+    let periods = page.iter().map(|(_, _, span)| *span).collect();
     Assembled {
-        rows: page.into_iter().map(|(_, r)| r).collect(),
+        rows: page.into_iter().map(|(_, r, _)| r).collect(),
+        periods,
         amount: Value::Object(amount_json),
         total,
     }
@@ -937,19 +956,20 @@ fn run(
     ds: &Dataset,
     q: &ReportQuery,
     tz: Tz,
+    instants: bool,
     now_ms: i64,
     faults: &Faults,
     window: (usize, usize),
 ) -> Assembled {
     let keys = keys(ds, q);
     match q.family {
-        Family::GatewayNumbers => assemble(q, tz, &keys, window, |p| {
+        Family::GatewayNumbers => assemble(q, tz, instants, &keys, window, |p| {
             gateway_period(ds, q, p, now_ms, faults)
         }),
-        Family::Agents => assemble(q, tz, &keys, window, |p| {
+        Family::Agents => assemble(q, tz, instants, &keys, window, |p| {
             agent_period(ds, q.call_type, p.start_ms, p.end_ms, now_ms, faults)
         }),
-        Family::Departments => assemble(q, tz, &keys, window, |p| {
+        Family::Departments => assemble(q, tz, instants, &keys, window, |p| {
             department_period(ds, q, p, now_ms, faults)
         }),
     }
@@ -968,9 +988,19 @@ impl Dataset {
         now: DateTime<Utc>,
         faults: &Faults,
     ) -> ReportTable {
-        let a = run(self, q, tz, now.timestamp_millis(), faults, (0, usize::MAX));
+        let instants = self.dialect() == Dialect::Literal;
+        let a = run(
+            self,
+            q,
+            tz,
+            instants,
+            now.timestamp_millis(),
+            faults,
+            (0, usize::MAX),
+        );
         ReportTable {
             rows: a.rows,
+            periods: a.periods,
             amount: a.amount,
             total: a.total,
         }
@@ -1009,8 +1039,11 @@ async fn serve(shared: Arc<Shared>, ctx: RequestCtx, body: Bytes, family: Family
     // A month of half hours is real work: keep it off the async workers.
     let ds = shared.dataset.clone();
     let curr_page = q.curr_page;
-    let job =
-        tokio::task::spawn_blocking(move || run(&ds, &q, ctx.tz, ctx.now_ms, &ctx.faults, window));
+    // issue 13: the `Literal` dialect labels half hours and hours by their instants.
+    let instants = shared.dialect == Dialect::Literal;
+    let job = tokio::task::spawn_blocking(move || {
+        run(&ds, &q, ctx.tz, instants, ctx.now_ms, &ctx.faults, window)
+    });
     match job.await {
         Ok(a) => success_zero_in(
             shared.dialect,
