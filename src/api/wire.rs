@@ -169,7 +169,7 @@ pub(crate) fn not_an_object(endpoint: &str, body: &[u8]) -> Failure {
             shape_failure(
                 endpoint,
                 "the body is not a JSON object",
-                &format!("{}", kind_of(text)),
+                kind_of(text),
             )
         }
         Err(_) => Failure::transient(ApiError::Decode {
