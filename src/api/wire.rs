@@ -166,11 +166,7 @@ pub(crate) fn not_an_object(endpoint: &str, body: &[u8]) -> Failure {
     match serde_json::from_slice::<serde::de::IgnoredAny>(body) {
         Ok(_) => {
             let text = std::str::from_utf8(body).unwrap_or("");
-            shape_failure(
-                endpoint,
-                "the body is not a JSON object",
-                &kind_of(text).to_string(),
-            )
+            shape_failure(endpoint, "the body is not a JSON object", kind_of(text))
         }
         Err(_) => Failure::transient(ApiError::Decode {
             endpoint: endpoint.to_owned(),
