@@ -164,9 +164,11 @@ impl LockView {
         !self.released && self.expires_at > now && self.liveness != Liveness::Dead
     }
 
-    /// Whether it was taken by run `run_id` (owners are `<run id>/...`).
+    /// Whether it was taken by run `run_id` (owners are `<run id>/...`; `unlock` writes
+    /// `unlocked:<owner>` when it releases one).
     pub fn is_of_run(&self, run_id: &str) -> bool {
-        self.owner
+        let owner = self.owner.strip_prefix("unlocked:").unwrap_or(&self.owner);
+        owner
             .strip_prefix(run_id)
             .is_some_and(|rest| rest.starts_with('/'))
     }
