@@ -350,7 +350,7 @@ impl<'e> Watcher<'e> {
             WatchError::Config(format!("SOBOT_BASE_URL: cannot form the stream URL: {e}"))
         })?;
         let mut query = crate::snapshots::snapshot::filter_query(&self.pipeline);
-        crate::snapshots::snapshot::push_operator(&self.engine, &mut query);
+        crate::snapshots::snapshot::push_operator(self.engine, &mut query);
         query.push(("product".into(), "scc".into()));
         query.push(("pageNum".into(), "1".into()));
         query.push((
