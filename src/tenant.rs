@@ -124,7 +124,7 @@ pub fn load(
                 let toml::Value::Table(fields) = fields else {
                     return Err(ConfigError::new(
                         at,
-                        "must be a table: [tenants.<name>] with app_id, app_secret, token, timezone, max_rps, max_concurrency, base_url",
+                        "must be a table: [tenants.<name>] with app_id, app_secret, token, agent_token, operator_user_id, timezone, max_rps, max_concurrency, base_url",
                     ));
                 };
                 let mine = raw.entry(name.clone()).or_default();
@@ -606,6 +606,38 @@ max_concurrency = 2
         );
         assert!(!format!("{acme:?}{globex:?}").contains("acme-secret"));
         assert!(!format!("{globex:?}").contains("globex-token"));
+    }
+
+    /// issue 13: a tenant with its own credentials inherits neither the top-level agent
+    /// token nor the operator; one without credentials inherits both; its own win.
+    #[test]
+    fn agent_token_and_operator_follow_the_credentials() {
+        let (_d, f) = file(
+            "app_id = \"top\"\napp_secret = \"s\"\nagent_token = \"top-agent\"\n\
+             operator_user_id = \"top-op\"\n[tenants.acme]\n[tenants.globex]\ntoken = \"g\"\n\
+             [tenants.initech]\nagent_token = \"initech-agent\"\n",
+        );
+        let s = Settings::from_sources(
+            Some(&f),
+            &env(&[("SOBOT_TENANT_GLOBEX_OPERATOR_USER_ID", "globex-op")]),
+        )
+        .expect("valid");
+        let agent = |i: usize| {
+            let t = s.for_tenant(&s.tenants[i]);
+            (
+                t.agent_token.map(|a| a.expose().to_string()),
+                t.operator_user_id,
+            )
+        };
+        let names: Vec<&str> = s.tenants.iter().map(|t| t.name.as_str()).collect();
+        assert_eq!(names, ["acme", "globex", "initech"]);
+        assert_eq!(agent(0), (Some("top-agent".into()), Some("top-op".into())));
+        assert_eq!(agent(1), (None, Some("globex-op".into())));
+        assert_eq!(
+            agent(2),
+            (Some("initech-agent".into()), Some("top-op".into()))
+        );
+        assert!(!format!("{:?}", s.tenants).contains("initech-agent"));
     }
 
     #[test]
