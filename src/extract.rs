@@ -53,7 +53,7 @@ pub enum ExtractError {
         detail: String,
     },
     #[error(
-        "incomplete after {attempts} attempts: fetched {fetched} distinct records but the API's total is {total}{detail}"
+        "incomplete after {attempts} attempts: fetched {fetched} records (counted as the pipeline counts them: by key, or for reports by place in the answer) but the API's total is {total}{detail}"
     )]
     Incomplete {
         attempts: usize,

@@ -658,7 +658,18 @@ async fn backfill_loads_its_range_and_refuses_the_future() {
         ..Faults::default()
     });
     let mut child = env.spawn(&args);
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    // Kill it once it has recorded its range (a fixed pause could kill it before it
+    // started on a loaded machine), or after 10 s at most.
+    for _ in 0..100 {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        let rows = env.status().await;
+        if pipeline(&rows, "talks")["backfills"]
+            .as_array()
+            .is_some_and(|b| !b.is_empty())
+        {
+            break;
+        }
+    }
     child.kill().await.expect("SIGKILL the backfill");
     let killed = child
         .wait()

@@ -320,6 +320,8 @@ async fn agent_metrics_operator_user_id_in_literal() {
     rig.set("SOBOT_MAX_RETRIES", "1");
     rig.set("SOBOT_RETRY_MIN_BACKOFF_MS", "1");
     rig.set("SOBOT_RETRY_MAX_BACKOFF_MS", "2");
+    // Literal rigs name an operator, as a user of such a tenant would: not this one.
+    rig.unset("SOBOT_OPERATOR_USER_ID");
     let err = run(&rig.engine(now), "agent_metrics")
         .await
         .expect_err("refused without operatorUserId");

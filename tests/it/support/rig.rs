@@ -103,6 +103,12 @@ impl Rig {
         self.extra.insert(key.to_string(), value.to_string());
     }
 
+    /// Removes a setting added by [`Rig::set`] (or by the rig itself) from engines built
+    /// from now on.
+    pub fn unset(&mut self, key: &str) {
+        self.extra.remove(key);
+    }
+
     pub fn env(&self) -> BTreeMap<String, String> {
         let mut env: BTreeMap<String, String> = [
             ("SOBOT_BASE_URL", self.sim.base_url()),
