@@ -750,9 +750,7 @@ async fn children(
     let Some(id) = sample.iter().find_map(|r| r.get(&field)) else {
         return Ok(Some("no call to probe in the window searched".into()));
     };
-    let path = k
-        .endpoint
-        .replace(&format!("{{{field}}}"), &path_segment(id));
+    let path = crate::extract::child_path(&k.endpoint, &field, id);
     let (_, index) = client
         .get_page(&path, &[])
         .await
@@ -855,19 +853,6 @@ async fn metrics(
         return Err(Failure::Shape("no list in agentsMetrics".into()));
     }
     Ok(None)
-}
-
-/// Percent-encodes a path segment (ids come from the tenant's data).
-fn path_segment(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
 }
 
 /// The innermost error of a retried request.

@@ -423,10 +423,7 @@ pub async fn children_window(
         complete_search(client, parent, w, tz, &mut keep, &mut reset).await?;
     let parents = parents.into_inner().unwrap_or_default();
 
-    let endpoint_of = |id: &str| {
-        let placeholder = format!("{{{parent_field}}}");
-        p.endpoint.replace(&placeholder, &url_path_segment(id))
-    };
+    let endpoint_of = |id: &str| child_path(&p.endpoint, &parent_field, id);
     let answers = futures::stream::iter(parents.into_iter().map(|(id, inherited)| {
         let path = endpoint_of(&id);
         async move {
@@ -491,6 +488,12 @@ pub async fn children_window(
         fetched,
         bad_values,
     })
+}
+
+/// A child pipeline's endpoint for one parent: `{field}` in `endpoint` replaced by the
+/// parent's id, percent-encoded (`check` probes the same path the run fetches).
+pub(crate) fn child_path(endpoint: &str, field: &str, id: &str) -> String {
+    endpoint.replace(&format!("{{{field}}}"), &url_path_segment(id))
 }
 
 /// Percent-encodes a path segment (IDs are hex, but the API's data is untrusted).

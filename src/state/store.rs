@@ -344,6 +344,21 @@ impl StateStore {
         self.acquire_lock_in(pipeline, dir, owner, ttl).await
     }
 
+    /// The listing of `pipeline`'s range-lock folders (one common prefix per scope).
+    async fn range_lock_folders(
+        &self,
+        pipeline: &str,
+    ) -> Result<object_store::ListResult, StateError> {
+        validate_pipeline(pipeline)?;
+        let dir = format!("{pipeline}/{RANGE_LOCK_DIR}");
+        let prefix = self.loc.list_prefix(&dir);
+        self.loc
+            .store()
+            .list_with_delimiter(prefix.as_ref())
+            .await
+            .map_err(|source| self.storage_error(&dir, source))
+    }
+
     /// The range locks of `pipeline` held right now (not released, not expired), by any
     /// owner: each range's scope and a `Busy` error naming it. `compact` and sharded backfills use it
     /// to keep out of each other (`crate::shard::exclude_compaction`): each takes its own
@@ -353,15 +368,8 @@ impl StateStore {
         &self,
         pipeline: &str,
     ) -> Result<Vec<(String, StateError)>, StateError> {
-        validate_pipeline(pipeline)?;
+        let listing = self.range_lock_folders(pipeline).await?;
         let dir = format!("{pipeline}/{RANGE_LOCK_DIR}");
-        let prefix = self.loc.list_prefix(&dir);
-        let listing = self
-            .loc
-            .store()
-            .list_with_delimiter(prefix.as_ref())
-            .await
-            .map_err(|source| self.storage_error(&dir, source))?;
         let now = Utc::now();
         let mut held = Vec::new();
         for folder in listing.common_prefixes {
@@ -398,15 +406,7 @@ impl StateStore {
     /// issue 13: the newest generation of every range lock of `pipeline`, held or not,
     /// by scope.
     pub async fn range_lock_views(&self, pipeline: &str) -> Result<Vec<LockView>, StateError> {
-        validate_pipeline(pipeline)?;
-        let dir = format!("{pipeline}/{RANGE_LOCK_DIR}");
-        let prefix = self.loc.list_prefix(&dir);
-        let listing = self
-            .loc
-            .store()
-            .list_with_delimiter(prefix.as_ref())
-            .await
-            .map_err(|source| self.storage_error(&dir, source))?;
+        let listing = self.range_lock_folders(pipeline).await?;
         let mut views = Vec::new();
         for folder in listing.common_prefixes {
             let Some(scope) = folder.filename() else {
