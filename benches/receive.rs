@@ -15,7 +15,7 @@
 
 use chrono::{TimeZone, Utc};
 use serde_json::Value;
-use sobot_sync::receive::PushKind;
+use sobot_sync::core::push::PushKind;
 use sobot_sync::sim::SimConfig;
 use std::process::{ExitCode, Stdio};
 use std::sync::Arc;
@@ -187,7 +187,7 @@ async fn run() -> Result<(), String> {
                 let body = rec.to_string();
                 let ts = Utc::now().timestamp_millis().to_string();
                 let code = format!("b{n}");
-                let sign = sobot_sync::receive::sign::sign(&company, &ts, &code, APP_KEY);
+                let sign = sobot_sync::core::push::sign::sign(&company, &ts, &code, APP_KEY);
                 let t0 = Instant::now();
                 let res = client
                     .post(format!("{base}/push/talks"))

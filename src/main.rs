@@ -22,9 +22,9 @@ fn tune_allocator() {}
 
 fn main() -> ExitCode {
     tune_allocator();
-    let cli = sobot_sync::cli::Cli::parse();
+    let cli = sobot_sync::app::cli::Cli::parse();
     // Human or JSON lines (SOBOT_SYNC_LOG_FORMAT), before the settings are read.
-    if let Err(e) = sobot_sync::obs::logging::init() {
+    if let Err(e) = sobot_sync::io::obs::logging::init() {
         eprintln!("error: {e}");
         return ExitCode::from(2);
     }
@@ -38,5 +38,5 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    runtime.block_on(sobot_sync::cli::main(cli))
+    runtime.block_on(sobot_sync::app::cli::main(cli))
 }

@@ -2,7 +2,7 @@
 //! rather than from parsing answers, so the replay can issue them with bodies unread.
 
 use chrono::{DateTime, Utc};
-use sobot_sync::plan::{Grid, Window};
+use sobot_sync::core::plan::{Grid, Window};
 use sobot_sync::sim::Dataset;
 
 /// One window of the range: how many talks it holds and which calls have legs to fetch.

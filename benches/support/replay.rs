@@ -7,7 +7,7 @@ use super::plan::{RangePlan, WindowPlan, pages};
 use futures::{StreamExt, TryStreamExt};
 use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderValue};
 use serde_json::Value;
-use sobot_sync::pipeline::Pipeline;
+use sobot_sync::core::pipeline::Pipeline;
 use std::sync::Arc;
 use tokio::sync::Semaphore;
 

@@ -6,7 +6,7 @@ use chrono_tz::Tz;
 
 use super::config::{Dialect, Faults, SimConfig};
 use super::server::start;
-use crate::timeutil::parse_time;
+use crate::core::timeutil::parse_time;
 
 /// Options of `sobot-sync sim`.
 #[derive(clap::Args, Debug, Clone)]

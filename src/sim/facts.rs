@@ -18,7 +18,7 @@ use super::dataset::Dataset;
 use super::generate::{Call, HOUR_MS};
 use super::model::Agent;
 use super::rng::hash;
-use crate::timeutil::local_midnight;
+use crate::core::timeutil::local_midnight;
 
 /// The relay numbers the generator gives talks. `generate.rs` keeps its table private,
 /// so it is repeated here; a unit test checks generated talks never leave this set.

@@ -6,7 +6,7 @@
 use chrono::{DateTime, Datelike, LocalResult, NaiveDateTime, TimeZone, Timelike, Utc};
 use chrono_tz::Tz;
 
-use crate::timeutil::{parse_local_string, resolve_local};
+use crate::core::timeutil::{parse_local_string, resolve_local};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Edge {

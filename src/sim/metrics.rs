@@ -35,7 +35,7 @@ use super::generate::HOUR_MS;
 use super::model::mask_number;
 use super::protocol::{envelope_error, success, unwrapped};
 use super::state::{RequestCtx, Shared};
-use crate::timeutil::{local_date, local_midnight};
+use crate::core::timeutil::{local_date, local_midnight};
 
 const DEFAULT_PAGE_SIZE: usize = 15;
 

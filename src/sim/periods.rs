@@ -35,7 +35,7 @@ use chrono::{
 };
 use chrono_tz::Tz;
 
-use crate::timeutil::resolve_local;
+use crate::core::timeutil::resolve_local;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DateType {

@@ -17,7 +17,7 @@ use super::dataset::Dataset;
 use super::protocol::{envelope_error, success_zero_in};
 use super::rng::{hash, mix64};
 use super::state::Shared;
-use crate::report::indicators::{Catalogue, Direction, Family};
+use crate::core::report::indicators::{Catalogue, Direction, Family};
 
 /// A tag for plan ids, disjoint from the generator's tags.
 const TAG_PLAN: u64 = 201;

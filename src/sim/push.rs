@@ -18,8 +18,10 @@
 
 use super::config::SimConfig;
 use super::dataset::Dataset;
-use crate::receive::PushKind;
-use crate::receive::cipher::{self, AesKey, CipherMode};
+use crate::core::push::PushKind;
+use crate::core::push::cipher::{
+    AesKey, CipherMode, {self},
+};
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use futures::future::BoxFuture;
@@ -233,7 +235,7 @@ async fn send_one(
     record: &Value,
 ) -> Sent {
     let plain = record.to_string();
-    let key = crate::receive::body::decode(kind, plain.as_bytes(), None)
+    let key = crate::core::push::body::decode(kind, plain.as_bytes(), None)
         .map(|d| d.key)
         .unwrap_or_default();
     let (body, encrypted) = match &plan.encrypt {
@@ -249,7 +251,7 @@ async fn send_one(
     let fresh = |key: &str, age_ms: i64| {
         let ts = (Utc::now().timestamp_millis() - age_ms).to_string();
         let code = uuid::Uuid::new_v4().simple().to_string();
-        let sign = crate::receive::sign::sign(&plan.company_id, &ts, &code, key);
+        let sign = crate::core::push::sign::sign(&plan.company_id, &ts, &code, key);
         Headers { ts, code, sign }
     };
     if every(plan.bad_sign_every, i) {
@@ -312,8 +314,9 @@ struct Headers {
 /// `sim ... push`: builds the plan from the options and the simulator's config.
 pub async fn run(config: &SimConfig, args: &PushArgs) -> Result<(), String> {
     let tz = config.timezone;
-    let from = crate::timeutil::parse_time(&args.from, tz).map_err(|e| format!("--from: {e}"))?;
-    let to = crate::timeutil::parse_time(&args.to, tz).map_err(|e| format!("--to: {e}"))?;
+    let from =
+        crate::core::timeutil::parse_time(&args.from, tz).map_err(|e| format!("--from: {e}"))?;
+    let to = crate::core::timeutil::parse_time(&args.to, tz).map_err(|e| format!("--to: {e}"))?;
     let kinds: Vec<PushKind> = if args.kinds.is_empty() {
         PushKind::ALL.to_vec()
     } else {

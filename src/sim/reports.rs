@@ -47,7 +47,7 @@ use super::periods::{DateType, Period, local_bound, periods, result_date};
 use super::protocol::{envelope_error, failure, success_zero_in};
 use super::rng::hash;
 use super::state::{RequestCtx, Shared};
-use crate::report::indicators::{Catalogue, Family, IndicatorKind};
+use crate::core::report::indicators::{Catalogue, Family, IndicatorKind};
 
 /// The catalogues, parsed once.
 fn catalogue(family: Family) -> &'static Catalogue {
@@ -254,8 +254,8 @@ impl ReportQuery {
     /// The instants the query covers, in `tz`.
     fn range_ms(&self, tz: Tz) -> (i64, i64) {
         (
-            crate::timeutil::resolve_local(tz, self.start).timestamp_millis(),
-            crate::timeutil::resolve_local(tz, self.end).timestamp_millis(),
+            crate::core::timeutil::resolve_local(tz, self.start).timestamp_millis(),
+            crate::core::timeutil::resolve_local(tz, self.end).timestamp_millis(),
         )
     }
 }

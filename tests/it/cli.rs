@@ -6,14 +6,16 @@
 //! simulator's ground truth.
 
 use crate::support::cli_proc::{CliEnv, Outcome, REPO, assert_no_panic, finish, stray_files};
-use crate::support::cli_truth::{self as truth, ALL, Spec, TALKS};
+use crate::support::cli_truth::{
+    ALL, Spec, TALKS, {self as truth},
+};
 use chrono::{DateTime, Utc};
 use chrono_tz::Asia::Singapore;
 use serde_json::Value;
+use sobot_sync::io::state::model::PipelineState;
+use sobot_sync::io::state::store::StateStore;
+use sobot_sync::io::store::{Location, S3Options};
 use sobot_sync::sim::{Faults, SimConfig};
-use sobot_sync::state::model::PipelineState;
-use sobot_sync::state::store::StateStore;
-use sobot_sync::store::{Location, S3Options};
 use std::path::Path;
 
 /// The simulated present of most tests, and the first local day they load.
@@ -24,7 +26,7 @@ const START: &str = "2024-01-02";
 const WATERMARK: &str = "2024-01-02T23:00:00+08:00";
 
 fn t(s: &str) -> DateTime<Utc> {
-    sobot_sync::timeutil::parse_time(s, Singapore).expect("test time")
+    sobot_sync::core::timeutil::parse_time(s, Singapore).expect("test time")
 }
 
 fn pipeline<'a>(rows: &'a [Value], name: &str) -> &'a Value {

@@ -3,14 +3,15 @@
 //! compacted day replace rather than duplicate; crash leftovers are recovered.
 
 use crate::support::rig::{Rig, Warehouse, pipeline};
-use crate::support::table;
-use crate::support::truth;
+use crate::support::{table, truth};
 use chrono::{DateTime, Duration, NaiveDate, Utc};
 use object_store::ObjectStoreExt;
-use sobot_sync::compact::{self, CompactError};
-use sobot_sync::runner::{Engine, Mode};
+use sobot_sync::engine::compact::{
+    CompactError, {self},
+};
+use sobot_sync::engine::run::{Engine, Mode};
+use sobot_sync::io::state::model::PipelineState;
 use sobot_sync::sim::SimConfig;
-use sobot_sync::state::model::PipelineState;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -50,7 +51,7 @@ async fn loaded(warehouse: Warehouse) -> (Rig, Engine) {
 /// Files per `dt` of a table.
 async fn files_per_day(engine: &Engine, table: &str) -> BTreeMap<String, usize> {
     let mut out = BTreeMap::new();
-    for f in sobot_sync::sink::list_files(&engine.warehouse, table)
+    for f in sobot_sync::io::sink::list_files(&engine.warehouse, table)
         .await
         .expect("listing")
     {
@@ -71,7 +72,7 @@ async fn assert_talks_exact(rig: &Rig, engine: &Engine, to: DateTime<Utc>) {
 }
 
 async fn state(engine: &Engine) -> PipelineState {
-    sobot_sync::cli::load_state(&engine.state, "talks")
+    sobot_sync::app::setup::load_state(&engine.state, "talks")
         .await
         .expect("state readable")
         .expect("talks has state")
@@ -112,7 +113,7 @@ async fn compacts_closed_days(warehouse: Warehouse) {
         ]
     );
     // The recorded span is the file's name.
-    let listed = sobot_sync::sink::list_files(&engine.warehouse, "talks")
+    let listed = sobot_sync::io::sink::list_files(&engine.warehouse, "talks")
         .await
         .expect("listing");
     let span = st.compacted[0].files[0];
@@ -355,7 +356,7 @@ async fn a_rerun_recovers_from_an_interrupted_compaction_local() {
 async fn a_rerun_recovers_from_an_interrupted_batch_delete_s3() {
     let (rig, engine) = loaded(Warehouse::s3().await).await;
     let loc = &engine.warehouse;
-    let hourly = sobot_sync::sink::list_files(loc, "talks")
+    let hourly = sobot_sync::io::sink::list_files(loc, "talks")
         .await
         .expect("listing");
     let one = hourly
@@ -363,7 +364,7 @@ async fn a_rerun_recovers_from_an_interrupted_batch_delete_s3() {
         .find(|f| f.starts_with("talks/dt=2024-03-01/"))
         .expect("an hourly file")
         .clone();
-    let bytes = sobot_sync::sink::fetch(loc, &one).await.expect("read");
+    let bytes = sobot_sync::io::sink::fetch(loc, &one).await.expect("read");
     compact::compact(&engine, "talks", None)
         .await
         .expect("compact");
@@ -501,12 +502,12 @@ async fn the_binary_compacts_after_sigkill_at_any_moment_and_prints_ddl() {
         o.all()
     );
     // Busy: another holder of the pipeline lock means exit 1 naming the pipeline.
-    let state_loc = sobot_sync::store::Location::parse(
+    let state_loc = sobot_sync::io::store::Location::parse(
         &format!("file://{}/_state", wh.display()),
         &Default::default(),
     )
     .expect("state location");
-    let store = sobot_sync::state::store::StateStore::new(state_loc);
+    let store = sobot_sync::io::state::store::StateStore::new(state_loc);
     let lock = store
         .acquire_lock("talks", "a-run", std::time::Duration::from_secs(60))
         .await
@@ -647,14 +648,25 @@ async fn compact_and_a_shard_keep_out_of_each_other() {
     // Now compaction's range lock is held: a shard refuses to start.
     let compact_lock = engine
         .state
-        .acquire_range_lock("talks", sobot_sync::shard::COMPACT_SCOPE, "a-compact", ttl)
+        .acquire_range_lock(
+            "talks",
+            sobot_sync::engine::shard::COMPACT_SCOPE,
+            "a-compact",
+            ttl,
+        )
         .await
         .expect("compact's range lock");
     let p = pipeline(&engine, "talks");
-    let shard = sobot_sync::shard::Shard { index: 0, count: 1 };
-    let err = sobot_sync::shard::run(&engine, &p, t(START), t("2024-03-02T00:00:00+08:00"), shard)
-        .await
-        .expect_err("compact is working");
+    let shard = sobot_sync::engine::shard::Shard { index: 0, count: 1 };
+    let err = sobot_sync::engine::shard::run(
+        &engine,
+        &p,
+        t(START),
+        t("2024-03-02T00:00:00+08:00"),
+        shard,
+    )
+    .await
+    .expect_err("compact is working");
     assert!(err.is_busy(), "{err}");
     assert!(err.to_string().contains("compact"), "{err}");
     compact_lock.release().await.expect("released");
@@ -664,7 +676,7 @@ async fn compact_and_a_shard_keep_out_of_each_other() {
         .await
         .expect("compact alone");
     assert!(report.compacted > 0, "{report:?}");
-    sobot_sync::shard::run(&engine, &p, t(START), t("2024-03-02T00:00:00+08:00"), shard)
+    sobot_sync::engine::shard::run(&engine, &p, t(START), t("2024-03-02T00:00:00+08:00"), shard)
         .await
         .expect("shard alone");
 }

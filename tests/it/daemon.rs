@@ -8,13 +8,15 @@
 //! time, which is how overlap across processes is judged.
 
 use crate::support::cli_proc::{CliEnv, REPO, assert_no_panic, stray_files};
-use crate::support::cli_truth::{self as truth, ALL};
+use crate::support::cli_truth::{
+    ALL, {self as truth},
+};
 use chrono::{DateTime, Utc};
 use chrono_tz::Asia::Singapore;
+use sobot_sync::io::state::model::PipelineState;
+use sobot_sync::io::state::store::StateStore;
+use sobot_sync::io::store::{Location, S3Options};
 use sobot_sync::sim::Faults;
-use sobot_sync::state::model::PipelineState;
-use sobot_sync::state::store::StateStore;
-use sobot_sync::store::{Location, S3Options};
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Stdio;
@@ -29,7 +31,7 @@ const WATERMARK: &str = "2024-01-02T23:00:00+08:00";
 const PIPELINES: [&str; 3] = ["talks", "parties", "agent_histories"];
 
 fn t(s: &str) -> DateTime<Utc> {
-    sobot_sync::timeutil::parse_time(s, Singapore).expect("test time")
+    sobot_sync::core::timeutil::parse_time(s, Singapore).expect("test time")
 }
 
 /// The three windowed pipelines as shipped, but due every second.
@@ -396,7 +398,7 @@ async fn sigterm_mid_window_leaves_state_consistent_and_the_restart_completes_ex
         let run = st.last_run.as_ref().expect("a run is recorded");
         assert_ne!(
             run.outcome,
-            sobot_sync::state::model::Outcome::Running,
+            sobot_sync::io::state::model::Outcome::Running,
             "{}: the stopped run is not closed: {run:?}",
             spec.table
         );
@@ -412,7 +414,7 @@ async fn sigterm_mid_window_leaves_state_consistent_and_the_restart_completes_ex
             spec.table, st.watermark
         );
         assert!(
-            st.completed.covers(sobot_sync::state::model::Span {
+            st.completed.covers(sobot_sync::io::state::model::Span {
                 start: t(start),
                 end: st.watermark
             }),
@@ -511,7 +513,7 @@ async fn two_daemons_on_one_warehouse_never_overlap_and_miss_nothing() {
         assert_eq!(st.watermark, t(WATERMARK), "{p}");
         assert_eq!(
             st.completed.0,
-            vec![sobot_sync::state::model::Span {
+            vec![sobot_sync::io::state::model::Span {
                 start: t("2024-01-02"),
                 end: t(WATERMARK)
             }],
@@ -594,7 +596,7 @@ async fn runs_outlasting_the_grace_period_are_abandoned_uncommitted_and_unlocked
             let run = st.last_run.as_ref().expect("the run is recorded");
             assert_eq!(
                 run.outcome,
-                sobot_sync::state::model::Outcome::Failed,
+                sobot_sync::io::state::model::Outcome::Failed,
                 "{p}: {run:?}"
             );
             assert!(

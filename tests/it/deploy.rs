@@ -405,9 +405,9 @@ fn k8s_settings_and_definitions_load() {
         }
         env.insert(key.into(), folder.display().to_string());
     }
-    let settings = sobot_sync::settings::Settings::from_sources(None, &env)
+    let settings = sobot_sync::app::settings::Settings::from_sources(None, &env)
         .unwrap_or_else(|e| panic!("the manifests' settings: {e}"));
-    let catalog = sobot_sync::cli::load_catalog(&settings)
+    let catalog = sobot_sync::app::setup::load_catalog(&settings)
         .unwrap_or_else(|e| panic!("the mounted definitions: {e}"));
     assert!(
         catalog.source.contains(&dir.path().display().to_string()),
@@ -658,6 +658,6 @@ fn systemd_unit_is_hardened_and_its_env_file_loads() {
         warehouse.starts_with(&format!("file://{}", one("WorkingDirectory"))),
         "{warehouse}"
     );
-    sobot_sync::settings::Settings::from_sources(None, &env)
+    sobot_sync::app::settings::Settings::from_sources(None, &env)
         .unwrap_or_else(|e| panic!("deploy/systemd/sobot-sync.env.example: {e}"));
 }

@@ -9,15 +9,17 @@ use arrow::array::{Array, AsArray};
 use arrow::datatypes::Int64Type;
 use chrono_tz::Tz;
 use serde_json::Value;
-use sobot_sync::api::{self, ApiError};
-use sobot_sync::convert::{BatchBuilder, RowMeta, record_key, record_time};
-use sobot_sync::receive::PushKind;
-use sobot_sync::receive::body::{BodyError, decode};
-use sobot_sync::record::{Page, RawRecord, as_u64, read_page};
-use sobot_sync::report::period::{DateType, parse_result_date};
-use sobot_sync::report::response;
-use sobot_sync::schema::TableSchema;
-use sobot_sync::watch_metrics::picture::{Message, parse_message};
+use sobot_sync::core::convert::{BatchBuilder, RowMeta, record_key, record_time};
+use sobot_sync::core::push::PushKind;
+use sobot_sync::core::push::body::{BodyError, decode};
+use sobot_sync::core::record::{Page, RawRecord, as_u64, read_page};
+use sobot_sync::core::report::period::{DateType, parse_result_date};
+use sobot_sync::core::report::response;
+use sobot_sync::core::schema::TableSchema;
+use sobot_sync::engine::watch_metrics::picture::{Message, parse_message};
+use sobot_sync::io::api::{
+    ApiError, {self},
+};
 
 const SG: Tz = chrono_tz::Asia::Singapore;
 const MAINCDRS: &str = "/callservice/tm/tm-reports/maincdrs/_search";
@@ -45,7 +47,7 @@ fn schema(table: &str) -> TableSchema {
 }
 
 /// The body and its page, as the client reads a page answer.
-fn page_answer(endpoint: &str, name: &str) -> (String, sobot_sync::record::PageIndex) {
+fn page_answer(endpoint: &str, name: &str) -> (String, sobot_sync::core::record::PageIndex) {
     let (body, page) = api::read_page_answer(endpoint, &fixture(name))
         .unwrap_or_else(|e| panic!("{name}: {e}"))
         .into_parts();

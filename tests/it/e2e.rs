@@ -1,18 +1,21 @@
 //! End-to-end runs against the simulator, local files and S3. OWNER: e2e helper.
 //!
 //! Each test builds engines in-process exactly as the binary does (settings from an
-//! environment map, `cli::engine`, a fixed clock), runs them against a seeded simulator,
+//! environment map, `sobot_sync::app::setup::engine`, a fixed clock), runs them against a seeded simulator,
 //! reads the warehouse back with the parquet crate and compares it with the simulator's
 //! ground truth (`Dataset`).
 
 use crate::support::rig::{Rig, Warehouse, pipeline};
-use crate::support::table::{self, Table};
-use crate::support::truth::{self, Truth};
+use crate::support::table::{
+    Table, {self},
+};
+use crate::support::truth::{
+    Truth, {self},
+};
 use chrono::{DateTime, Duration, Utc};
-use sobot_sync::cli;
-use sobot_sync::runner::{Engine, Mode, RunError};
+use sobot_sync::engine::run::{Engine, Mode, RunError};
+use sobot_sync::io::state::model::Span;
 use sobot_sync::sim::{Dataset, Dialect, Faults, SimConfig};
-use sobot_sync::state::model::Span;
 
 fn t(s: &str) -> DateTime<Utc> {
     DateTime::parse_from_rfc3339(s)
@@ -31,7 +34,7 @@ fn sim_ahead(now: DateTime<Utc>) -> SimConfig {
 
 /// The committed watermark of a pipeline.
 async fn watermark(engine: &Engine, name: &str) -> DateTime<Utc> {
-    cli::load_state(&engine.state, name)
+    sobot_sync::app::setup::load_state(&engine.state, name)
         .await
         .unwrap_or_else(|e| panic!("state of {name}: {e}"))
         .unwrap_or_else(|| panic!("{name} has state"))
@@ -68,7 +71,7 @@ async fn two_days_exact(warehouse: Warehouse, dialect: Dialect) {
     };
     let rig = Rig::new(config, warehouse, start).await;
     let engine = rig.engine(now);
-    let reports = cli::run_pipelines(&engine, &[])
+    let reports = sobot_sync::app::run::run_pipelines(&engine, &[])
         .await
         .expect("run succeeds");
     // The windowed pipelines (snapshot pipelines run too, tested in snapshots_e2e).
@@ -186,7 +189,7 @@ async fn every_fault_gives_the_fault_free_tables_in(dialect: Dialect) {
         };
         let rig = Rig::new(config, Warehouse::local().await, start).await;
         for now in [now1, now2] {
-            cli::run_pipelines(&rig.engine(now), &[])
+            sobot_sync::app::run::run_pipelines(&rig.engine(now), &[])
                 .await
                 .expect("fault-free run");
         }
@@ -212,7 +215,7 @@ async fn every_fault_gives_the_fault_free_tables_in(dialect: Dialect) {
     };
     let mut rig = Rig::new(config, Warehouse::local().await, start).await;
     rig.set("SOBOT_REQUEST_TIMEOUT_SECS", "1");
-    cli::run_pipelines(&rig.engine(now1), &[])
+    sobot_sync::app::run::run_pipelines(&rig.engine(now1), &[])
         .await
         .expect("run at now1 survives every fault");
     let first = table::read(&rig.engine(now1), "talks").await;
@@ -224,7 +227,7 @@ async fn every_fault_gives_the_fault_free_tables_in(dialect: Dialect) {
         truth_now1.recs.len()
     );
     rig.sim.set_now(Some(now2 + Duration::days(1)));
-    cli::run_pipelines(&rig.engine(now2), &[])
+    sobot_sync::app::run::run_pipelines(&rig.engine(now2), &[])
         .await
         .expect("run at now2 survives every fault");
 
@@ -330,7 +333,9 @@ async fn late_records_are_caught_by_the_lookback() {
     let ds = rig.sim.dataset();
 
     let engine = rig.engine(now1);
-    cli::run_pipelines(&engine, &[]).await.expect("run at now1");
+    sobot_sync::app::run::run_pipelines(&engine, &[])
+        .await
+        .expect("run at now1");
     let wm1 = t("2024-03-03T00:00:00+08:00");
     let mut files_at_now1 = Vec::new();
     for name in TABLES {
@@ -350,7 +355,9 @@ async fn late_records_are_caught_by_the_lookback() {
 
     rig.sim.set_now(Some(now2));
     let engine = rig.engine(now2);
-    let reports = cli::run_pipelines(&engine, &[]).await.expect("run at now2");
+    let reports = sobot_sync::app::run::run_pipelines(&engine, &[])
+        .await
+        .expect("run at now2");
     assert!(
         reports
             .iter()
@@ -386,7 +393,7 @@ async fn late_records_are_caught_by_the_lookback() {
     }
 
     // Rerun at the same instant: every lookback window again, the same files and rows.
-    let reports = cli::run_pipelines(&engine, &[])
+    let reports = sobot_sync::app::run::run_pipelines(&engine, &[])
         .await
         .expect("rerun at now2");
     assert!(
@@ -509,7 +516,7 @@ async fn backfill_fills_the_gap_and_resumes() {
     both.recs.extend(loaded.recs.iter().cloned());
     truth::assert_exact(&table, &both, &grid);
 
-    let status = sobot_sync::status::collect(&engine.catalog, &engine.state, now)
+    let status = sobot_sync::app::status::collect(&engine.catalog, &engine.state, now)
         .await
         .expect("status");
     let row = status
@@ -557,7 +564,7 @@ async fn backfill_fills_the_gap_and_resumes() {
             .contains("[2024-03-01T07:00:00Z, 2024-03-01T08:00:00Z)"),
         "{err}"
     );
-    let st = cli::load_state(&engine.state, "talks")
+    let st = sobot_sync::app::setup::load_state(&engine.state, "talks")
         .await
         .expect("state")
         .expect("some");
@@ -602,7 +609,7 @@ async fn backfill_fills_the_gap_and_resumes() {
     );
     let table = table::read(&engine, "talks").await;
     truth::assert_exact(&table, &truth::talks(&ds, b1_from, wm), &grid);
-    let status = sobot_sync::status::collect(&engine.catalog, &engine.state, now)
+    let status = sobot_sync::app::status::collect(&engine.catalog, &engine.state, now)
         .await
         .expect("status");
     let row = status
@@ -660,7 +667,7 @@ async fn broken_window_stops_incremental_runs_there() {
             text.contains(name) && text.contains("[2024-02-29T21:00:00Z, 2024-02-29T22:00:00Z)"),
             "{text}"
         );
-        let st = cli::load_state(&engine.state, name)
+        let st = sobot_sync::app::setup::load_state(&engine.state, name)
             .await
             .expect("state")
             .expect("some");
@@ -674,7 +681,7 @@ async fn broken_window_stops_incremental_runs_there() {
             "{name}: nothing after it"
         );
         assert!(
-            cli::last_failed(&st),
+            sobot_sync::app::status::last_failed(&st),
             "{name}: the run is recorded as failed"
         );
         // Windows before it are in place; the broken one has no file.
@@ -714,7 +721,7 @@ async fn dst_exact(start: DateTime<Utc>, end: DateTime<Utc>, dialect: Dialect) -
     };
     let rig = Rig::new(config, Warehouse::local().await, start).await;
     let engine = rig.engine(now);
-    cli::run_pipelines(&engine, &[])
+    sobot_sync::app::run::run_pipelines(&engine, &[])
         .await
         .expect("run over the DST change");
     assert_all_exact(&engine, &rig.sim.dataset(), start, end).await;
@@ -798,13 +805,13 @@ async fn two_engines_at_once(warehouse: Warehouse) {
         (Err(x), Err(y)) => panic!("both runs failed: {x}; {y}"),
     }
     let end = t("2024-03-01T11:00:00+08:00");
-    let st = cli::load_state(&a.state, "talks")
+    let st = sobot_sync::app::setup::load_state(&a.state, "talks")
         .await
         .expect("state loads")
         .expect("some");
     assert_eq!(st.watermark, end);
     assert_eq!(st.completed.0, vec![span(start, end)]);
-    assert!(!cli::last_failed(&st));
+    assert!(!sobot_sync::app::status::last_failed(&st));
     let table = table::read(&a, "talks").await;
     truth::assert_exact(
         &table,

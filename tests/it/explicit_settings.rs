@@ -4,7 +4,9 @@
 //! folder (`./pipelines`, `./schemas`) is absent.
 
 use crate::support::cli_proc::{CliEnv, REPO};
-use crate::support::cli_truth::{self as truth, TALKS};
+use crate::support::cli_truth::{
+    TALKS, {self as truth},
+};
 use chrono::{DateTime, Utc};
 use chrono_tz::Asia::Singapore;
 
@@ -13,7 +15,7 @@ const START: &str = "2024-01-02";
 const WATERMARK: &str = "2024-01-02T23:00:00+08:00";
 
 fn t(s: &str) -> DateTime<Utc> {
-    sobot_sync::timeutil::parse_time(s, Singapore).expect("test time")
+    sobot_sync::core::timeutil::parse_time(s, Singapore).expect("test time")
 }
 
 /// The repository's folders for both settings, then `key` set to `value` (or unset).

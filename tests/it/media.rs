@@ -4,14 +4,16 @@
 //! simulator in both dialects.
 
 use crate::support::rig::{Rig, Warehouse, pipeline};
-use crate::support::table::{self, str_at};
+use crate::support::table::{
+    str_at, {self},
+};
 use chrono::{DateTime, Duration, Utc};
 use object_store::ObjectStoreExt;
 use sha2::{Digest, Sha256};
-use sobot_sync::api::{ApiClient, ApiError, ApiSettings, Credentials};
-use sobot_sync::report::request;
-use sobot_sync::runner::{Engine, Mode, Report, RunError};
-use sobot_sync::secret::Secret;
+use sobot_sync::core::report::request;
+use sobot_sync::core::secret::Secret;
+use sobot_sync::engine::run::{Engine, Mode, Report, RunError};
+use sobot_sync::io::api::{ApiClient, ApiError, ApiSettings, Credentials};
 use sobot_sync::sim::{Dialect, Faults, ReportQuery, SimConfig};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;

@@ -4,10 +4,11 @@
 use crate::support::cli_proc::CliEnv;
 use crate::support::rig::{Rig, Warehouse};
 use chrono::{DateTime, Duration, Utc};
-use sobot_sync::cli;
-use sobot_sync::clock::FixedClock;
-use sobot_sync::obs::http::{self, HttpContext, Server};
-use sobot_sync::runner::Engine;
+use sobot_sync::app::http::{
+    HttpContext, Server, {self},
+};
+use sobot_sync::core::clock::FixedClock;
+use sobot_sync::engine::run::Engine;
 use sobot_sync::sim::{Faults, SimConfig};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -164,7 +165,7 @@ async fn metrics_are_served_and_move_across_runs_with_faults_on() {
 
     let engine = rig.engine(now1);
     let srv = server(&engine, now1).await;
-    cli::run_pipelines(&engine, &names)
+    sobot_sync::app::run::run_pipelines(&engine, &names)
         .await
         .expect("run 1 survives the faults");
     let m1 = scrape(srv.addr).await;
@@ -249,7 +250,7 @@ async fn metrics_are_served_and_move_across_runs_with_faults_on() {
         "the lag gauge of talks"
     );
 
-    cli::run_pipelines(&rig.engine(now2), &names)
+    sobot_sync::app::run::run_pipelines(&rig.engine(now2), &names)
         .await
         .expect("run 2 survives the faults");
     let m2 = scrape(srv.addr).await;
@@ -292,7 +293,7 @@ async fn healthz_follows_lag_threshold_and_state() {
     };
     let mut rig = Rig::new(config, Warehouse::local().await, start).await;
     let engine = rig.engine(now);
-    cli::run_pipelines(&engine, &["talks".to_string()])
+    sobot_sync::app::run::run_pipelines(&engine, &["talks".to_string()])
         .await
         .expect("talks runs");
 
@@ -587,7 +588,7 @@ async fn report_runs_record_windows_rows_and_files() {
     let srv = server(&engine, now).await;
     let name = "report_gateway_numbers";
     let before = scrape(srv.addr).await;
-    let reports = cli::run_pipelines(&engine, &[name.to_string()])
+    let reports = sobot_sync::app::run::run_pipelines(&engine, &[name.to_string()])
         .await
         .expect("report runs");
     let rows = reports.iter().map(|r| r.rows).sum::<u64>();

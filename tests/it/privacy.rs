@@ -6,9 +6,8 @@
 //! hide a number from a byte scan), and every other file (state, locks) as text.
 
 use crate::support::cli_proc::{CliEnv, Outcome, REPO};
-use crate::support::parquet_file;
 use crate::support::rig::{Rig, Warehouse, pipeline};
-use crate::support::table;
+use crate::support::{parquet_file, table};
 use arrow::array::{Array, RecordBatch};
 use arrow::datatypes::DataType;
 use arrow::util::display::{ArrayFormatter, FormatOptions};
@@ -18,9 +17,9 @@ use hmac::{Hmac, KeyInit, Mac};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use serde_json::Value;
 use sha2::Sha256;
-use sobot_sync::privacy::{KEY_ID_METADATA, PiiKey};
-use sobot_sync::runner::Mode;
-use sobot_sync::secret::Secret;
+use sobot_sync::core::privacy::{KEY_ID_METADATA, PiiKey};
+use sobot_sync::core::secret::Secret;
+use sobot_sync::engine::run::Mode;
 use sobot_sync::sim::{Dataset, SimConfig};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -28,7 +27,7 @@ use std::path::{Path, PathBuf};
 const KEY: &str = "test-pii-key-0123456789abcdef";
 
 fn t(s: &str) -> DateTime<Utc> {
-    sobot_sync::timeutil::parse_time(s, Singapore).expect("test time")
+    sobot_sync::core::timeutil::parse_time(s, Singapore).expect("test time")
 }
 
 /// HMAC-SHA256 in lower-case hex, computed here rather than by the code under test.
@@ -359,7 +358,7 @@ async fn without_a_key_numbers_are_stored_as_sent() {
     let talks = table::read(&engine, "talks").await;
     let mut seen = 0;
     for f in &talks.files {
-        let bytes = sobot_sync::sink::fetch(&engine.warehouse, &f.path)
+        let bytes = sobot_sync::io::sink::fetch(&engine.warehouse, &f.path)
             .await
             .expect("file");
         assert_eq!(key_id_of(bytes, &f.path), None, "{} names a key", f.path);
@@ -495,7 +494,7 @@ async fn rotating_the_key_and_backfilling_rehashes_every_file() {
     let talks = table::read(&engine, "talks").await;
     let mut seen = 0;
     for f in &talks.files {
-        let bytes = sobot_sync::sink::fetch(&engine.warehouse, &f.path)
+        let bytes = sobot_sync::io::sink::fetch(&engine.warehouse, &f.path)
             .await
             .expect("file");
         assert_eq!(

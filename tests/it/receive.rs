@@ -2,16 +2,20 @@
 //! sender (`sim::push`): every push type into its table, refusals counted, dead
 //! letters kept, encrypted bodies in each mode, and a SIGKILL under load.
 
-use crate::support::cli_proc::{self, CliEnv, Outcome};
+use crate::support::cli_proc::{
+    CliEnv, Outcome, {self},
+};
 use crate::support::parquet_file;
 use crate::support::table::{i64_at, ms_at, str_at};
 use arrow::array::RecordBatch;
 use chrono::{DateTime, TimeZone, Utc};
 use serde_json::Value;
-use sobot_sync::receive::PushKind;
-use sobot_sync::receive::cipher::{AesKey, CipherMode};
+use sobot_sync::core::push::PushKind;
+use sobot_sync::core::push::cipher::{AesKey, CipherMode};
 use sobot_sync::sim::SimConfig;
-use sobot_sync::sim::push::{self, PushPlan, Sent};
+use sobot_sync::sim::push::{
+    PushPlan, Sent, {self},
+};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::time::Duration;
@@ -300,7 +304,7 @@ async fn bad_signatures_stale_timestamps_replays_and_unknown_companies_are_refus
     let client = reqwest::Client::new();
     let ts = Utc::now().timestamp_millis().to_string();
     let body = serde_json::json!({"companyId": "stranger", "callID": "x1"}).to_string();
-    let sign = sobot_sync::receive::sign::sign("stranger", &ts, "rc-1", APP_KEY);
+    let sign = sobot_sync::core::push::sign::sign("stranger", &ts, "rc-1", APP_KEY);
     let res = client
         .post(format!("{}/push/talks", r.url()))
         .header("X-Log-TimeStamp", &ts)
@@ -378,7 +382,7 @@ async fn unreadable_bodies_get_400_and_are_kept_as_dead_letters() {
     // Signed by a configured company: kept as dead letters.
     for (path, body) in &bodies {
         let ts = Utc::now().timestamp_millis().to_string();
-        let sign = sobot_sync::receive::sign::sign(&company(), &ts, "rc", APP_KEY);
+        let sign = sobot_sync::core::push::sign::sign(&company(), &ts, "rc", APP_KEY);
         let res = send(path, body.clone(), sign, ts).await.expect("answer");
         assert_eq!(res.status(), 400, "{path}");
     }
@@ -439,7 +443,7 @@ async fn a_body_over_the_size_limit_gets_413_and_is_counted() {
     let client = reqwest::Client::new();
     let send = |code: &'static str, body: Vec<u8>| {
         let ts = Utc::now().timestamp_millis().to_string();
-        let sign = sobot_sync::receive::sign::sign(&company(), &ts, code, APP_KEY);
+        let sign = sobot_sync::core::push::sign::sign(&company(), &ts, code, APP_KEY);
         client
             .post(format!("{}/push/talks", r.url()))
             .header("X-Log-TimeStamp", ts)
@@ -648,7 +652,7 @@ async fn an_unreadable_body_whose_dead_letter_cannot_be_stored_gets_503() {
     let _ = std::fs::remove_dir_all(&wh);
     std::fs::write(&wh, b"not a folder").expect("block the warehouse");
     let ts = Utc::now().timestamp_millis().to_string();
-    let sign = sobot_sync::receive::sign::sign(&company(), &ts, "rc", APP_KEY);
+    let sign = sobot_sync::core::push::sign::sign(&company(), &ts, "rc", APP_KEY);
     let res = reqwest::Client::new()
         .post(format!("{}/push/talks", r.url()))
         .header("X-Log-TimeStamp", &ts)
@@ -722,13 +726,13 @@ async fn the_sim_push_command_sends_signed_pushes_and_reports_them() {
 }
 
 /// Every row of `kind`'s table in an S3 warehouse, by key (read with the crate's store).
-async fn s3_keys(loc: &sobot_sync::store::Location, kind: PushKind) -> BTreeMap<String, usize> {
+async fn s3_keys(loc: &sobot_sync::io::store::Location, kind: PushKind) -> BTreeMap<String, usize> {
     let mut counts: BTreeMap<String, usize> = BTreeMap::new();
-    let files = sobot_sync::sink::list_files(loc, kind.table())
+    let files = sobot_sync::io::sink::list_files(loc, kind.table())
         .await
         .expect("table listing");
     for rel in files {
-        let bytes = sobot_sync::sink::fetch(loc, &rel)
+        let bytes = sobot_sync::io::sink::fetch(loc, &rel)
             .await
             .unwrap_or_else(|e| panic!("read {rel}: {e}"));
         let batch = parquet_file::decode(bytes, &rel);
@@ -776,17 +780,17 @@ async fn pushes_land_once_in_an_s3_warehouse_across_restarts_and_a_lost_key_inde
         sent.iter().all(Sent::acknowledged),
         "every push acknowledged"
     );
-    let s3 = sobot_sync::store::S3Options {
+    let s3 = sobot_sync::io::store::S3Options {
         endpoint: wh.env().get("AWS_ENDPOINT_URL").cloned(),
         access_key_id: wh.env().get("AWS_ACCESS_KEY_ID").cloned(),
         secret_access_key: wh
             .env()
             .get("AWS_SECRET_ACCESS_KEY")
-            .map(sobot_sync::secret::Secret::new),
+            .map(sobot_sync::core::secret::Secret::new),
         region: wh.env().get("AWS_REGION").cloned(),
         allow_http: true,
     };
-    let loc = sobot_sync::store::Location::parse(&wh.url, &s3).expect("warehouse URL");
+    let loc = sobot_sync::io::store::Location::parse(&wh.url, &s3).expect("warehouse URL");
     for kind in kinds {
         let counts = s3_keys(&loc, kind).await;
         let dup: Vec<_> = counts.iter().filter(|(_, n)| **n > 1).collect();

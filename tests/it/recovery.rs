@@ -7,15 +7,17 @@
 //! to wait for it would hit the command timeout.
 
 use crate::support::cli_proc::{CliEnv, Outcome, assert_no_panic};
-use crate::support::cli_truth::{self as truth, ALL};
+use crate::support::cli_truth::{
+    ALL, {self as truth},
+};
 use chrono::{DateTime, Utc};
 use chrono_tz::Asia::Singapore;
 use serde_json::Value;
+use sobot_sync::io::state::holder::Liveness;
+use sobot_sync::io::state::model::{Outcome as RunOutcome, PipelineState};
+use sobot_sync::io::state::store::StateStore;
+use sobot_sync::io::store::{Location, S3Options};
 use sobot_sync::sim::Faults;
-use sobot_sync::state::holder::Liveness;
-use sobot_sync::state::model::{Outcome as RunOutcome, PipelineState};
-use sobot_sync::state::store::StateStore;
-use sobot_sync::store::{Location, S3Options};
 use std::time::{Duration, Instant};
 
 const NOW: &str = "2024-01-03T00:00:00+08:00";
@@ -24,7 +26,7 @@ const START: &str = "2024-01-02";
 const WATERMARK: &str = "2024-01-02T23:00:00+08:00";
 
 fn t(s: &str) -> DateTime<Utc> {
-    sobot_sync::timeutil::parse_time(s, Singapore).expect("test time")
+    sobot_sync::core::timeutil::parse_time(s, Singapore).expect("test time")
 }
 
 fn state_store(env: &CliEnv) -> StateStore {

@@ -4,17 +4,18 @@
 
 use crate::support::cli_proc::CliEnv;
 use crate::support::rig::{Rig, Warehouse, pipeline};
-use crate::support::table::{self, Table};
+use crate::support::table::{
+    Table, {self},
+};
 use arrow::array::{Array, AsArray};
 use arrow::datatypes::{DataType, Float64Type, Int64Type, TimeUnit, TimestampMillisecondType};
 use chrono::{DateTime, Duration, NaiveDate, Utc};
 use serde_json::Value;
-use sobot_sync::cli;
-use sobot_sync::pipeline::Pipeline;
-use sobot_sync::report::period::Period;
-use sobot_sync::report::request;
-use sobot_sync::report::spec::{ColumnKind, dimension_fields};
-use sobot_sync::runner::{Engine, Report};
+use sobot_sync::core::pipeline::Pipeline;
+use sobot_sync::core::report::period::Period;
+use sobot_sync::core::report::request;
+use sobot_sync::core::report::spec::{ColumnKind, dimension_fields};
+use sobot_sync::engine::run::{Engine, Report};
 use sobot_sync::sim::{Dialect, Faults, ReportQuery, SimConfig};
 use std::collections::BTreeMap;
 
@@ -40,7 +41,7 @@ fn sim_now(now: DateTime<Utc>) -> DateTime<Utc> {
 
 async fn run_reports(engine: &Engine) -> BTreeMap<String, Report> {
     let names: Vec<String> = REPORTS.iter().map(|s| s.to_string()).collect();
-    cli::run_pipelines(engine, &names)
+    sobot_sync::app::run::run_pipelines(engine, &names)
         .await
         .expect("report run succeeds")
         .into_iter()
@@ -345,7 +346,7 @@ async fn restated_days_are_replaced_until_final() {
     );
 
     // status shows up to when periods are final.
-    let rows = sobot_sync::status::collect(&engine.catalog, &engine.state, now3)
+    let rows = sobot_sync::app::status::collect(&engine.catalog, &engine.state, now3)
         .await
         .expect("status");
     let gw = rows
@@ -358,9 +359,9 @@ async fn restated_days_are_replaced_until_final() {
         .expect("settle status of a report pipeline");
     assert_eq!(settle.final_until, Some(t("2024-03-02T00:00:00+08:00")));
     assert!(
-        sobot_sync::status::render(&rows).contains("final until 2024-03-01T16:00:00+00:00"),
+        sobot_sync::app::status::render(&rows).contains("final until 2024-03-01T16:00:00+00:00"),
         "{}",
-        sobot_sync::status::render(&rows)
+        sobot_sync::app::status::render(&rows)
     );
 }
 
@@ -433,7 +434,9 @@ async fn week_and_month_windows_are_their_periods() {
     .await;
     rig.set("SOBOT_SYNC_PIPELINES", &dir.path().display().to_string());
     let engine = rig.engine(now);
-    let reports = cli::run_pipelines(&engine, &[]).await.expect("run");
+    let reports = sobot_sync::app::run::run_pipelines(&engine, &[])
+        .await
+        .expect("run");
     assert_eq!(reports.len(), 2);
 
     let weekly = pipeline(&engine, "weekly_agents");
@@ -473,9 +476,9 @@ async fn week_and_month_windows_are_their_periods() {
 /// its done windows; `status` lists it, then shows it finished.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn report_backfill_loads_the_past_and_leaves_the_watermark() {
-    use sobot_sync::runner::{Mode, RunError};
+    use sobot_sync::engine::run::{Mode, RunError};
+    use sobot_sync::io::state::model::Span;
     use sobot_sync::sim::Faults;
-    use sobot_sync::state::model::Span;
     let start = t("2024-03-05T00:00:00+08:00");
     let now = t("2024-03-07T02:00:00+08:00");
     let wm = t("2024-03-07T00:00:00+08:00");
@@ -504,7 +507,7 @@ async fn report_backfill_loads_the_past_and_leaves_the_watermark() {
     );
     for name in REPORTS {
         let p = pipeline(&engine, name);
-        let before = sobot_sync::cli::load_state(&engine.state, name)
+        let before = sobot_sync::app::setup::load_state(&engine.state, name)
             .await
             .expect("state")
             .expect("loaded");
@@ -518,7 +521,7 @@ async fn report_backfill_loads_the_past_and_leaves_the_watermark() {
             Some(wm),
             "{name}: a backfill leaves the watermark"
         );
-        let after = sobot_sync::cli::load_state(&engine.state, name)
+        let after = sobot_sync::app::setup::load_state(&engine.state, name)
             .await
             .expect("state")
             .expect("loaded");
@@ -542,7 +545,7 @@ async fn report_backfill_loads_the_past_and_leaves_the_watermark() {
             &["2024-03-01", "2024-03-02", "2024-03-05", "2024-03-06"],
         );
     }
-    let status = sobot_sync::status::collect(&engine.catalog, &engine.state, now)
+    let status = sobot_sync::app::status::collect(&engine.catalog, &engine.state, now)
         .await
         .expect("status");
     for name in REPORTS {
@@ -605,7 +608,7 @@ async fn report_backfill_loads_the_past_and_leaves_the_watermark() {
         RunError::Window { window, .. } => assert_eq!((window.start, window.end), broken),
         other => panic!("expected a window error, got {other}"),
     }
-    let st = sobot_sync::cli::load_state(&engine.state, "report_gateway_numbers")
+    let st = sobot_sync::app::setup::load_state(&engine.state, "report_gateway_numbers")
         .await
         .expect("state")
         .expect("loaded");
@@ -618,7 +621,7 @@ async fn report_backfill_loads_the_past_and_leaves_the_watermark() {
             end: broken.0
         }]
     );
-    let status = sobot_sync::status::collect(&engine.catalog, &engine.state, now)
+    let status = sobot_sync::app::status::collect(&engine.catalog, &engine.state, now)
         .await
         .expect("status");
     let row = status
@@ -634,7 +637,7 @@ async fn report_backfill_loads_the_past_and_leaves_the_watermark() {
     assert_eq!(r.watermark, Some(wm));
     let table = table::read(&engine, &gw.table).await;
     assert_report_table(&gw, &table, &truth(&rig, &gw, b_from, wm, now));
-    let st = sobot_sync::cli::load_state(&engine.state, "report_gateway_numbers")
+    let st = sobot_sync::app::setup::load_state(&engine.state, "report_gateway_numbers")
         .await
         .expect("state")
         .expect("loaded");
@@ -731,7 +734,7 @@ async fn indicator_catalogues_come_from_the_schemas_folder() {
     let p = pipeline(&engine, "report_gateway_numbers");
     assert_eq!(ty(&p, "inbound_brand_new"), None);
     let report = engine
-        .run(&p, sobot_sync::runner::Mode::Incremental)
+        .run(&p, sobot_sync::engine::run::Mode::Incremental)
         .await
         .expect("run");
     assert_eq!(report.windows, 1);
@@ -807,7 +810,8 @@ async fn dst_report_days(tz: chrono_tz::Tz, dialect: Dialect) {
     let agents = 4;
     for d in DST_DAYS.iter().filter(|d| d.tz == tz) {
         let date = NaiveDate::parse_from_str(d.day, "%Y-%m-%d").expect("date");
-        let midnight = |n: i64| sobot_sync::timeutil::local_midnight(tz, date + Duration::days(n));
+        let midnight =
+            |n: i64| sobot_sync::core::timeutil::local_midnight(tz, date + Duration::days(n));
         let (start, end) = (midnight(0), midnight(2));
         let now = end + Duration::hours(2);
         let rig = Rig::new(
@@ -825,12 +829,13 @@ async fn dst_report_days(tz: chrono_tz::Tz, dialect: Dialect) {
         .await;
         let engine = rig.engine(now);
         let names: Vec<String> = DST_REPORTS.iter().map(|(n, _)| n.to_string()).collect();
-        let reports: BTreeMap<String, Report> = cli::run_pipelines(&engine, &names)
-            .await
-            .unwrap_or_else(|e| panic!("{} {dialect:?}: {e}", d.day))
-            .into_iter()
-            .map(|r| (r.pipeline.clone(), r))
-            .collect();
+        let reports: BTreeMap<String, Report> =
+            sobot_sync::app::run::run_pipelines(&engine, &names)
+                .await
+                .unwrap_or_else(|e| panic!("{} {dialect:?}: {e}", d.day))
+                .into_iter()
+                .map(|r| (r.pipeline.clone(), r))
+                .collect();
         for (name, minutes) in DST_REPORTS {
             let what = format!("{name} {} {} {dialect:?}", tz.name(), d.day);
             let p = pipeline(&engine, name);

@@ -3,24 +3,26 @@
 //! range exactly once; a range reaching into the live run's lookback is refused.
 
 use crate::support::cli_proc::CliEnv;
-use crate::support::cli_truth::{self, TALKS};
+use crate::support::cli_truth::{
+    TALKS, {self},
+};
 use crate::support::rig::{Rig, Warehouse, pipeline};
-use crate::support::table;
-use crate::support::truth;
+use crate::support::{table, truth};
 use chrono::{DateTime, Duration, Utc};
 use chrono_tz::Asia::Singapore;
-use sobot_sync::cli;
-use sobot_sync::runner::{Engine, Mode};
-use sobot_sync::shard::{self, Shard};
+use sobot_sync::engine::run::{Engine, Mode};
+use sobot_sync::engine::shard::{
+    Shard, {self},
+};
+use sobot_sync::io::state::model::{PipelineState, Span};
 use sobot_sync::sim::SimConfig;
-use sobot_sync::state::model::{PipelineState, Span};
 
 fn t(s: &str) -> DateTime<Utc> {
-    sobot_sync::timeutil::parse_time(s, Singapore).expect("test time")
+    sobot_sync::core::timeutil::parse_time(s, Singapore).expect("test time")
 }
 
 async fn state(engine: &Engine, name: &str) -> PipelineState {
-    cli::load_state(&engine.state, name)
+    sobot_sync::app::setup::load_state(&engine.state, name)
         .await
         .unwrap_or_else(|e| panic!("state of {name}: {e}"))
         .unwrap_or_else(|| panic!("{name} has state"))

@@ -10,7 +10,9 @@ use chrono::{DateTime, TimeZone, Utc};
 use reqwest::StatusCode;
 use reqwest::header::HeaderMap;
 use serde_json::{Value, json};
-use sobot_sync::sim::{self, Faults, SimConfig, SimHandle};
+use sobot_sync::sim::{
+    Faults, SimConfig, SimHandle, {self},
+};
 
 const TOKEN: &str = "static-test-token";
 const MAINCDRS: &str = "/callservice/tm/tm-reports/maincdrs/_search";

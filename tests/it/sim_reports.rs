@@ -11,8 +11,10 @@ use chrono::{DateTime, NaiveDate, NaiveDateTime, TimeZone, Utc};
 use chrono_tz::Asia::Singapore;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use sobot_sync::report::indicators::Family;
-use sobot_sync::sim::{self, Faults, ReportQuery, SimConfig, SimHandle};
+use sobot_sync::core::report::indicators::Family;
+use sobot_sync::sim::{
+    Faults, ReportQuery, SimConfig, SimHandle, {self},
+};
 
 const TOKEN: &str = "static-test-token";
 const GATEWAY: &str = "/callservice/tm/tm-reports/gateway-number-table/_search";

@@ -2,12 +2,13 @@
 //! local files and S3. OWNER: snapshots.
 
 use crate::support::rig::{Rig, Warehouse, pipeline};
-use crate::support::table::{self, col_str, i64_at, ms_at, str_at};
+use crate::support::table::{
+    col_str, i64_at, ms_at, str_at, {self},
+};
 use chrono::{DateTime, Duration, Utc};
 use object_store::ObjectStoreExt;
 use sha2::{Digest, Sha256};
-use sobot_sync::cli;
-use sobot_sync::runner::{Engine, Mode, RunError};
+use sobot_sync::engine::run::{Engine, Mode, RunError};
 use sobot_sync::sim::{Faults, SimConfig};
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -17,12 +18,12 @@ fn t(s: &str) -> DateTime<Utc> {
         .unwrap_or_else(|e| panic!("test time {s:?}: {e}"))
 }
 
-async fn run(engine: &Engine, name: &str) -> Result<sobot_sync::runner::Report, RunError> {
+async fn run(engine: &Engine, name: &str) -> Result<sobot_sync::engine::run::Report, RunError> {
     engine.run(&pipeline(engine, name), Mode::Incremental).await
 }
 
 async fn watermark(engine: &Engine, name: &str) -> DateTime<Utc> {
-    cli::load_state(&engine.state, name)
+    sobot_sync::app::setup::load_state(&engine.state, name)
         .await
         .unwrap_or_else(|e| panic!("state of {name}: {e}"))
         .unwrap_or_else(|| panic!("{name} has state"))
@@ -435,7 +436,7 @@ async fn recordings_backfill_is_listed_and_resumes() {
         RunError::Window { window, .. } => assert_eq!(window.start, broken),
         other => panic!("expected a window failure, got {other}"),
     }
-    let st = cli::load_state(&engine.state, "recordings")
+    let st = sobot_sync::app::setup::load_state(&engine.state, "recordings")
         .await
         .expect("state")
         .expect("some");
@@ -446,12 +447,12 @@ async fn recordings_backfill_is_listed_and_resumes() {
     assert!(b.is_open());
     assert_eq!(
         b.done.0,
-        vec![sobot_sync::state::model::Span {
+        vec![sobot_sync::io::state::model::Span {
             start: b_from,
             end: broken
         }]
     );
-    let rows = sobot_sync::status::collect(&engine.catalog, &engine.state, now)
+    let rows = sobot_sync::app::status::collect(&engine.catalog, &engine.state, now)
         .await
         .expect("status");
     let row = rows
@@ -484,13 +485,13 @@ async fn recordings_backfill_is_listed_and_resumes() {
         with_url(broken, b_to).len() as u64,
         "the two hours' recordings, nothing of 06:00"
     );
-    let st = cli::load_state(&engine.state, "recordings")
+    let st = sobot_sync::app::setup::load_state(&engine.state, "recordings")
         .await
         .expect("state")
         .expect("some");
     assert_eq!(st.watermark, end);
     assert!(st.backfills.iter().all(|b| !b.is_open()));
-    let rows = sobot_sync::status::collect(&engine.catalog, &engine.state, now)
+    let rows = sobot_sync::app::status::collect(&engine.catalog, &engine.state, now)
         .await
         .expect("status");
     let row = rows

@@ -11,10 +11,10 @@ use object_store::{ObjectStoreExt, PutPayload};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::basic::Compression;
 use serde::{Deserialize, Serialize};
-use sobot_sync::secret::Secret;
-use sobot_sync::sink::{WindowFile, list_files, write_window};
-use sobot_sync::state::store::{StateError, StateStore};
-use sobot_sync::store::{Location, S3Options, StoreError};
+use sobot_sync::core::secret::Secret;
+use sobot_sync::io::sink::{WindowFile, list_files, write_window};
+use sobot_sync::io::state::store::{StateError, StateStore};
+use sobot_sync::io::store::{Location, S3Options, StoreError};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -309,7 +309,7 @@ async fn a_file_left_inside_a_wider_one_is_removed_on_the_next_write(b: Backend)
     // What a process killed between storing a day file and deleting the hour files it
     // replaced leaves behind: an hour file inside the day's span.
     let stale = span("t", 4, 5).relative_path();
-    let bytes = sobot_sync::sink::encode(&hourly_rows("stale", 4..5, 9)).expect("encode");
+    let bytes = sobot_sync::io::sink::encode(&hourly_rows("stale", 4..5, 9)).expect("encode");
     b.loc
         .store()
         .put(&b.loc.path(&stale), PutPayload::from(bytes))

@@ -7,20 +7,21 @@
 
 use crate::support::cli_proc::{CliEnv, assert_no_panic};
 use crate::support::rig::{Warehouse, pipeline};
-use crate::support::table;
-use crate::support::truth;
+use crate::support::{table, truth};
 use chrono::{DateTime, NaiveDate, Utc};
 use chrono_tz::America::New_York;
 use chrono_tz::Asia::Singapore;
 use chrono_tz::Tz;
 use futures::TryStreamExt;
-use sobot_sync::clock::FixedClock;
-use sobot_sync::runner::Engine;
-use sobot_sync::settings::Settings;
-use sobot_sync::sim::{self, SimConfig, SimHandle};
-use sobot_sync::state::store::StateStore;
-use sobot_sync::store::{Location, S3Options};
-use sobot_sync::{cli, tenant};
+use sobot_sync::app::settings::Settings;
+use sobot_sync::app::tenant;
+use sobot_sync::core::clock::FixedClock;
+use sobot_sync::engine::run::Engine;
+use sobot_sync::io::state::store::StateStore;
+use sobot_sync::io::store::{Location, S3Options};
+use sobot_sync::sim::{
+    SimConfig, SimHandle, {self},
+};
 use std::collections::BTreeSet;
 use std::path::Path;
 use std::sync::Arc;
@@ -165,7 +166,9 @@ max_rps = 12
     let engines: Vec<Engine> = tenant::select(&settings, None)
         .expect("both tenants")
         .into_iter()
-        .map(|s| cli::engine(s, Arc::new(FixedClock(now))).expect("engine builds"))
+        .map(|s| {
+            sobot_sync::app::setup::engine(s, Arc::new(FixedClock(now))).expect("engine builds")
+        })
         .collect();
     assert_eq!(engines.len(), 2);
     // indicator_plans keeps one current file and deletes the older ones it lists: a
@@ -178,7 +181,9 @@ max_rps = 12
         "report_gateway_numbers",
     ]
     .map(String::from);
-    let runs = engines.iter().map(|e| cli::run_pipelines(e, &names));
+    let runs = engines
+        .iter()
+        .map(|e| sobot_sync::app::run::run_pipelines(e, &names));
     for (result, e) in futures::future::join_all(runs)
         .await
         .into_iter()
@@ -244,7 +249,7 @@ max_rps = 12
             if truth.table == "talks" {
                 keys.push(truth.keys());
             }
-            let state = cli::load_state(&engine.state, &p.name)
+            let state = sobot_sync::app::setup::load_state(&engine.state, &p.name)
                 .await
                 .expect("state readable")
                 .expect("state committed");

@@ -7,10 +7,12 @@
 
 use crate::support::cli_proc::{CliEnv, finish};
 use crate::support::rig::{Rig, Warehouse};
-use crate::support::table::{self, i64_at, ms_at, str_at};
+use crate::support::table::{
+    i64_at, ms_at, str_at, {self},
+};
 use chrono::{DateTime, Duration, Utc};
+use sobot_sync::engine::watch_metrics::{WATCH_ENDPOINT, WatchReport, watch};
 use sobot_sync::sim::{Faults, SimConfig};
-use sobot_sync::watch_metrics::{WATCH_ENDPOINT, WatchReport, watch};
 use std::collections::{BTreeMap, BTreeSet};
 use tokio_util::sync::CancellationToken;
 
@@ -77,7 +79,7 @@ async fn watch_for(rig: &Rig, minutes: i64, caught_up: bool) -> WatchReport {
             .format("%Y%m%dT%H%M%SZ_")
             .to_string();
         loop {
-            let files = sobot_sync::sink::list_files(&reader.warehouse, "agent_metrics")
+            let files = sobot_sync::io::sink::list_files(&reader.warehouse, "agent_metrics")
                 .await
                 .expect("listing");
             if files.iter().any(|f| f.contains(&name)) {
@@ -394,10 +396,10 @@ async fn the_simulator_refuses_a_stream_without_idempotency_key_or_token() {
         "{:?}",
         r.headers()
     );
-    let mut parser = sobot_sync::watch_metrics::sse::SseParser::new(1 << 24);
+    let mut parser = sobot_sync::engine::watch_metrics::sse::SseParser::new(1 << 24);
     let first = loop {
         let chunk = r.chunk().await.expect("stream").expect("not ended");
-        if let Some(sobot_sync::watch_metrics::sse::Parsed::Event(e)) =
+        if let Some(sobot_sync::engine::watch_metrics::sse::Parsed::Event(e)) =
             parser.feed(&chunk).into_iter().next()
         {
             break e;
@@ -479,9 +481,9 @@ async fn a_quiet_stream_still_gets_its_snapshot_after_the_grace() {
     };
     let reader = rig.engine(start());
     let deadline =
-        began + sobot_sync::watch_metrics::QUIET_GRACE + std::time::Duration::from_secs(30);
+        began + sobot_sync::engine::watch_metrics::QUIET_GRACE + std::time::Duration::from_secs(30);
     loop {
-        let files = sobot_sync::sink::list_files(&reader.warehouse, "agent_metrics")
+        let files = sobot_sync::io::sink::list_files(&reader.warehouse, "agent_metrics")
             .await
             .expect("listing");
         if !files.is_empty() {
@@ -495,7 +497,7 @@ async fn a_quiet_stream_still_gets_its_snapshot_after_the_grace() {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
     assert!(
-        began.elapsed() >= sobot_sync::watch_metrics::QUIET_GRACE,
+        began.elapsed() >= sobot_sync::engine::watch_metrics::QUIET_GRACE,
         "written before the grace was over"
     );
     stop.cancel();

@@ -7,10 +7,10 @@
 use crate::support::rig::{Rig, Warehouse, pipeline};
 use chrono::{DateTime, Duration, Utc};
 use serde_json::{Value, json};
-use sobot_sync::api::{ApiClient, ApiSettings, Credentials};
-use sobot_sync::report::response::{read_page, read_plans};
-use sobot_sync::runner::Mode;
-use sobot_sync::secret::Secret;
+use sobot_sync::core::report::response::{read_page, read_plans};
+use sobot_sync::core::secret::Secret;
+use sobot_sync::engine::run::Mode;
+use sobot_sync::io::api::{ApiClient, ApiSettings, Credentials};
 use sobot_sync::sim::{Dialect, Faults, SimConfig, SimHandle};
 use std::time::Instant;
 

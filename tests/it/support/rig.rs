@@ -1,13 +1,13 @@
 //! An engine wired to a simulator and a warehouse (local files or in-process S3), built
-//! the way the binary builds it: settings from an environment map, then `cli::engine`.
+//! the way the binary builds it: settings from an environment map, then `sobot_sync::app::setup::engine`.
 
 use super::s3::{ACCESS_KEY, BUCKET, REGION, S3Server, SECRET_KEY};
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
-use sobot_sync::clock::FixedClock;
-use sobot_sync::pipeline::Pipeline;
-use sobot_sync::runner::Engine;
-use sobot_sync::settings::Settings;
+use sobot_sync::app::settings::Settings;
+use sobot_sync::core::clock::FixedClock;
+use sobot_sync::core::pipeline::Pipeline;
+use sobot_sync::engine::run::Engine;
 use sobot_sync::sim::{SimConfig, SimHandle};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -140,7 +140,7 @@ impl Rig {
     /// An engine whose clock stands at `now`.
     pub fn engine(&self, now: DateTime<Utc>) -> Engine {
         let settings = Settings::from_sources(None, &self.env()).expect("valid test settings");
-        sobot_sync::cli::engine(settings, Arc::new(FixedClock(now))).expect("engine builds")
+        sobot_sync::app::setup::engine(settings, Arc::new(FixedClock(now))).expect("engine builds")
     }
 }
 

@@ -10,7 +10,7 @@ use axum::http::{Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use s3s::auth::SimpleAuth;
 use s3s::service::{S3Service, S3ServiceBuilder};
-use sobot_sync::store::S3Options;
+use sobot_sync::io::store::S3Options;
 use std::path::Path;
 use std::sync::Arc;
 use tokio::sync::Mutex;
@@ -72,7 +72,7 @@ impl S3Server {
         S3Options {
             endpoint: Some(self.endpoint()),
             access_key_id: Some(ACCESS_KEY.to_string()),
-            secret_access_key: Some(sobot_sync::secret::Secret::new(SECRET_KEY)),
+            secret_access_key: Some(sobot_sync::core::secret::Secret::new(SECRET_KEY)),
             region: Some(REGION.to_string()),
             allow_http: true,
         }

@@ -8,8 +8,8 @@ use arrow::util::display::{ArrayFormatter, FormatOptions};
 use chrono::{DateTime, NaiveDate, Utc};
 use chrono_tz::Tz;
 use object_store::ObjectStoreExt;
-use sobot_sync::runner::Engine;
-use sobot_sync::sink::list_files;
+use sobot_sync::engine::run::Engine;
+use sobot_sync::io::sink::list_files;
 use std::collections::{BTreeMap, BTreeSet};
 
 /// Columns that differ from run to run by design.

@@ -6,7 +6,7 @@ use super::table::{Table, i64_at, ms_at, str_at};
 use chrono::{DateTime, TimeZone, Utc};
 use chrono_tz::Tz;
 use serde_json::Value;
-use sobot_sync::plan::Grid;
+use sobot_sync::core::plan::Grid;
 use sobot_sync::sim::Dataset;
 use std::collections::{BTreeMap, BTreeSet};
 

@@ -1,0 +1,227 @@
+#!/usr/bin/env python3
+"""The house rule, checked: a module under src/<layer>/ may use its own layer and the
+layers below it (core <- io <- engine <- app). Also reports import cycles between files.
+
+Reads `crate::`, `super::` and `self::` paths in every src file, leaving out
+`#[cfg(test)]` items. `sim` and `main.rs`/`lib.rs` are outside the rule; only `app` may
+use `sim` (the `demo` and `sim` commands run it).
+
+Usage: layers.py [--graph] [--cycles] [--max-cycle N]
+Exit 1 when a lower layer reaches up, or a cycle is larger than --max-cycle (default 3).
+"""
+import os
+import re
+import sys
+
+SRC = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "src")
+LAYERS = ["core", "io", "engine", "app"]
+
+
+def module_of(path):
+    rel = os.path.relpath(path, SRC)[:-3].split(os.sep)
+    if rel[-1] == "mod":
+        rel = rel[:-1]
+    if rel in (["lib"], ["main"]):
+        return ()
+    return tuple(rel)
+
+
+def strip_tests(text):
+    """Drops `#[cfg(test)]` items (a `mod tests { .. }` block or a single item)."""
+    out = []
+    i = 0
+    while True:
+        j = text.find("#[cfg(test)]", i)
+        if j < 0:
+            out.append(text[i:])
+            break
+        out.append(text[i:j])
+        k = j + len("#[cfg(test)]")
+        # the item ends at the first ';' before any '{', or at the matching '}'
+        depth = 0
+        while k < len(text):
+            c = text[k]
+            if c == ";" and depth == 0:
+                k += 1
+                break
+            if c == "{":
+                depth += 1
+            elif c == "}":
+                depth -= 1
+                if depth == 0:
+                    k += 1
+                    break
+            k += 1
+        i = k
+    return "".join(out)
+
+
+def strip_comments(text):
+    text = re.sub(r"/\*.*?\*/", "", text, flags=re.S)
+    text = re.sub(r"//[^\n]*", "", text)
+    text = re.sub(r'"(?:\\.|[^"\\])*"', '""', text)
+    return text
+
+
+def expand(tree):
+    """`a::{b, c::{d, e}}` -> [a::b, a::c::d, a::c::e]"""
+    tree = tree.strip()
+    depth = 0
+    for idx, c in enumerate(tree):
+        if c == "{":
+            if depth == 0:
+                head = tree[:idx]
+                inner = tree[idx + 1 : tree.rindex("}")]
+                parts, cur, d = [], "", 0
+                for ch in inner:
+                    if ch == "," and d == 0:
+                        parts.append(cur)
+                        cur = ""
+                        continue
+                    if ch == "{":
+                        d += 1
+                    if ch == "}":
+                        d -= 1
+                    cur += ch
+                parts.append(cur)
+                res = []
+                for p in parts:
+                    if p.strip():
+                        res += [head + q for q in expand(p)]
+                return res
+            depth += 1
+    return [re.split(r"\s+as\s+", tree)[0].strip()]
+
+
+def refs(text):
+    paths = []
+    for m in re.finditer(r"\buse\s+((?:crate|super|self)[^;]*);", text):
+        try:
+            paths += expand(m.group(1))
+        except ValueError:
+            pass
+    for m in re.finditer(r"(?<![\w:])((?:crate|super|self)(?:::\w+)+)", text):
+        paths.append(m.group(1))
+    return paths
+
+
+def resolve(mod, is_dir_mod, path, modules):
+    segs = [s.strip() for s in path.split("::") if s.strip()]
+    if not segs:
+        return None
+    if segs[0] == "crate":
+        base = []
+        segs = segs[1:]
+    elif segs[0] in ("super", "self"):
+        base = list(mod) if is_dir_mod else list(mod[:-1])
+        # `self` in a file names the file itself; in mod.rs the folder
+        if segs[0] == "self":
+            base = list(mod)
+            segs = segs[1:]
+        while segs and segs[0] == "super":
+            base = base[:-1] if not is_dir_mod or base != list(mod) else list(mod[:-1])
+            segs = segs[1:]
+            is_dir_mod = False
+    else:
+        return None
+    full = base + segs
+    for n in range(len(full), 0, -1):
+        if tuple(full[:n]) in modules:
+            return tuple(full[:n])
+    return None
+
+
+def main():
+    args = sys.argv[1:]
+    max_cycle = 3
+    if "--max-cycle" in args:
+        max_cycle = int(args[args.index("--max-cycle") + 1])
+    files = {}
+    for root, _, names in os.walk(SRC):
+        for n in names:
+            if n.endswith(".rs"):
+                p = os.path.join(root, n)
+                files[module_of(p)] = p
+    modules = set(files)
+    graph = {}
+    for mod, p in files.items():
+        if mod == ():
+            continue
+        text = strip_comments(strip_tests(open(p).read()))
+        is_dir = p.endswith("mod.rs")
+        deps = set()
+        for r in refs(text):
+            t = resolve(mod, is_dir, r, modules)
+            if t is not None and t != mod and t != ():
+                deps.add(t)
+        graph[mod] = deps
+
+    bad = []
+    for mod, deps in sorted(graph.items()):
+        top = mod[0]
+        if top not in LAYERS:
+            continue
+        for d in sorted(deps):
+            if d[0] == "sim" and top != "app":
+                bad.append(f"{'::'.join(mod)} -> {'::'.join(d)} (the simulator is not a layer)")
+            elif d[0] in LAYERS and LAYERS.index(d[0]) > LAYERS.index(top):
+                bad.append(f"{'::'.join(mod)} ({top}) -> {'::'.join(d)} ({d[0]})")
+            elif d[0] not in LAYERS and d[0] != "sim":
+                bad.append(f"{'::'.join(mod)} ({top}) -> {'::'.join(d)} (outside the layers)")
+    outside = sorted(m for m in graph if m[0] not in LAYERS + ["sim"])
+
+    # Tarjan's strongly connected components
+    index, low, on, stack, sccs = {}, {}, set(), [], []
+    counter = [0]
+    sys.setrecursionlimit(10000)
+
+    def strong(v):
+        index[v] = low[v] = counter[0]
+        counter[0] += 1
+        stack.append(v)
+        on.add(v)
+        for w in graph.get(v, ()):
+            if w not in graph:
+                continue
+            if w not in index:
+                strong(w)
+                low[v] = min(low[v], low[w])
+            elif w in on:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            comp = []
+            while True:
+                w = stack.pop()
+                on.discard(w)
+                comp.append(w)
+                if w == v:
+                    break
+            if len(comp) > 1:
+                sccs.append(sorted(comp))
+
+    for v in sorted(graph):
+        if v not in index:
+            strong(v)
+
+    if "--graph" in args:
+        for mod, deps in sorted(graph.items()):
+            print("::".join(mod), "->", ", ".join("::".join(d) for d in sorted(deps)))
+    cycles = [c for c in sccs if not all(m[0] == "sim" for m in c)]
+    for c in sorted(cycles, key=len, reverse=True):
+        if "--cycles" in args or len(c) > max_cycle:
+            print(f"cycle of {len(c)}: " + ", ".join("::".join(m) for m in c))
+    for b in bad:
+        print("reaches up:", b)
+    if outside:
+        print("outside the layers:", ", ".join("::".join(m) for m in outside))
+    big = [c for c in cycles if len(c) > max_cycle]
+    if bad or big or outside:
+        print(f"layers: {len(bad)} upward imports, {len(big)} cycles over {max_cycle} files, "
+              f"{len(outside)} modules outside the layers")
+        return 1
+    print(f"layers: clean ({len(graph)} modules; largest cycle {max((len(c) for c in cycles), default=1)} files)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,324 @@
+//! The command line (CONTRACT section 1). Every command returns an exit status:
+//! 0 success, 1 a pipeline (or the API check) failed, 2 bad usage or configuration.
+
+use crate::core::error::CommandError;
+use crate::sim;
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "sobot-sync",
+    version,
+    about = "Keeps a data warehouse in sync with a Sobot call centre"
+)]
+pub struct Cli {
+    /// Settings file (TOML); environment variables override it.
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Incremental sync: every window from each pipeline's watermark to now - lag, then the lookback windows.
+    Run {
+        /// Pipelines to run (default: every enabled one).
+        pipelines: Vec<String>,
+        /// Pretend the current time is TIME (RFC 3339 or a date).
+        #[arg(long, value_name = "TIME")]
+        now: Option<String>,
+        /// issue 4: only this tenant (default: every configured tenant).
+        #[arg(long, value_name = "NAME")]
+        tenant: Option<String>,
+    },
+    /// Load the historical range [from, to) of one pipeline; resumable, never moves the watermark.
+    Backfill {
+        pipeline: String,
+        #[arg(long, value_name = "TIME")]
+        from: String,
+        #[arg(long, value_name = "TIME")]
+        to: String,
+        #[arg(long, value_name = "TIME")]
+        now: Option<String>,
+        /// issue 4: the tenant (needed when several are configured).
+        #[arg(long, value_name = "NAME")]
+        tenant: Option<String>,
+        /// Load only shard I of N (I from 0): the range split at local midnights into N parts that run at once (see README, sharded backfill).
+        #[arg(long, value_name = "I/N")]
+        shard: Option<String>,
+        /// N shards, this one's index from JOB_COMPLETION_INDEX (a Kubernetes indexed Job).
+        #[arg(long, value_name = "N")]
+        shards: Option<String>,
+    },
+    /// Where each pipeline stands: watermark, lag, gaps, last run, open backfills.
+    Status {
+        /// One JSON array, an object per pipeline.
+        #[arg(long)]
+        json: bool,
+        #[arg(long, value_name = "TIME")]
+        now: Option<String>,
+        /// issue 4: only this tenant (default: every configured tenant).
+        #[arg(long, value_name = "NAME")]
+        tenant: Option<String>,
+    },
+    /// Validate settings, pipelines and schemas, prove storage access, then prove every endpoint the enabled pipelines use with one cheap request each.
+    Check {
+        /// issue 4: only this tenant (default: every configured tenant).
+        #[arg(long, value_name = "NAME")]
+        tenant: Option<String>,
+        /// issue 13: one JSON object: the checks and an array of endpoint results.
+        #[arg(long)]
+        json: bool,
+        /// Pretend the current time is TIME (the windows and periods probed).
+        #[arg(long, value_name = "TIME")]
+        now: Option<String>,
+    },
+    /// Compare the relay number report with the talks, per final day; exit 1 on a difference beyond the tolerance.
+    Reconcile {
+        /// First day (RFC 3339 or a date; default: the first day both tables loaded).
+        #[arg(long, value_name = "DATE")]
+        from: Option<String>,
+        /// End, exclusive (default: the last final day both tables loaded).
+        #[arg(long, value_name = "DATE")]
+        to: Option<String>,
+        /// 5 (absolute), 0.5% (relative) or 5,0.5% (either); default SOBOT_SYNC_RECONCILE_TOLERANCE, else exact.
+        #[arg(long, value_name = "T")]
+        tolerance: Option<String>,
+        #[arg(long, value_name = "TIME")]
+        now: Option<String>,
+        /// issue 4: the tenant (needed when several are configured).
+        #[arg(long, value_name = "NAME")]
+        tenant: Option<String>,
+    },
+    /// Long-running scheduler: each pipeline on its own cron schedule until SIGTERM/SIGINT.
+    Daemon {
+        /// Pipelines to schedule (default: every enabled one).
+        pipelines: Vec<String>,
+        /// Pretend the current time is TIME in every run (replays and tests).
+        #[arg(long, value_name = "TIME")]
+        now: Option<String>,
+    },
+    /// The built-in Sobot API simulator.
+    Sim(Box<sim::SimArgs>),
+    /// Start the simulator in-process and sync three simulated days into the warehouse.
+    Demo {
+        /// Also write what the demo wrote (rows and files per table) as JSON to FILE.
+        #[arg(long, value_name = "FILE")]
+        summary_json: Option<PathBuf>,
+        /// issue 13: which of the API document's answer forms the demo's simulator speaks
+        /// (`literal`: the unwrapped token, `code: 0` reports, bare metrics, recordings on
+        /// another host); the product reads both.
+        #[arg(long, value_enum, default_value_t = crate::sim::Dialect::Enveloped, env = "SOBOT_SIM_DIALECT")]
+        dialect: crate::sim::Dialect,
+    },
+    // --- issue 5 (M): agent metrics stream, see src/watch_metrics/ ---
+    /// Follow the agent metrics stream and write an agent_metrics snapshot every SOBOT_SYNC_METRICS_SNAPSHOT_SECS, until SIGTERM/SIGINT.
+    WatchMetrics {
+        /// The tenant (needed when several are configured).
+        #[arg(long, value_name = "NAME")]
+        tenant: Option<String>,
+    },
+    // --- issue 4 (C): warehouse integration, see src/ddl.rs and src/compact.rs ---
+    /// Print CREATE statements that make every enabled table queryable in Trino or DuckDB.
+    Ddl {
+        #[arg(long, value_enum)]
+        dialect: crate::app::ddl::Dialect,
+        /// Where the tables are (default: SOBOT_SYNC_WAREHOUSE).
+        #[arg(long, value_name = "URL")]
+        location: Option<String>,
+        /// The schema the tables and views are created in.
+        #[arg(long, value_name = "NAME", default_value = "sobot")]
+        schema: String,
+        /// Tables to print (default: every enabled one).
+        tables: Vec<String>,
+    },
+    /// Merge the window files of closed partitions of TABLE into files of SOBOT_SYNC_COMPACT_TARGET_BYTES.
+    Compact {
+        table: String,
+        /// Only partitions before this date (default: today in SOBOT_TIMEZONE).
+        #[arg(long, value_name = "DATE")]
+        before: Option<String>,
+        /// Pretend the current time is TIME (RFC 3339 or a date).
+        #[arg(long, value_name = "TIME")]
+        now: Option<String>,
+        /// The tenant (needed when several are configured).
+        #[arg(long, value_name = "NAME")]
+        tenant: Option<String>,
+    },
+    // --- issue 13: crash recovery, see src/unlock.rs ---
+    /// Release a pipeline's lock left by a crashed run (like terraform force-unlock); refuses (exit 1) while a live holder's lease is fresh, unless --force.
+    Unlock {
+        pipeline: String,
+        /// Release even while the holder's lease is fresh and its process may be alive.
+        #[arg(long)]
+        force: bool,
+        /// Release this range lock (a shard's FROM_TO scope, or `compact`) instead of the pipeline lock.
+        #[arg(long, value_name = "SCOPE")]
+        range: Option<String>,
+        /// The tenant (needed when several are configured).
+        #[arg(long, value_name = "NAME")]
+        tenant: Option<String>,
+    },
+    // --- issue 5 (R): push receiver, see src/receive/ ---
+    /// Receive Sobot's pushes: verify, log durably, acknowledge, flush to Parquet; until SIGTERM.
+    Receive {
+        /// Listen address (default SOBOT_SYNC_RECEIVE_ADDR, else 0.0.0.0:8780).
+        #[arg(long, value_name = "HOST:PORT")]
+        addr: Option<String>,
+    },
+}
+
+pub async fn main(cli: Cli) -> ExitCode {
+    let result = match cli.command {
+        Command::Receive { addr } => {
+            crate::app::receive::run(cli.config.as_deref(), addr.as_deref()).await
+        }
+        Command::Unlock {
+            pipeline,
+            force,
+            range,
+            tenant,
+        } => {
+            let args = crate::app::unlock::Args {
+                pipeline,
+                force,
+                range,
+                tenant,
+            };
+            crate::app::unlock::run(cli.config.as_deref(), &args).await
+        }
+        Command::Sim(args) => sim::serve(args.as_ref())
+            .await
+            .map_err(|e| CommandError::Config(format!("simulator: {e}"))),
+        Command::Demo {
+            summary_json,
+            dialect,
+        } => crate::app::demo::run(cli.config.as_deref(), summary_json.as_deref(), dialect).await,
+        Command::Compact {
+            table,
+            before,
+            now,
+            tenant,
+        } => {
+            let args = crate::app::compact::Args {
+                table,
+                before,
+                now,
+                tenant,
+            };
+            crate::app::compact::run(cli.config.as_deref(), &args).await
+        }
+        Command::Ddl {
+            dialect,
+            location,
+            schema,
+            tables,
+        } => crate::app::ddl::run(
+            cli.config.as_deref(),
+            &crate::app::ddl::Args {
+                dialect,
+                location,
+                schema,
+                tables,
+            },
+        ),
+        Command::WatchMetrics { tenant } => {
+            crate::app::watch_metrics::run_cmd(cli.config.as_deref(), tenant.as_deref()).await
+        }
+        Command::Check { tenant, json, now } => {
+            let (tenant, now) = (tenant.as_deref(), now.as_deref());
+            crate::app::check::run(cli.config.as_deref(), tenant, json, now).await
+        }
+        Command::Daemon { pipelines, now } => {
+            crate::app::daemon::run(cli.config.as_deref(), &pipelines, now.as_deref()).await
+        }
+        Command::Reconcile {
+            from,
+            to,
+            tolerance,
+            now,
+            tenant,
+        } => {
+            let args = crate::app::reconcile_cmd::Args {
+                from,
+                to,
+                tolerance,
+                now,
+                tenant,
+            };
+            crate::app::reconcile_cmd::run(cli.config.as_deref(), &args).await
+        }
+        Command::Status { json, now, tenant } => {
+            crate::app::status::status_cmd(
+                cli.config.as_deref(),
+                json,
+                now.as_deref(),
+                tenant.as_deref(),
+            )
+            .await
+        }
+        Command::Run {
+            pipelines,
+            now,
+            tenant,
+        } => {
+            crate::app::run::run_cmd(
+                cli.config.as_deref(),
+                &pipelines,
+                now.as_deref(),
+                tenant.as_deref(),
+            )
+            .await
+        }
+        Command::Backfill {
+            pipeline,
+            from,
+            to,
+            now,
+            tenant,
+            shard: None,
+            shards: None,
+        } => {
+            crate::app::backfill::backfill_cmd(
+                cli.config.as_deref(),
+                &pipeline,
+                &from,
+                &to,
+                now.as_deref(),
+                tenant.as_deref(),
+            )
+            .await
+        }
+        // issue 4 (deploy): sharded backfill for the Kubernetes indexed Job.
+        Command::Backfill {
+            pipeline,
+            from,
+            to,
+            now,
+            tenant,
+            shard,
+            shards,
+        } => {
+            let (shard, shards) = (shard.as_deref(), shards.as_deref());
+            let args = (pipeline.as_str(), from.as_str(), to.as_str());
+            crate::app::shard::backfill_cmd(
+                cli.config.as_deref(),
+                args,
+                now.as_deref(),
+                tenant.as_deref(),
+                (shard, shards),
+            )
+            .await
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(e.exit_code())
+        }
+    }
+}

@@ -1,0 +1,119 @@
+//! Which partitions are closed and how their files are grouped into merged files.
+
+use crate::core::timeutil;
+use crate::io::sink::SinkError;
+use crate::io::sink::merge::{
+    SpanFile, {self},
+};
+use crate::io::store::Location;
+use chrono::{DateTime, NaiveDate, Utc};
+use futures::TryStreamExt;
+use std::collections::BTreeMap;
+
+use super::CompactError;
+use super::s3::delete_batch;
+
+/// A span file of a partition and its size on storage.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct Sized {
+    pub(super) file: SpanFile,
+    pub(super) bytes: u64,
+}
+
+/// Groups a partition's files (sorted by span) into runs whose total size stays under
+/// `target`, a run always taking at least one file. Runs of one file are left as they are.
+pub(super) fn plan_groups(files: &[Sized], target: u64) -> Vec<Vec<Sized>> {
+    let mut groups: Vec<Vec<Sized>> = Vec::new();
+    let mut size = 0u64;
+    for f in files {
+        match groups.last_mut() {
+            Some(g) if size + f.bytes <= target => {
+                g.push(f.clone());
+                size += f.bytes;
+            }
+            _ => {
+                groups.push(vec![f.clone()]);
+                size = f.bytes;
+            }
+        }
+    }
+    groups
+}
+
+/// The first day that is still open: a day is closed when its local end (the next
+/// local midnight) is at or before `limit`, i.e. when it is before `limit`'s local date,
+/// and when it is before `before`. Partitions before the returned day are closed.
+pub fn first_open_day(tz: chrono_tz::Tz, limit: DateTime<Utc>, before: NaiveDate) -> NaiveDate {
+    timeutil::local_date(tz, limit).min(before)
+}
+
+/// The `dt` of a relative path `<table>/dt=YYYY-MM-DD/<name>`.
+pub(super) fn partition_of(table: &str, rel: &str) -> Option<NaiveDate> {
+    let rest = rel.strip_prefix(table)?.strip_prefix('/')?;
+    let (folder, name) = rest.split_once('/')?;
+    if name.contains('/') {
+        return None;
+    }
+    crate::core::layout::parse_dt_folder(folder)
+}
+
+/// Every span file of the table by partition, sorted by span, with its size.
+pub(super) async fn list_partitions(
+    loc: &Location,
+    table: &str,
+) -> Result<BTreeMap<NaiveDate, Vec<Sized>>, CompactError> {
+    let metas: Vec<_> = loc
+        .store()
+        .list(loc.list_prefix(table).as_ref())
+        .try_collect()
+        .await
+        .map_err(|source| CompactError::Sink {
+            table: table.to_string(),
+            source: Box::new(SinkError::List {
+                path: loc.display(table),
+                source,
+            }),
+        })?;
+    let mut out: BTreeMap<NaiveDate, Vec<Sized>> = BTreeMap::new();
+    for m in metas {
+        let Some(rel) = loc.relative(&m.location) else {
+            continue;
+        };
+        let Some(dt) = partition_of(table, &rel) else {
+            continue;
+        };
+        let Some((start, end)) = m.location.filename().and_then(merge::parse_span) else {
+            continue;
+        };
+        out.entry(dt).or_default().push(Sized {
+            file: SpanFile { rel, start, end },
+            bytes: m.size,
+        });
+    }
+    for files in out.values_mut() {
+        files.sort_by_key(|f| (f.file.start, f.file.end));
+    }
+    Ok(out)
+}
+
+/// Deletes files lying inside another file's span (left by a cut write or a cut S3
+/// batch delete: the wider file holds their rows), and returns the others.
+pub(super) async fn drop_superseded(
+    loc: &Location,
+    table: &str,
+    files: Vec<Sized>,
+) -> Result<Vec<Sized>, CompactError> {
+    let spans: Vec<SpanFile> = files.iter().map(|f| f.file.clone()).collect();
+    let stale: Vec<SpanFile> = merge::superseded(&spans).into_iter().cloned().collect();
+    if stale.is_empty() {
+        return Ok(files);
+    }
+    for f in &stale {
+        tracing::info!(path = %loc.display(&f.rel), "removing a file left inside a wider one by an interrupted write");
+    }
+    delete_batch(loc, table, stale.iter().map(|f| f.rel.clone()).collect()).await?;
+    Ok(files
+        .into_iter()
+        .filter(|f| !stale.contains(&f.file))
+        .collect())
+}
