@@ -105,7 +105,7 @@ def refs(text):
     return paths
 
 
-def resolve(mod, is_dir_mod, path, modules):
+def resolve(mod, path, modules):
     segs = [s.strip() for s in path.split("::") if s.strip()]
     if not segs:
         return None
@@ -113,15 +113,13 @@ def resolve(mod, is_dir_mod, path, modules):
         base = []
         segs = segs[1:]
     elif segs[0] in ("super", "self"):
-        base = list(mod) if is_dir_mod else list(mod[:-1])
-        # `self` in a file names the file itself; in mod.rs the folder
+        # `self` names the module itself, `super` its parent, in a file or a mod.rs alike
+        base = list(mod)
         if segs[0] == "self":
-            base = list(mod)
             segs = segs[1:]
         while segs and segs[0] == "super":
-            base = base[:-1] if not is_dir_mod or base != list(mod) else list(mod[:-1])
+            base = base[:-1]
             segs = segs[1:]
-            is_dir_mod = False
     else:
         return None
     full = base + segs
@@ -148,10 +146,9 @@ def main():
         if mod == ():
             continue
         text = strip_comments(strip_tests(open(p).read()))
-        is_dir = p.endswith("mod.rs")
         deps = set()
         for r in refs(text):
-            t = resolve(mod, is_dir, r, modules)
+            t = resolve(mod, r, modules)
             if t is not None and t != mod and t != ():
                 deps.add(t)
         graph[mod] = deps

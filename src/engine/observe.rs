@@ -33,15 +33,6 @@ pub fn window_span(pipeline: &str, mode: &str, w: &Window) -> tracing::Span {
     )
 }
 
-/// The `pipeline` label of a pipeline's series: `tenant/pipeline` when the engine
-/// works for one of several tenants (as `/healthz` names it), else the pipeline.
-pub fn pipeline_label(tenant: Option<&str>, pipeline: &str) -> String {
-    match tenant {
-        Some(t) => format!("{t}/{pipeline}"),
-        None => pipeline.to_string(),
-    }
-}
-
 /// A group of windows committed by the runner: metrics, and the progress bar of a
 /// backfill. `counts` is (windows, rows); `file` whether a file was written (a window
 /// without rows writes none).

@@ -7,7 +7,6 @@ use crate::io::sink::{
 };
 use crate::io::store::Location;
 use chrono::NaiveDate;
-use std::path::Path;
 
 use super::CompactError;
 use super::plan::Sized;
@@ -67,11 +66,3 @@ pub(super) async fn merge_group(
 }
 
 pub(super) type Output = (String, sink::Encoded, Vec<Sized>);
-
-pub(super) fn io_err(table: &str, path: &Path, e: impl std::fmt::Display) -> CompactError {
-    CompactError::Io {
-        table: table.to_string(),
-        path: path.display().to_string(),
-        message: e.to_string(),
-    }
-}

@@ -49,7 +49,7 @@ use crate::engine::run::{Engine, RunError};
 use crate::io::sink::SinkError;
 use crate::io::state::model::{CompactedPartition, PipelineState, Span};
 use chrono::{NaiveDate, Utc};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// The folder, under the warehouse, where new partitions are built and old ones retired.
 pub const STAGING_DIR: &str = "_compact";
@@ -84,6 +84,14 @@ pub enum CompactError {
 impl From<RunError> for CompactError {
     fn from(e: RunError) -> Self {
         CompactError::Run(Box::new(e))
+    }
+}
+
+fn io_err(table: &str, path: &Path, e: impl std::fmt::Display) -> CompactError {
+    CompactError::Io {
+        table: table.to_string(),
+        path: path.display().to_string(),
+        message: e.to_string(),
     }
 }
 

@@ -11,7 +11,6 @@ use futures::TryStreamExt;
 use std::collections::BTreeMap;
 
 use super::CompactError;
-use super::s3::delete_batch;
 
 /// A span file of a partition and its size on storage.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -94,26 +93,4 @@ pub(super) async fn list_partitions(
         files.sort_by_key(|f| (f.file.start, f.file.end));
     }
     Ok(out)
-}
-
-/// Deletes files lying inside another file's span (left by a cut write or a cut S3
-/// batch delete: the wider file holds their rows), and returns the others.
-pub(super) async fn drop_superseded(
-    loc: &Location,
-    table: &str,
-    files: Vec<Sized>,
-) -> Result<Vec<Sized>, CompactError> {
-    let spans: Vec<SpanFile> = files.iter().map(|f| f.file.clone()).collect();
-    let stale: Vec<SpanFile> = merge::superseded(&spans).into_iter().cloned().collect();
-    if stale.is_empty() {
-        return Ok(files);
-    }
-    for f in &stale {
-        tracing::info!(path = %loc.display(&f.rel), "removing a file left inside a wider one by an interrupted write");
-    }
-    delete_batch(loc, table, stale.iter().map(|f| f.rel.clone()).collect()).await?;
-    Ok(files
-        .into_iter()
-        .filter(|f| !stale.contains(&f.file))
-        .collect())
 }

@@ -8,6 +8,8 @@ use object_store::{PutMode, PutOptions, PutPayload};
 
 use super::CompactError;
 use super::merge::Output;
+use super::plan::Sized;
+use crate::io::sink::merge::{self, SpanFile};
 
 /// S3 (or any non-local store): each merged file with one PUT, then its inputs in one
 /// batch delete.
@@ -71,4 +73,26 @@ pub(super) async fn delete_batch(
         }
     }
     Ok(())
+}
+
+/// Deletes files lying inside another file's span (left by a cut write or a cut S3
+/// batch delete: the wider file holds their rows), and returns the others.
+pub(super) async fn drop_superseded(
+    loc: &Location,
+    table: &str,
+    files: Vec<Sized>,
+) -> Result<Vec<Sized>, CompactError> {
+    let spans: Vec<SpanFile> = files.iter().map(|f| f.file.clone()).collect();
+    let stale: Vec<SpanFile> = merge::superseded(&spans).into_iter().cloned().collect();
+    if stale.is_empty() {
+        return Ok(files);
+    }
+    for f in &stale {
+        tracing::info!(path = %loc.display(&f.rel), "removing a file left inside a wider one by an interrupted write");
+    }
+    delete_batch(loc, table, stale.iter().map(|f| f.rel.clone()).collect()).await?;
+    Ok(files
+        .into_iter()
+        .filter(|f| !stale.contains(&f.file))
+        .collect())
 }

@@ -140,9 +140,9 @@ pub struct Engine {
 }
 
 impl Engine {
-    /// The `pipeline` label of this engine's series of `p` (see `obs::pipeline_label`).
+    /// The `pipeline` label of this engine's series of `p` (see `io::obs::metrics::pipeline_label`).
     pub fn metric_label(&self, p: &Pipeline) -> String {
-        crate::engine::observe::pipeline_label(self.settings.tenant.as_deref(), &p.name)
+        crate::io::obs::metrics::pipeline_label(self.settings.tenant.as_deref(), &p.name)
     }
 
     pub fn grid(&self, p: &Pipeline) -> Grid {

@@ -10,6 +10,7 @@
 //! accepted and what counts as success, issue 13).
 
 mod auth;
+mod counters;
 mod envelope;
 mod limits;
 mod retry;

@@ -8,7 +8,7 @@
 //! once.
 
 use super::ApiError;
-use super::transport::Counters;
+use super::counters::Counters;
 use backon::{ExponentialBuilder, Retryable};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, SystemTime};

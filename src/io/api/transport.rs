@@ -1,40 +1,19 @@
 //! One HTTP attempt: admission through the tenant's limits, the request, the whole
 //! body, and a classified outcome. Retrying and tokens live one level up.
 
+use super::counters::Counters;
 use super::limits::Limits;
 use super::retry::{Class, Failure, RetryPolicy, parse_retry_after};
-use super::{ApiError, ClientStats, envelope};
+use super::{ApiError, envelope};
 use crate::core::secret::Secret;
 use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderName, HeaderValue, RETRY_AFTER};
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
 use std::error::Error as _;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, SystemTime};
 
 const JSON_UTF8: &str = "application/json;charset=utf-8";
-
-/// Counters behind [`ClientStats`]; relaxed atomics, they are only statistics.
-#[derive(Debug, Default)]
-pub(crate) struct Counters {
-    pub(crate) requests: AtomicU64,
-    pub(crate) retries: AtomicU64,
-    pub(crate) rate_limited: AtomicU64,
-    pub(crate) token_refreshes: AtomicU64,
-    /// The `tenant` label of this client's Prometheus series (none without tenants).
-    pub(crate) tenant: Option<String>,
-}
-
-impl Counters {
-    pub(crate) fn snapshot(&self) -> ClientStats {
-        ClientStats {
-            requests: self.requests.load(Ordering::Relaxed),
-            retries: self.retries.load(Ordering::Relaxed),
-            rate_limited: self.rate_limited.load(Ordering::Relaxed),
-            token_refreshes: self.token_refreshes.load(Ordering::Relaxed),
-        }
-    }
-}
 
 /// A request as the caller described it, reusable across attempts.
 #[derive(Debug, Clone)]

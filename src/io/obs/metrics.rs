@@ -203,6 +203,15 @@ pub fn health(pipeline: &str, alert_lag_secs: u64, healthy: bool) {
     });
 }
 
+/// The `pipeline` label of a pipeline's series: `tenant/pipeline` when the engine
+/// works for one of several tenants (as `/healthz` names it), else the pipeline.
+pub fn pipeline_label(tenant: Option<&str>, pipeline: &str) -> String {
+    match tenant {
+        Some(t) => format!("{t}/{pipeline}"),
+        None => pipeline.to_string(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
