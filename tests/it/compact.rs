@@ -2,6 +2,7 @@
 //! state; readers never see a different count while it runs; later reruns inside a
 //! compacted day replace rather than duplicate; crash leftovers are recovered.
 
+use crate::support::both::local_and_s3;
 use crate::support::rig::{Rig, Warehouse, pipeline};
 use crate::support::table;
 use crate::support::truth;
@@ -186,15 +187,7 @@ async fn compacts_closed_days(warehouse: Warehouse) {
     assert_talks_exact(&rig, &engine, end).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn compact_merges_closed_days_local() {
-    compacts_closed_days(Warehouse::local().await).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn compact_merges_closed_days_s3() {
-    compacts_closed_days(Warehouse::s3().await).await;
-}
+local_and_s3!(compact_merges_closed_days_local, compact_merges_closed_days_s3 => compacts_closed_days);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn compact_splits_by_target_size_and_before() {

@@ -5,6 +5,7 @@
 //! reads the warehouse back with the parquet crate and compares it with the simulator's
 //! ground truth (`Dataset`).
 
+use crate::support::both::local_and_s3;
 use crate::support::rig::{Rig, Warehouse, pipeline};
 use crate::support::table::{self, Table};
 use crate::support::truth::{self, Truth};
@@ -81,25 +82,9 @@ async fn two_days_exact(warehouse: Warehouse, dialect: Dialect) {
     assert_all_exact(&engine, &rig.sim.dataset(), start, end).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_days_exact_local() {
-    two_days_exact(Warehouse::local().await, Dialect::Enveloped).await;
-}
+local_and_s3!(two_days_exact_local, two_days_exact_s3 => |warehouse| two_days_exact(warehouse, Dialect::Enveloped));
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_days_exact_s3() {
-    two_days_exact(Warehouse::s3().await, Dialect::Enveloped).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_days_exact_literal_dialect_local() {
-    two_days_exact(Warehouse::local().await, Dialect::Literal).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_days_exact_literal_dialect_s3() {
-    two_days_exact(Warehouse::s3().await, Dialect::Literal).await;
-}
+local_and_s3!(two_days_exact_literal_dialect_local, two_days_exact_literal_dialect_s3 => |warehouse| two_days_exact(warehouse, Dialect::Literal));
 
 const TABLES: [&str; 3] = ["talks", "parties", "agent_histories"];
 
@@ -813,15 +798,7 @@ async fn two_engines_at_once(warehouse: Warehouse) {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_engines_at_once_local() {
-    two_engines_at_once(Warehouse::local().await).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_engines_at_once_s3() {
-    two_engines_at_once(Warehouse::s3().await).await;
-}
+local_and_s3!(two_engines_at_once_local, two_engines_at_once_s3 => two_engines_at_once);
 
 /// The engine's zone need not be the simulator's: the `timezoneid` header makes the API
 /// answer (and read) local strings in SOBOT_TIMEZONE, and `dt` follows that zone.

@@ -3,6 +3,7 @@
 //! days; and `sobot-sync reconcile` through the binary.
 
 use crate::support::cli_proc::CliEnv;
+use crate::support::both::local_and_s3;
 use crate::support::rig::{Rig, Warehouse, pipeline};
 use crate::support::table::{self, Table};
 use arrow::array::{Array, AsArray};
@@ -257,15 +258,7 @@ async fn every_report_exact(warehouse: Warehouse) {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_report_pipeline_exact_local() {
-    every_report_exact(Warehouse::local().await).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_report_pipeline_exact_s3() {
-    every_report_exact(Warehouse::s3().await).await;
-}
+local_and_s3!(every_report_pipeline_exact_local, every_report_pipeline_exact_s3 => every_report_exact);
 
 /// Restatement: a provisional day restated by the API is fetched again, its file is
 /// replaced (no duplicates) and the change is counted; a final day is not fetched again.

@@ -4,6 +4,7 @@
 
 use crate::support::cli_proc::CliEnv;
 use crate::support::cli_truth::{self, TALKS};
+use crate::support::both::local_and_s3;
 use crate::support::rig::{Rig, Warehouse, pipeline};
 use crate::support::table;
 use crate::support::truth;
@@ -135,15 +136,7 @@ async fn three_shards_beside_the_live_run(warehouse: Warehouse) {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn three_shards_beside_the_live_run_local() {
-    three_shards_beside_the_live_run(Warehouse::local().await).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn three_shards_beside_the_live_run_s3() {
-    three_shards_beside_the_live_run(Warehouse::s3().await).await;
-}
+local_and_s3!(three_shards_beside_the_live_run_local, three_shards_beside_the_live_run_s3 => three_shards_beside_the_live_run);
 
 /// The binary: three `backfill --shard I/3` processes at once load the range exactly;
 /// `--shards 3` with `JOB_COMPLETION_INDEX` reruns a finished shard as a no-op; a range

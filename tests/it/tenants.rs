@@ -6,6 +6,7 @@
 //! with state, locks and rate caps of its own.
 
 use crate::support::cli_proc::{CliEnv, assert_no_panic};
+use crate::support::both::local_and_s3;
 use crate::support::rig::{Warehouse, pipeline};
 use crate::support::table;
 use crate::support::truth;
@@ -88,15 +89,7 @@ fn partitions(files: &BTreeSet<String>, table: &str, tenant: &str) -> BTreeSet<N
 /// The scenario the brief names: two tenants, different zones, credentials, seeds and rate
 /// caps, run together -> each tenant's tables are exactly its simulator's truth, under
 /// `tenant=<name>`, cut by its own zone; state apart; each simulator sees its own cap.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_tenants_run_into_their_own_partitions_local() {
-    two_tenants_run_into_their_own_partitions(Warehouse::local().await).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_tenants_run_into_their_own_partitions_s3() {
-    two_tenants_run_into_their_own_partitions(Warehouse::s3().await).await;
-}
+local_and_s3!(two_tenants_run_into_their_own_partitions_local, two_tenants_run_into_their_own_partitions_s3 => two_tenants_run_into_their_own_partitions);
 
 /// Every key of the warehouse (tables and state), relative to its root.
 async fn stored_keys(warehouse: &Warehouse) -> BTreeSet<String> {
