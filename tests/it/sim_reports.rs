@@ -12,20 +12,14 @@ use chrono_tz::Asia::Singapore;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use sobot_sync::report::indicators::Family;
-use sobot_sync::sim::{self, Faults, ReportQuery, SimConfig, SimHandle};
+use crate::support::sim_http::{Client, config, start, utc};
+use sobot_sync::sim::{self, Faults, ReportQuery, SimConfig};
 
-const TOKEN: &str = "static-test-token";
 const GATEWAY: &str = "/callservice/tm/tm-reports/gateway-number-table/_search";
 const AGENT: &str = "/callservice/tm/tm-reports/agent-table/_search";
 const DEPART: &str = "/callservice/tm/tm-reports/depart-table/_search";
 const PLANS: &str = "/callservice/tm/tm-reports/gateway_number/check_plan";
 const METRICS: &str = "/callservice/v6/webmsg/monitoring/agents-metrics";
-
-fn utc(s: &str) -> DateTime<Utc> {
-    DateTime::parse_from_rfc3339(s)
-        .map(|t| t.with_timezone(&Utc))
-        .unwrap_or_else(|e| panic!("test time {s:?}: {e}"))
-}
 
 /// Local midnight of `date` in Singapore (UTC+8, no DST).
 fn sg_midnight(date: &str) -> DateTime<Utc> {
@@ -38,85 +32,8 @@ fn sg_midnight(date: &str) -> DateTime<Utc> {
         .unwrap_or_else(|| panic!("no midnight for {date}"))
 }
 
-fn config(now: &str) -> SimConfig {
-    SimConfig {
-        static_token: Some(TOKEN.to_string()),
-        now: Some(utc(now)),
-        ..SimConfig::default()
-    }
-}
-
-async fn start(config: SimConfig) -> SimHandle {
-    let addr = "127.0.0.1:0"
-        .parse()
-        .unwrap_or_else(|e| panic!("addr: {e}"));
-    sim::start(config, addr)
-        .await
-        .unwrap_or_else(|e| panic!("simulator did not start: {e}"))
-}
-
-struct Answer {
-    status: StatusCode,
-    headers: reqwest::header::HeaderMap,
-    body: bytes::Bytes,
-}
-
-impl Answer {
-    fn json(&self) -> Value {
-        serde_json::from_slice(&self.body).unwrap_or_else(|e| {
-            panic!(
-                "body is not JSON ({e}): {}",
-                String::from_utf8_lossy(&self.body)
-            )
-        })
-    }
-}
-
-struct Client {
-    http: reqwest::Client,
-    base: String,
-}
-
+/// The report searches these tests page through.
 impl Client {
-    fn new(sim: &SimHandle) -> Self {
-        Self {
-            http: reqwest::Client::new(),
-            base: sim.base_url(),
-        }
-    }
-
-    async fn send(&self, req: reqwest::RequestBuilder) -> Answer {
-        let resp = req
-            .header("Authorization", format!("Bearer {TOKEN}"))
-            .send()
-            .await
-            .unwrap_or_else(|e| panic!("request failed: {e}"));
-        let status = resp.status();
-        let headers = resp.headers().clone();
-        let body = resp
-            .bytes()
-            .await
-            .unwrap_or_else(|e| panic!("body failed: {e}"));
-        Answer {
-            status,
-            headers,
-            body,
-        }
-    }
-
-    async fn post(&self, path: &str, body: &Value) -> Answer {
-        self.send(self.http.post(format!("{}{path}", self.base)).json(body))
-            .await
-    }
-
-    async fn get(&self, path_and_query: &str, idempotency: Option<&str>) -> Answer {
-        let mut req = self.http.get(format!("{}{path_and_query}", self.base));
-        if let Some(k) = idempotency {
-            req = req.header("Idempotency-Key", k);
-        }
-        self.send(req).await
-    }
-
     /// `data` of a successful report search, asserting the envelope.
     async fn report(&self, path: &str, body: &Value) -> Value {
         let a = self.post(path, body).await;

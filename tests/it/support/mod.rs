@@ -6,5 +6,6 @@ pub mod cli_truth;
 pub mod parquet_file;
 pub mod rig;
 pub mod s3;
+pub mod sim_http;
 pub mod table;
 pub mod truth;
