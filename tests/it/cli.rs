@@ -6,7 +6,7 @@
 //! simulator's ground truth.
 
 use crate::support::cli_proc::{CliEnv, Outcome, REPO, assert_no_panic, finish, stray_files};
-use crate::support::cli_truth::{self as truth, ALL, Spec, TALKS};
+use crate::support::truth::{self, ALL, Spec, TALKS};
 use chrono::{DateTime, Utc};
 use chrono_tz::Asia::Singapore;
 use serde_json::Value;
@@ -46,9 +46,9 @@ fn watermark(rows: &[Value], name: &str) -> DateTime<Utc> {
 fn assert_warehouse_exact(env: &CliEnv, from: DateTime<Utc>, to: DateTime<Utc>) {
     let ds = env.sim.dataset();
     for spec in ALL {
-        let table = truth::read_table(&env.warehouse(), &spec, Singapore);
-        let want = truth::truth(&ds, &spec, from, to, env.now);
-        truth::assert_exact(&table, &want, spec.table);
+        let table = truth::read_rows(&env.warehouse(), &spec, Singapore);
+        let want = truth::visible_rows(&ds, &spec, from, to, env.now);
+        truth::assert_rows_exact(&table, &want, spec.table);
     }
 }
 
@@ -478,8 +478,8 @@ async fn broken_window_fails_then_recovers() {
     }
     // Everything before the broken window is already there and exact.
     let ds = env.sim.dataset();
-    let talks = truth::read_table(&env.warehouse(), &TALKS, Singapore);
-    let before = truth::truth(&ds, &TALKS, t(START), bf, env.now);
+    let talks = truth::read_rows(&env.warehouse(), &TALKS, Singapore);
+    let before = truth::visible_rows(&ds, &TALKS, t(START), bf, env.now);
     let have = talks.by_key();
     assert!(
         before.iter().all(|(k, v)| have.get(k) == Some(v)),
@@ -503,7 +503,7 @@ async fn assert_consistent_after_crash(env: &CliEnv, marks: &mut [(Spec, DateTim
     let ds = env.sim.dataset();
     let state = state_store(env);
     for (spec, last) in marks.iter_mut() {
-        let table = truth::read_table(&env.warehouse(), spec, Singapore);
+        let table = truth::read_rows(&env.warehouse(), spec, Singapore);
         assert!(
             table.duplicate_keys().is_empty(),
             "{}: duplicate keys after a crash",
@@ -530,7 +530,7 @@ async fn assert_consistent_after_crash(env: &CliEnv, marks: &mut [(Spec, DateTim
             st.watermark,
             table.rows.len()
         );
-        let committed = truth::truth(&ds, spec, t(START), st.watermark, env.now);
+        let committed = truth::visible_rows(&ds, spec, t(START), st.watermark, env.now);
         let have = table.by_key();
         let missing: Vec<&String> = committed
             .iter()
@@ -648,7 +648,7 @@ async fn backfill_loads_its_range_and_refuses_the_future() {
         "2024-02-03",
     ];
     let ds = env.sim.dataset();
-    let want = truth::truth(&ds, &TALKS, t("2024-02-01"), t("2024-02-03"), env.now);
+    let want = truth::visible_rows(&ds, &TALKS, t("2024-02-01"), t("2024-02-03"), env.now);
 
     // A backfill killed half-way leaves whole files, and resumes where it stopped.
     env.set("SOBOT_SYNC_LOCK_TTL_SECS", "1");
@@ -677,7 +677,7 @@ async fn backfill_loads_its_range_and_refuses_the_future() {
         .expect("reap the backfill")
         .code()
         .is_none();
-    let partial = truth::read_table(&env.warehouse(), &TALKS, Singapore);
+    let partial = truth::read_rows(&env.warehouse(), &TALKS, Singapore);
     assert!(partial.duplicate_keys().is_empty());
     let have = partial.by_key();
     assert!(
@@ -709,8 +709,8 @@ async fn backfill_loads_its_range_and_refuses_the_future() {
             .unwrap_or_else(|| panic!("no window count in the report\n{}", o.all()));
         assert!(windows < 48, "the backfill started over\n{}", o.all());
     }
-    truth::assert_exact(
-        &truth::read_table(&env.warehouse(), &TALKS, Singapore),
+    truth::assert_rows_exact(
+        &truth::read_rows(&env.warehouse(), &TALKS, Singapore),
         &want,
         "talks after backfill",
     );
@@ -725,8 +725,8 @@ async fn backfill_loads_its_range_and_refuses_the_future() {
 
     // Again: idempotent.
     env.run(&args).await.expect_code(0);
-    truth::assert_exact(
-        &truth::read_table(&env.warehouse(), &TALKS, Singapore),
+    truth::assert_rows_exact(
+        &truth::read_rows(&env.warehouse(), &TALKS, Singapore),
         &want,
         "talks after a second backfill",
     );

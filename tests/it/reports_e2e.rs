@@ -2,8 +2,8 @@
 //! local files and on S3, compared with `Dataset::report`; restatement of provisional
 //! days; and `sobot-sync reconcile` through the binary.
 
-use crate::support::cli_proc::CliEnv;
 use crate::support::both::local_and_s3;
+use crate::support::cli_proc::CliEnv;
 use crate::support::rig::{Rig, Warehouse, pipeline};
 use crate::support::table::{self, Table};
 use arrow::array::{Array, AsArray};

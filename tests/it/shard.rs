@@ -2,12 +2,11 @@
 //! range run at the same time, beside the live incremental run, and together load the
 //! range exactly once; a range reaching into the live run's lookback is refused.
 
-use crate::support::cli_proc::CliEnv;
-use crate::support::cli_truth::{self, TALKS};
 use crate::support::both::local_and_s3;
+use crate::support::cli_proc::CliEnv;
 use crate::support::rig::{Rig, Warehouse, pipeline};
 use crate::support::table;
-use crate::support::truth;
+use crate::support::truth::{self, TALKS};
 use chrono::{DateTime, Duration, Utc};
 use chrono_tz::Asia::Singapore;
 use sobot_sync::cli;
@@ -166,9 +165,9 @@ async fn shard_processes_load_the_range_and_refuse_the_lookback() {
         );
     }
     let ds = env.sim.dataset();
-    let want = cli_truth::truth(&ds, &TALKS, t(from), t(to), env.now);
-    let table = cli_truth::read_table(&env.warehouse(), &TALKS, Singapore);
-    cli_truth::assert_exact(&table, &want, "talks after three shard processes");
+    let want = truth::visible_rows(&ds, &TALKS, t(from), t(to), env.now);
+    let table = truth::read_rows(&env.warehouse(), &TALKS, Singapore);
+    truth::assert_rows_exact(&table, &want, "talks after three shard processes");
     let rows = env.status().await;
     let talks = rows
         .iter()
@@ -195,8 +194,8 @@ async fn shard_processes_load_the_range_and_refuse_the_lookback() {
         o.all()
     );
     env.unset("JOB_COMPLETION_INDEX");
-    cli_truth::assert_exact(
-        &cli_truth::read_table(&env.warehouse(), &TALKS, Singapore),
+    truth::assert_rows_exact(
+        &truth::read_rows(&env.warehouse(), &TALKS, Singapore),
         &want,
         "talks after a rerun of a shard",
     );
@@ -251,8 +250,8 @@ async fn shard_processes_load_the_range_and_refuse_the_lookback() {
         }
     }
     // Nothing was written by the refused commands.
-    cli_truth::assert_exact(
-        &cli_truth::read_table(&env.warehouse(), &TALKS, Singapore),
+    truth::assert_rows_exact(
+        &truth::read_rows(&env.warehouse(), &TALKS, Singapore),
         &want,
         "talks after refused shards",
     );

@@ -6,10 +6,10 @@
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
+use crate::support::sim_http::{self, Answer, Client, start, utc};
 use chrono::{DateTime, TimeZone, Utc};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use crate::support::sim_http::{self, Answer, Client, start, utc};
 use sobot_sync::sim::{self, Faults, SimConfig, SimHandle};
 
 const MAINCDRS: &str = "/callservice/tm/tm-reports/maincdrs/_search";

@@ -7,12 +7,12 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
+use crate::support::sim_http::{Client, config, start, utc};
 use chrono::{DateTime, NaiveDate, NaiveDateTime, TimeZone, Utc};
 use chrono_tz::Asia::Singapore;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use sobot_sync::report::indicators::Family;
-use crate::support::sim_http::{Client, config, start, utc};
 use sobot_sync::sim::{self, Faults, ReportQuery, SimConfig};
 
 const GATEWAY: &str = "/callservice/tm/tm-reports/gateway-number-table/_search";

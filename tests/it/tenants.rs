@@ -5,8 +5,8 @@
 //! `<table>/tenant=<name>/dt=<its local date>/`, exactly its simulator's ground truth,
 //! with state, locks and rate caps of its own.
 
-use crate::support::cli_proc::{CliEnv, assert_no_panic};
 use crate::support::both::local_and_s3;
+use crate::support::cli_proc::{CliEnv, assert_no_panic};
 use crate::support::rig::{Warehouse, pipeline};
 use crate::support::table;
 use crate::support::truth;

@@ -1,8 +1,7 @@
 //! Shared fixtures: an in-process S3 server, simulator helpers, temporary warehouses.
 
-pub mod cli_proc;
 pub mod both;
-pub mod cli_truth;
+pub mod cli_proc;
 pub mod parquet_file;
 pub mod rig;
 pub mod s3;
