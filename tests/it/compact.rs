@@ -187,7 +187,10 @@ async fn compacts_closed_days(warehouse: Warehouse) {
     assert_talks_exact(&rig, &engine, end).await;
 }
 
-local_and_s3!(compact_merges_closed_days_local, compact_merges_closed_days_s3 => compacts_closed_days);
+local_and_s3!(
+    compact_merges_closed_days_local,
+    compact_merges_closed_days_s3 => compacts_closed_days,
+);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn compact_splits_by_target_size_and_before() {

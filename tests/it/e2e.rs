@@ -82,9 +82,15 @@ async fn two_days_exact(warehouse: Warehouse, dialect: Dialect) {
     assert_all_exact(&engine, &rig.sim.dataset(), start, end).await;
 }
 
-local_and_s3!(two_days_exact_local, two_days_exact_s3 => |warehouse| two_days_exact(warehouse, Dialect::Enveloped));
+local_and_s3!(
+    two_days_exact_local,
+    two_days_exact_s3 => |warehouse| two_days_exact(warehouse, Dialect::Enveloped),
+);
 
-local_and_s3!(two_days_exact_literal_dialect_local, two_days_exact_literal_dialect_s3 => |warehouse| two_days_exact(warehouse, Dialect::Literal));
+local_and_s3!(
+    two_days_exact_literal_dialect_local,
+    two_days_exact_literal_dialect_s3 => |warehouse| two_days_exact(warehouse, Dialect::Literal),
+);
 
 const TABLES: [&str; 3] = ["talks", "parties", "agent_histories"];
 

@@ -258,7 +258,10 @@ async fn every_report_exact(warehouse: Warehouse) {
     }
 }
 
-local_and_s3!(every_report_pipeline_exact_local, every_report_pipeline_exact_s3 => every_report_exact);
+local_and_s3!(
+    every_report_pipeline_exact_local,
+    every_report_pipeline_exact_s3 => every_report_exact,
+);
 
 /// Restatement: a provisional day restated by the API is fetched again, its file is
 /// replaced (no duplicates) and the change is counted; a final day is not fetched again.

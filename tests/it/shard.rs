@@ -135,7 +135,10 @@ async fn three_shards_beside_the_live_run(warehouse: Warehouse) {
     }
 }
 
-local_and_s3!(three_shards_beside_the_live_run_local, three_shards_beside_the_live_run_s3 => three_shards_beside_the_live_run);
+local_and_s3!(
+    three_shards_beside_the_live_run_local,
+    three_shards_beside_the_live_run_s3 => three_shards_beside_the_live_run,
+);
 
 /// The binary: three `backfill --shard I/3` processes at once load the range exactly;
 /// `--shards 3` with `JOB_COMPLETION_INDEX` reruns a finished shard as a no-op; a range

@@ -98,7 +98,10 @@ async fn indicator_plans_replaced(warehouse: Warehouse) {
     );
 }
 
-local_and_s3!(indicator_plans_replaced_local, indicator_plans_replaced_s3 => indicator_plans_replaced);
+local_and_s3!(
+    indicator_plans_replaced_local,
+    indicator_plans_replaced_s3 => indicator_plans_replaced,
+);
 
 /// Scenario: one snapshot of every agent equals the simulator's View Agent Indicator at
 /// its now; a rerun in the same interval replaces it, the next interval adds one.

@@ -89,7 +89,10 @@ fn partitions(files: &BTreeSet<String>, table: &str, tenant: &str) -> BTreeSet<N
 /// The scenario the brief names: two tenants, different zones, credentials, seeds and rate
 /// caps, run together -> each tenant's tables are exactly its simulator's truth, under
 /// `tenant=<name>`, cut by its own zone; state apart; each simulator sees its own cap.
-local_and_s3!(two_tenants_run_into_their_own_partitions_local, two_tenants_run_into_their_own_partitions_s3 => two_tenants_run_into_their_own_partitions);
+local_and_s3!(
+    two_tenants_run_into_their_own_partitions_local,
+    two_tenants_run_into_their_own_partitions_s3 => two_tenants_run_into_their_own_partitions,
+);
 
 /// Every key of the warehouse (tables and state), relative to its root.
 async fn stored_keys(warehouse: &Warehouse) -> BTreeSet<String> {
