@@ -18,10 +18,12 @@ use hmac::{Hmac, KeyInit, Mac};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use serde_json::Value;
 use sha2::Sha256;
-use sobot_sync::privacy::{KEY_ID_METADATA, PiiKey};
+use sobot_sync::privacy::KEY_ID_METADATA;
+use sobot_sync::privacy::PiiKey;
 use sobot_sync::runner::Mode;
 use sobot_sync::secret::Secret;
-use sobot_sync::sim::{Dataset, SimConfig};
+use sobot_sync::sim::Dataset;
+use sobot_sync::sim::SimConfig;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 

@@ -13,9 +13,11 @@ use chrono_tz::Asia::Singapore;
 use serde_json::Value;
 use sobot_sync::sim::Faults;
 use sobot_sync::state::holder::Liveness;
-use sobot_sync::state::model::{Outcome as RunOutcome, PipelineState};
+use sobot_sync::state::model::Outcome as RunOutcome;
+use sobot_sync::state::model::PipelineState;
 use sobot_sync::state::store::StateStore;
-use sobot_sync::store::{Location, S3Options};
+use sobot_sync::store::Location;
+use sobot_sync::store::S3Options;
 use std::time::{Duration, Instant};
 
 const NOW: &str = "2024-01-03T00:00:00+08:00";

@@ -10,10 +10,13 @@ use crate::support::truth::{self, TALKS};
 use chrono::{DateTime, Duration, Utc};
 use chrono_tz::Asia::Singapore;
 use sobot_sync::cli;
-use sobot_sync::runner::{Engine, Mode};
-use sobot_sync::shard::{self, Shard};
+use sobot_sync::runner::Engine;
+use sobot_sync::runner::Mode;
+use sobot_sync::shard;
+use sobot_sync::shard::Shard;
 use sobot_sync::sim::SimConfig;
-use sobot_sync::state::model::{PipelineState, Span};
+use sobot_sync::state::model::PipelineState;
+use sobot_sync::state::model::Span;
 
 fn t(s: &str) -> DateTime<Utc> {
     sobot_sync::timeutil::parse_time(s, Singapore).expect("test time")

@@ -10,7 +10,10 @@ use crate::support::sim_http::{self, Answer, Client, start, utc};
 use chrono::{DateTime, TimeZone, Utc};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use sobot_sync::sim::{self, Faults, SimConfig, SimHandle};
+use sobot_sync::sim;
+use sobot_sync::sim::Faults;
+use sobot_sync::sim::SimConfig;
+use sobot_sync::sim::SimHandle;
 
 const MAINCDRS: &str = "/callservice/tm/tm-reports/maincdrs/_search";
 const CDRS: &str = "/callservice/tm/tm-reports/cdrs/_search";

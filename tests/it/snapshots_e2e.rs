@@ -8,8 +8,11 @@ use chrono::{DateTime, Duration, Utc};
 use object_store::ObjectStoreExt;
 use sha2::{Digest, Sha256};
 use sobot_sync::cli;
-use sobot_sync::runner::{Engine, Mode, RunError};
-use sobot_sync::sim::{Faults, SimConfig};
+use sobot_sync::runner::Engine;
+use sobot_sync::runner::Mode;
+use sobot_sync::runner::RunError;
+use sobot_sync::sim::Faults;
+use sobot_sync::sim::SimConfig;
 use std::collections::{BTreeMap, BTreeSet};
 
 fn t(s: &str) -> DateTime<Utc> {

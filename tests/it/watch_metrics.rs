@@ -9,8 +9,11 @@ use crate::support::cli_proc::{CliEnv, finish};
 use crate::support::rig::{Rig, Warehouse};
 use crate::support::table::{self, i64_at, ms_at, str_at};
 use chrono::{DateTime, Duration, Utc};
-use sobot_sync::sim::{Faults, SimConfig};
-use sobot_sync::watch_metrics::{WATCH_ENDPOINT, WatchReport, watch};
+use sobot_sync::sim::Faults;
+use sobot_sync::sim::SimConfig;
+use sobot_sync::watch_metrics::WATCH_ENDPOINT;
+use sobot_sync::watch_metrics::WatchReport;
+use sobot_sync::watch_metrics::watch;
 use std::collections::{BTreeMap, BTreeSet};
 use tokio_util::sync::CancellationToken;
 

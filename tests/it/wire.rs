@@ -7,11 +7,17 @@
 use crate::support::rig::{Rig, Warehouse, pipeline};
 use chrono::{DateTime, Duration, Utc};
 use serde_json::{Value, json};
-use sobot_sync::api::{ApiClient, ApiSettings, Credentials};
-use sobot_sync::report::response::{read_page, read_plans};
+use sobot_sync::api::ApiClient;
+use sobot_sync::api::ApiSettings;
+use sobot_sync::api::Credentials;
+use sobot_sync::report::response::read_page;
+use sobot_sync::report::response::read_plans;
 use sobot_sync::runner::Mode;
 use sobot_sync::secret::Secret;
-use sobot_sync::sim::{Dialect, Faults, SimConfig, SimHandle};
+use sobot_sync::sim::Dialect;
+use sobot_sync::sim::Faults;
+use sobot_sync::sim::SimConfig;
+use sobot_sync::sim::SimHandle;
 use std::time::Instant;
 
 const METRICS: &str = "/callservice/v6/webmsg/monitoring/agents-metrics";

@@ -14,17 +14,20 @@ use axum::routing::post;
 use base64::Engine as _;
 use md5::{Digest, Md5};
 use serde_json::{Value, json};
-use sobot_sync::api::{ApiClient, ApiError, ApiSettings, Credentials};
+use sobot_sync::api::ApiClient;
+use sobot_sync::api::ApiError;
+use sobot_sync::api::ApiSettings;
+use sobot_sync::api::Credentials;
 use sobot_sync::secret::Secret;
 use std::collections::{HashSet, VecDeque};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-mod requests;
-mod tokens;
-mod retries;
 mod limits;
+mod requests;
+mod retries;
+mod tokens;
 
 const APP_ID: &str = "app-1";
 const APP_SECRET: &str = "TOPSECRET-s3cr3t";

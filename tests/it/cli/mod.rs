@@ -10,15 +10,17 @@ use crate::support::truth::{self, ALL, Spec, TALKS};
 use chrono::{DateTime, Utc};
 use chrono_tz::Asia::Singapore;
 use serde_json::Value;
-use sobot_sync::sim::{Faults, SimConfig};
+use sobot_sync::sim::Faults;
+use sobot_sync::sim::SimConfig;
 use sobot_sync::state::model::PipelineState;
 use sobot_sync::state::store::StateStore;
-use sobot_sync::store::{Location, S3Options};
+use sobot_sync::store::Location;
+use sobot_sync::store::S3Options;
 use std::path::Path;
 
+mod check;
 mod refusals;
 mod runs;
-mod check;
 
 /// The simulated present of most tests, and the first local day they load.
 const NOW: &str = "2024-01-03T00:00:00+08:00";

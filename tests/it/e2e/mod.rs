@@ -11,8 +11,13 @@ use crate::support::table::{self, Table};
 use crate::support::truth::{self, Truth};
 use chrono::{DateTime, Duration, Utc};
 use sobot_sync::cli;
-use sobot_sync::runner::{Engine, Mode, RunError};
-use sobot_sync::sim::{Dataset, Dialect, Faults, SimConfig};
+use sobot_sync::runner::Engine;
+use sobot_sync::runner::Mode;
+use sobot_sync::runner::RunError;
+use sobot_sync::sim::Dataset;
+use sobot_sync::sim::Dialect;
+use sobot_sync::sim::Faults;
+use sobot_sync::sim::SimConfig;
 use sobot_sync::state::model::Span;
 
 mod faults;

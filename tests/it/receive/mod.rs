@@ -9,15 +9,18 @@ use arrow::array::RecordBatch;
 use chrono::{DateTime, TimeZone, Utc};
 use serde_json::Value;
 use sobot_sync::receive::PushKind;
-use sobot_sync::receive::cipher::{AesKey, CipherMode};
+use sobot_sync::receive::cipher::AesKey;
+use sobot_sync::receive::cipher::CipherMode;
 use sobot_sync::sim::SimConfig;
-use sobot_sync::sim::push::{self, PushPlan, Sent};
+use sobot_sync::sim::push;
+use sobot_sync::sim::push::PushPlan;
+use sobot_sync::sim::push::Sent;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::time::Duration;
 
-mod refusals;
 mod durability;
+mod refusals;
 
 const APP_KEY: &str = "push-app-key-for-tests";
 const AES_KEY: &str = "0123456789abcdef0123456789abcdef";

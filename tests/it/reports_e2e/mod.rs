@@ -14,15 +14,20 @@ use sobot_sync::cli;
 use sobot_sync::pipeline::Pipeline;
 use sobot_sync::report::period::Period;
 use sobot_sync::report::request;
-use sobot_sync::report::spec::{ColumnKind, dimension_fields};
-use sobot_sync::runner::{Engine, Report};
-use sobot_sync::sim::{Dialect, Faults, ReportQuery, SimConfig};
+use sobot_sync::report::spec::ColumnKind;
+use sobot_sync::report::spec::dimension_fields;
+use sobot_sync::runner::Engine;
+use sobot_sync::runner::Report;
+use sobot_sync::sim::Dialect;
+use sobot_sync::sim::Faults;
+use sobot_sync::sim::ReportQuery;
+use sobot_sync::sim::SimConfig;
 use std::collections::BTreeMap;
 
-mod restatement;
-mod periods;
 mod backfill;
 mod catalogues;
+mod periods;
+mod restatement;
 
 const REPORTS: [&str; 6] = [
     "report_agents_inbound",

@@ -13,11 +13,14 @@ use chrono_tz::Asia::Singapore;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use sobot_sync::report::indicators::Family;
-use sobot_sync::sim::{self, Faults, ReportQuery, SimConfig};
+use sobot_sync::sim;
+use sobot_sync::sim::Faults;
+use sobot_sync::sim::ReportQuery;
+use sobot_sync::sim::SimConfig;
 
-mod searches;
-mod restatement;
 mod endpoints;
+mod restatement;
+mod searches;
 
 const GATEWAY: &str = "/callservice/tm/tm-reports/gateway-number-table/_search";
 const AGENT: &str = "/callservice/tm/tm-reports/agent-table/_search";

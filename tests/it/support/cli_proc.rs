@@ -2,7 +2,9 @@
 //! environment and a temporary working directory, the way a user's shell or cron would.
 
 use chrono::{DateTime, Utc};
-use sobot_sync::sim::{self, SimConfig, SimHandle};
+use sobot_sync::sim;
+use sobot_sync::sim::SimConfig;
+use sobot_sync::sim::SimHandle;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;

@@ -8,7 +8,8 @@ use sobot_sync::clock::FixedClock;
 use sobot_sync::pipeline::Pipeline;
 use sobot_sync::runner::Engine;
 use sobot_sync::settings::Settings;
-use sobot_sync::sim::{SimConfig, SimHandle};
+use sobot_sync::sim::SimConfig;
+use sobot_sync::sim::SimHandle;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 

@@ -6,7 +6,9 @@ use chrono::{DateTime, Utc};
 use reqwest::StatusCode;
 use reqwest::header::HeaderMap;
 use serde_json::Value;
-use sobot_sync::sim::{self, SimConfig, SimHandle};
+use sobot_sync::sim;
+use sobot_sync::sim::SimConfig;
+use sobot_sync::sim::SimHandle;
 
 /// The static token every test simulator accepts.
 pub const TOKEN: &str = "static-test-token";
