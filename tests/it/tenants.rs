@@ -90,9 +90,6 @@ fn partitions(files: &BTreeSet<String>, table: &str, tenant: &str) -> BTreeSet<N
         .collect()
 }
 
-/// The scenario the brief names: two tenants, different zones, credentials, seeds and rate
-/// caps, run together -> each tenant's tables are exactly its simulator's truth, under
-/// `tenant=<name>`, cut by its own zone; state apart; each simulator sees its own cap.
 local_and_s3!(
     two_tenants_run_into_their_own_partitions_local,
     two_tenants_run_into_their_own_partitions_s3 => two_tenants_run_into_their_own_partitions,
@@ -116,6 +113,9 @@ async fn stored_keys(warehouse: &Warehouse) -> BTreeSet<String> {
         .collect()
 }
 
+/// The scenario the brief names: two tenants, different zones, credentials, seeds and rate
+/// caps, run together -> each tenant's tables are exactly its simulator's truth, under
+/// `tenant=<name>`, cut by its own zone; state apart; each simulator sees its own cap.
 async fn two_tenants_run_into_their_own_partitions(warehouse: Warehouse) {
     // Engine's now; the simulators run a day ahead so every loaded record is visible.
     let now = t("2024-03-01T18:00:00Z");

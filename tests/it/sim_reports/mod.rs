@@ -13,7 +13,6 @@ use chrono_tz::Asia::Singapore;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use sobot_sync::report::indicators::Family;
-use sobot_sync::sim;
 use sobot_sync::sim::Faults;
 use sobot_sync::sim::ReportQuery;
 use sobot_sync::sim::SimConfig;
