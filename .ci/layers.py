@@ -6,7 +6,7 @@ Reads `crate::`, `super::` and `self::` paths in every src file, leaving out
 `#[cfg(test)]` items. `sim` and `main.rs`/`lib.rs` are outside the rule; only `app` may
 use `sim` (the `demo` and `sim` commands run it).
 
-Usage: layers.py [--graph] [--cycles] [--max-cycle N]
+Usage: layers.py [--graph] [--cycles] [--max-cycle N] | --self-test
 Exit 1 when a lower layer reaches up, or a cycle is larger than --max-cycle (default 3).
 """
 import os
@@ -17,8 +17,8 @@ SRC = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "src")
 LAYERS = ["core", "io", "engine", "app"]
 
 
-def module_of(path):
-    rel = os.path.relpath(path, SRC)[:-3].split(os.sep)
+def module_of(path, src):
+    rel = os.path.relpath(path, src)[:-3].split(os.sep)
     if rel[-1] == "mod":
         rel = rel[:-1]
     if rel in (["lib"], ["main"]):
@@ -129,17 +129,51 @@ def resolve(mod, path, modules):
     return None
 
 
+def self_test():
+    """The guard must fail on an upward import and a 4-file cycle, and pass a clean tree."""
+    import tempfile
+
+    def tree(files):
+        d = tempfile.mkdtemp()
+        for rel, text in files.items():
+            p = os.path.join(d, rel)
+            os.makedirs(os.path.dirname(p), exist_ok=True)
+            open(p, "w").write(text)
+        return d
+
+    clean = {"core/a.rs": "pub fn f() {}", "io/b.rs": "use crate::core::a;\n",
+             "engine/c.rs": "use crate::io::b;\n#[cfg(test)]\nmod tests { use crate::app::d; }\n",
+             "app/d.rs": "use crate::engine::c;\nuse crate::sim::x;\n", "sim/x.rs": ""}
+    up = dict(clean, **{"io/b.rs": "use crate::{core::a, engine::c};\n"})
+    ring = dict(clean, **{f"core/r{i}.rs": f"use super::r{(i + 1) % 4};\n" for i in range(4)})
+    sim = dict(clean, **{"engine/c.rs": "fn g() { crate::sim::x::y(); }\n"})
+    results = {name: check(tree(files), []) for name, files in
+               [("clean", clean), ("up", up), ("ring", ring), ("sim", sim)]}
+    expected = {"clean": 0, "up": 1, "ring": 1, "sim": 1}
+    if results != expected:
+        print(f"layers self-test failed: {results}, expected {expected}")
+        return 1
+    print("layers self-test: ok")
+    return 0
+
+
 def main():
     args = sys.argv[1:]
+    if "--self-test" in args:
+        return self_test()
+    return check(SRC, args)
+
+
+def check(src, args):
     max_cycle = 3
     if "--max-cycle" in args:
         max_cycle = int(args[args.index("--max-cycle") + 1])
     files = {}
-    for root, _, names in os.walk(SRC):
+    for root, _, names in os.walk(src):
         for n in names:
             if n.endswith(".rs"):
                 p = os.path.join(root, n)
-                files[module_of(p)] = p
+                files[module_of(p, src)] = p
     modules = set(files)
     graph = {}
     for mod, p in files.items():

@@ -2,13 +2,13 @@
 //! state; readers never see a different count while it runs; later reruns inside a
 //! compacted day replace rather than duplicate; crash leftovers are recovered.
 
+use crate::support::both::local_and_s3;
 use crate::support::rig::{Rig, Warehouse, pipeline};
 use crate::support::{table, truth};
 use chrono::{DateTime, Duration, NaiveDate, Utc};
 use object_store::ObjectStoreExt;
-use sobot_sync::engine::compact::{
-    CompactError, {self},
-};
+use sobot_sync::engine::compact;
+use sobot_sync::engine::compact::CompactError;
 use sobot_sync::engine::run::{Engine, Mode};
 use sobot_sync::io::state::model::PipelineState;
 use sobot_sync::sim::SimConfig;
@@ -187,15 +187,10 @@ async fn compacts_closed_days(warehouse: Warehouse) {
     assert_talks_exact(&rig, &engine, end).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn compact_merges_closed_days_local() {
-    compacts_closed_days(Warehouse::local().await).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn compact_merges_closed_days_s3() {
-    compacts_closed_days(Warehouse::s3().await).await;
-}
+local_and_s3!(
+    compact_merges_closed_days_local,
+    compact_merges_closed_days_s3 => compacts_closed_days,
+);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn compact_splits_by_target_size_and_before() {

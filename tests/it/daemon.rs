@@ -8,9 +8,7 @@
 //! time, which is how overlap across processes is judged.
 
 use crate::support::cli_proc::{CliEnv, REPO, assert_no_panic, stray_files};
-use crate::support::cli_truth::{
-    ALL, {self as truth},
-};
+use crate::support::truth::{self, ALL};
 use chrono::{DateTime, Utc};
 use chrono_tz::Asia::Singapore;
 use sobot_sync::io::state::model::PipelineState;
@@ -261,9 +259,9 @@ async fn wait_for(what: &str, limit: Duration, mut done: impl AsyncFnMut() -> bo
 fn assert_warehouse_exact(env: &CliEnv, from: DateTime<Utc>) {
     let ds = env.sim.dataset();
     for spec in ALL {
-        let table = truth::read_table(&env.warehouse(), &spec, Singapore);
-        let want = truth::truth(&ds, &spec, from, t(WATERMARK), env.now);
-        truth::assert_exact(&table, &want, spec.table);
+        let table = truth::read_rows(&env.warehouse(), &spec, Singapore);
+        let want = truth::visible_rows(&ds, &spec, from, t(WATERMARK), env.now);
+        truth::assert_rows_exact(&table, &want, spec.table);
     }
 }
 
@@ -381,7 +379,7 @@ async fn sigterm_mid_window_leaves_state_consistent_and_the_restart_completes_ex
         "the shutdown came after the catch-up: {marks:?}"
     );
     for spec in ALL {
-        let table = truth::read_table(&env.warehouse(), &spec, Singapore);
+        let table = truth::read_rows(&env.warehouse(), &spec, Singapore);
         assert!(
             table.duplicate_keys().is_empty(),
             "{}: duplicates",
@@ -402,7 +400,7 @@ async fn sigterm_mid_window_leaves_state_consistent_and_the_restart_completes_ex
             "{}: the stopped run is not closed: {run:?}",
             spec.table
         );
-        let committed = truth::truth(&ds, &spec, t(start), st.watermark, env.now);
+        let committed = truth::visible_rows(&ds, &spec, t(start), st.watermark, env.now);
         let have = table.by_key();
         let wrong = committed
             .iter()

@@ -17,9 +17,8 @@ use sobot_sync::core::report::period::{DateType, parse_result_date};
 use sobot_sync::core::report::response;
 use sobot_sync::core::schema::TableSchema;
 use sobot_sync::engine::watch_metrics::picture::{Message, parse_message};
-use sobot_sync::io::api::{
-    ApiError, {self},
-};
+use sobot_sync::io::api;
+use sobot_sync::io::api::ApiError;
 
 const SG: Tz = chrono_tz::Asia::Singapore;
 const MAINCDRS: &str = "/callservice/tm/tm-reports/maincdrs/_search";

@@ -4,9 +4,7 @@
 //! folder (`./pipelines`, `./schemas`) is absent.
 
 use crate::support::cli_proc::{CliEnv, REPO};
-use crate::support::cli_truth::{
-    TALKS, {self as truth},
-};
+use crate::support::truth::{self, TALKS};
 use chrono::{DateTime, Utc};
 use chrono_tz::Asia::Singapore;
 
@@ -91,10 +89,10 @@ async fn unset_folders_use_the_local_ones_else_the_built_ins() {
     env.run(&["run", "--now", &env.now_arg(), "talks"])
         .await
         .expect_code(0);
-    let want = truth::truth(&env.sim.dataset(), &TALKS, t(START), t(WATERMARK), env.now);
-    let table = truth::read_table(&env.warehouse(), &TALKS, Singapore);
+    let want = truth::visible_rows(&env.sim.dataset(), &TALKS, t(START), t(WATERMARK), env.now);
+    let table = truth::read_rows(&env.warehouse(), &TALKS, Singapore);
     assert!(table.duplicate_keys().is_empty());
-    truth::assert_exact(&table, &want, "talks from the built-in definitions");
+    truth::assert_rows_exact(&table, &want, "talks from the built-in definitions");
 
     // A ./pipelines folder in the working directory is used when the setting is unset.
     let local = env.path().join("pipelines");

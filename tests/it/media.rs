@@ -4,9 +4,7 @@
 //! simulator in both dialects.
 
 use crate::support::rig::{Rig, Warehouse, pipeline};
-use crate::support::table::{
-    str_at, {self},
-};
+use crate::support::table::{self, str_at};
 use chrono::{DateTime, Duration, Utc};
 use object_store::ObjectStoreExt;
 use sha2::{Digest, Sha256};

@@ -4,9 +4,8 @@
 use crate::support::cli_proc::CliEnv;
 use crate::support::rig::{Rig, Warehouse};
 use chrono::{DateTime, Duration, Utc};
-use sobot_sync::app::http::{
-    HttpContext, Server, {self},
-};
+use sobot_sync::app::http;
+use sobot_sync::app::http::{HttpContext, Server};
 use sobot_sync::core::clock::FixedClock;
 use sobot_sync::engine::run::Engine;
 use sobot_sync::sim::{Faults, SimConfig};

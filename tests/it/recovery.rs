@@ -7,9 +7,7 @@
 //! to wait for it would hit the command timeout.
 
 use crate::support::cli_proc::{CliEnv, Outcome, assert_no_panic};
-use crate::support::cli_truth::{
-    ALL, {self as truth},
-};
+use crate::support::truth::{self, ALL};
 use chrono::{DateTime, Utc};
 use chrono_tz::Asia::Singapore;
 use serde_json::Value;
@@ -148,15 +146,15 @@ async fn kill_9_mid_run_then_an_immediate_rerun_succeeds_exactly() {
     }
     let ds = env.sim.dataset();
     for spec in ALL {
-        let table = truth::read_table(&env.warehouse(), &spec, Singapore);
+        let table = truth::read_rows(&env.warehouse(), &spec, Singapore);
         assert!(
             table.duplicate_keys().is_empty(),
             "{}: duplicate keys",
             spec.table
         );
-        let want = truth::truth(&ds, &spec, t(START), t(WATERMARK), env.now);
+        let want = truth::visible_rows(&ds, &spec, t(START), t(WATERMARK), env.now);
         assert!(!want.is_empty(), "{}: no truth to compare", spec.table);
-        truth::assert_exact(&table, &want, spec.table);
+        truth::assert_rows_exact(&table, &want, spec.table);
     }
 }
 

@@ -2,18 +2,16 @@
 //! range run at the same time, beside the live incremental run, and together load the
 //! range exactly once; a range reaching into the live run's lookback is refused.
 
+use crate::support::both::local_and_s3;
 use crate::support::cli_proc::CliEnv;
-use crate::support::cli_truth::{
-    TALKS, {self},
-};
 use crate::support::rig::{Rig, Warehouse, pipeline};
-use crate::support::{table, truth};
+use crate::support::table;
+use crate::support::truth::{self, TALKS};
 use chrono::{DateTime, Duration, Utc};
 use chrono_tz::Asia::Singapore;
 use sobot_sync::engine::run::{Engine, Mode};
-use sobot_sync::engine::shard::{
-    Shard, {self},
-};
+use sobot_sync::engine::shard;
+use sobot_sync::engine::shard::Shard;
 use sobot_sync::io::state::model::{PipelineState, Span};
 use sobot_sync::sim::SimConfig;
 
@@ -137,15 +135,10 @@ async fn three_shards_beside_the_live_run(warehouse: Warehouse) {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn three_shards_beside_the_live_run_local() {
-    three_shards_beside_the_live_run(Warehouse::local().await).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn three_shards_beside_the_live_run_s3() {
-    three_shards_beside_the_live_run(Warehouse::s3().await).await;
-}
+local_and_s3!(
+    three_shards_beside_the_live_run_local,
+    three_shards_beside_the_live_run_s3 => three_shards_beside_the_live_run,
+);
 
 /// The binary: three `backfill --shard I/3` processes at once load the range exactly;
 /// `--shards 3` with `JOB_COMPLETION_INDEX` reruns a finished shard as a no-op; a range
@@ -175,9 +168,9 @@ async fn shard_processes_load_the_range_and_refuse_the_lookback() {
         );
     }
     let ds = env.sim.dataset();
-    let want = cli_truth::truth(&ds, &TALKS, t(from), t(to), env.now);
-    let table = cli_truth::read_table(&env.warehouse(), &TALKS, Singapore);
-    cli_truth::assert_exact(&table, &want, "talks after three shard processes");
+    let want = truth::visible_rows(&ds, &TALKS, t(from), t(to), env.now);
+    let table = truth::read_rows(&env.warehouse(), &TALKS, Singapore);
+    truth::assert_rows_exact(&table, &want, "talks after three shard processes");
     let rows = env.status().await;
     let talks = rows
         .iter()
@@ -204,8 +197,8 @@ async fn shard_processes_load_the_range_and_refuse_the_lookback() {
         o.all()
     );
     env.unset("JOB_COMPLETION_INDEX");
-    cli_truth::assert_exact(
-        &cli_truth::read_table(&env.warehouse(), &TALKS, Singapore),
+    truth::assert_rows_exact(
+        &truth::read_rows(&env.warehouse(), &TALKS, Singapore),
         &want,
         "talks after a rerun of a shard",
     );
@@ -260,8 +253,8 @@ async fn shard_processes_load_the_range_and_refuse_the_lookback() {
         }
     }
     // Nothing was written by the refused commands.
-    cli_truth::assert_exact(
-        &cli_truth::read_table(&env.warehouse(), &TALKS, Singapore),
+    truth::assert_rows_exact(
+        &truth::read_rows(&env.warehouse(), &TALKS, Singapore),
         &want,
         "talks after refused shards",
     );

@@ -6,121 +6,27 @@
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use chrono::{DateTime, TimeZone, Utc};
+use crate::support::sim_http::{self, Answer, Client, start, utc};
+use chrono::{TimeZone, Utc};
 use reqwest::StatusCode;
-use reqwest::header::HeaderMap;
 use serde_json::{Value, json};
-use sobot_sync::sim::{
-    Faults, SimConfig, SimHandle, {self},
-};
+use sobot_sync::sim;
+use sobot_sync::sim::{Faults, SimConfig, SimHandle};
 
-const TOKEN: &str = "static-test-token";
 const MAINCDRS: &str = "/callservice/tm/tm-reports/maincdrs/_search";
 const CDRS: &str = "/callservice/tm/tm-reports/cdrs/_search";
 const HISTORIES: &str = "/callservice/tm/tm-reports/agent-histories/_search";
 
-fn utc(s: &str) -> DateTime<Utc> {
-    DateTime::parse_from_rfc3339(s)
-        .map(|t| t.with_timezone(&Utc))
-        .unwrap_or_else(|e| panic!("test time {s:?}: {e}"))
-}
-
 fn config() -> SimConfig {
-    SimConfig {
-        static_token: Some(TOKEN.to_string()),
-        now: Some(utc("2024-01-10T00:00:00Z")),
-        ..SimConfig::default()
-    }
+    sim_http::config("2024-01-10T00:00:00Z")
 }
 
-async fn start(config: SimConfig) -> SimHandle {
-    let addr = "127.0.0.1:0"
-        .parse()
-        .unwrap_or_else(|e| panic!("addr: {e}"));
-    sim::start(config, addr)
-        .await
-        .unwrap_or_else(|e| panic!("simulator did not start: {e}"))
-}
-
-/// One HTTP answer, body kept raw so tests can inspect truncation and exact bytes.
-struct Answer {
-    status: StatusCode,
-    headers: HeaderMap,
-    body: bytes::Bytes,
-}
-
-impl Answer {
-    fn json(&self) -> Value {
-        serde_json::from_slice(&self.body).unwrap_or_else(|e| {
-            panic!(
-                "body is not JSON ({e}): {}",
-                String::from_utf8_lossy(&self.body)
-            )
-        })
-    }
-
-    /// The envelope `code`.
-    fn code(&self) -> i64 {
-        self.json()["code"].as_i64().unwrap_or(-1)
-    }
-}
-
-struct Client {
-    http: reqwest::Client,
-    base: String,
-    token: Option<String>,
-    timezone: Option<String>,
-}
-
+/// The endpoints these tests page through.
 impl Client {
-    fn new(sim: &SimHandle) -> Self {
-        Self {
-            http: reqwest::Client::new(),
-            base: sim.base_url(),
-            token: Some(TOKEN.to_string()),
-            timezone: None,
-        }
-    }
-
-    async fn send(&self, req: reqwest::RequestBuilder) -> Answer {
-        let mut req = req;
-        if let Some(t) = &self.token {
-            req = req.header("Authorization", format!("Bearer {t}"));
-        }
-        if let Some(tz) = &self.timezone {
-            req = req.header("timezoneid", tz);
-        }
-        let resp = req
-            .send()
-            .await
-            .unwrap_or_else(|e| panic!("request failed: {e}"));
-        let status = resp.status();
-        let headers = resp.headers().clone();
-        let body = resp
-            .bytes()
-            .await
-            .unwrap_or_else(|e| panic!("body failed: {e}"));
-        Answer {
-            status,
-            headers,
-            body,
-        }
-    }
-
-    async fn post(&self, path: &str, body: Value) -> Answer {
-        self.send(self.http.post(format!("{}{path}", self.base)).json(&body))
-            .await
-    }
-
-    async fn get(&self, path: &str) -> Answer {
-        self.send(self.http.get(format!("{}{path}", self.base)))
-            .await
-    }
-
     async fn talk_page(&self, from: i64, to: i64, page: u64, size: u64) -> Answer {
         self.post(
             MAINCDRS,
-            json!({"startTime": from, "endTime": to, "pageNum": page, "pageSize": size}),
+            &json!({"startTime": from, "endTime": to, "pageNum": page, "pageSize": size}),
         )
         .await
     }
@@ -147,7 +53,7 @@ impl Client {
     async fn histories(&self, start: &str, end: &str, page: u64, size: u64) -> Answer {
         self.post(
             HISTORIES,
-            json!({"startTime": start, "endTime": end, "pageNum": page, "pageSize": size}),
+            &json!({"startTime": start, "endTime": end, "pageNum": page, "pageSize": size}),
         )
         .await
     }
@@ -173,9 +79,10 @@ impl Client {
 
     async fn parties(&self, call_id: &str) -> Answer {
         let id = call_id.replace(' ', "%20");
-        self.get(&format!(
-            "/callservice/tm/tm-reports/maincdrs/{id}/partycdrs"
-        ))
+        self.get(
+            &format!("/callservice/tm/tm-reports/maincdrs/{id}/partycdrs"),
+            None,
+        )
         .await
     }
 }
@@ -418,7 +325,7 @@ async fn parties_and_combined_search_agree_with_the_dataset() {
     let talk = &truth[3];
     let id = talk["callID"].as_str().unwrap_or_default();
     let v = client
-        .post(CDRS, json!({"callID": id, "hideNumber": 1}))
+        .post(CDRS, &json!({"callID": id, "hideNumber": 1}))
         .await
         .json();
     let one = &v["data"]["list"][0];
@@ -540,7 +447,7 @@ async fn bad_requests_get_envelope_400() {
         json!({"startTime": 0, "endTime": 1, "pageNum": 0, "pageSize": 10}),
         json!({"startTime": 0, "endTime": 1, "pageNum": 1}),
     ] {
-        let a = client.post(MAINCDRS, body.clone()).await;
+        let a = client.post(MAINCDRS, &body).await;
         assert_eq!((a.status, a.code()), (StatusCode::OK, 400), "{body}");
     }
     let a = client
@@ -551,7 +458,7 @@ async fn bad_requests_get_envelope_400() {
     let v = client
         .post(
             MAINCDRS,
-            json!({"startTime": "0", "endTime": ms("2024-01-03T00:00:00Z").to_string(),
+            &json!({"startTime": "0", "endTime": ms("2024-01-03T00:00:00Z").to_string(),
                    "pageNum": "1", "pageSize": "5000"}),
         )
         .await

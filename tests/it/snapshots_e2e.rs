@@ -1,10 +1,9 @@
 //! indicator_plans, agent_metrics and recordings end to end, against the simulator, on
 //! local files and S3. OWNER: snapshots.
 
+use crate::support::both::local_and_s3;
 use crate::support::rig::{Rig, Warehouse, pipeline};
-use crate::support::table::{
-    col_str, i64_at, ms_at, str_at, {self},
-};
+use crate::support::table::{self, col_str, i64_at, ms_at, str_at};
 use chrono::{DateTime, Duration, Utc};
 use object_store::ObjectStoreExt;
 use sha2::{Digest, Sha256};
@@ -98,15 +97,10 @@ async fn indicator_plans_replaced(warehouse: Warehouse) {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn indicator_plans_replaced_local() {
-    indicator_plans_replaced(Warehouse::local().await).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn indicator_plans_replaced_s3() {
-    indicator_plans_replaced(Warehouse::s3().await).await;
-}
+local_and_s3!(
+    indicator_plans_replaced_local,
+    indicator_plans_replaced_s3 => indicator_plans_replaced,
+);
 
 /// Scenario: one snapshot of every agent equals the simulator's View Agent Indicator at
 /// its now; a rerun in the same interval replaces it, the next interval adds one.
@@ -219,15 +213,7 @@ async fn agent_metrics_snapshots(warehouse: Warehouse) {
     assert!(err.is_config(), "{err}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn agent_metrics_snapshots_local() {
-    agent_metrics_snapshots(Warehouse::local().await).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn agent_metrics_snapshots_s3() {
-    agent_metrics_snapshots(Warehouse::s3().await).await;
-}
+local_and_s3!(agent_metrics_snapshots_local, agent_metrics_snapshots_s3 => agent_metrics_snapshots);
 
 /// Scenario: recordings of three committed talk windows. A broken hour fails the run at
 /// that window (the hour before is stored and committed); the next run picks it up; a
@@ -377,15 +363,7 @@ async fn recordings_stored(warehouse: Warehouse) {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn recordings_stored_local() {
-    recordings_stored(Warehouse::local().await).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn recordings_stored_s3() {
-    recordings_stored(Warehouse::s3().await).await;
-}
+local_and_s3!(recordings_stored_local, recordings_stored_s3 => recordings_stored);
 
 /// A recordings backfill is recorded in state like other backfills: `status` lists it
 /// while a failed download keeps it open, the watermark stays, and a rerun of the same

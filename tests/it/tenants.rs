@@ -5,6 +5,7 @@
 //! `<table>/tenant=<name>/dt=<its local date>/`, exactly its simulator's ground truth,
 //! with state, locks and rate caps of its own.
 
+use crate::support::both::local_and_s3;
 use crate::support::cli_proc::{CliEnv, assert_no_panic};
 use crate::support::rig::{Warehouse, pipeline};
 use crate::support::{table, truth};
@@ -19,9 +20,8 @@ use sobot_sync::core::clock::FixedClock;
 use sobot_sync::engine::run::Engine;
 use sobot_sync::io::state::store::StateStore;
 use sobot_sync::io::store::{Location, S3Options};
-use sobot_sync::sim::{
-    SimConfig, SimHandle, {self},
-};
+use sobot_sync::sim;
+use sobot_sync::sim::{SimConfig, SimHandle};
 use std::collections::BTreeSet;
 use std::path::Path;
 use std::sync::Arc;
@@ -86,18 +86,10 @@ fn partitions(files: &BTreeSet<String>, table: &str, tenant: &str) -> BTreeSet<N
         .collect()
 }
 
-/// The scenario the brief names: two tenants, different zones, credentials, seeds and rate
-/// caps, run together -> each tenant's tables are exactly its simulator's truth, under
-/// `tenant=<name>`, cut by its own zone; state apart; each simulator sees its own cap.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_tenants_run_into_their_own_partitions_local() {
-    two_tenants_run_into_their_own_partitions(Warehouse::local().await).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_tenants_run_into_their_own_partitions_s3() {
-    two_tenants_run_into_their_own_partitions(Warehouse::s3().await).await;
-}
+local_and_s3!(
+    two_tenants_run_into_their_own_partitions_local,
+    two_tenants_run_into_their_own_partitions_s3 => two_tenants_run_into_their_own_partitions,
+);
 
 /// Every key of the warehouse (tables and state), relative to its root.
 async fn stored_keys(warehouse: &Warehouse) -> BTreeSet<String> {
@@ -117,6 +109,9 @@ async fn stored_keys(warehouse: &Warehouse) -> BTreeSet<String> {
         .collect()
 }
 
+/// The scenario the brief names: two tenants, different zones, credentials, seeds and rate
+/// caps, run together -> each tenant's tables are exactly its simulator's truth, under
+/// `tenant=<name>`, cut by its own zone; state apart; each simulator sees its own cap.
 async fn two_tenants_run_into_their_own_partitions(warehouse: Warehouse) {
     // Engine's now; the simulators run a day ahead so every loaded record is visible.
     let now = t("2024-03-01T18:00:00Z");

@@ -7,9 +7,7 @@
 
 use crate::support::cli_proc::{CliEnv, finish};
 use crate::support::rig::{Rig, Warehouse};
-use crate::support::table::{
-    i64_at, ms_at, str_at, {self},
-};
+use crate::support::table::{self, i64_at, ms_at, str_at};
 use chrono::{DateTime, Duration, Utc};
 use sobot_sync::engine::watch_metrics::{WATCH_ENDPOINT, WatchReport, watch};
 use sobot_sync::sim::{Faults, SimConfig};

@@ -2,9 +2,8 @@
 //! environment and a temporary working directory, the way a user's shell or cron would.
 
 use chrono::{DateTime, Utc};
-use sobot_sync::sim::{
-    SimConfig, SimHandle, {self},
-};
+use sobot_sync::sim;
+use sobot_sync::sim::{SimConfig, SimHandle};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;

@@ -11,6 +11,7 @@ use object_store::ObjectStoreExt;
 use sobot_sync::engine::run::Engine;
 use sobot_sync::io::sink::list_files;
 use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
 
 /// Columns that differ from run to run by design.
 const RUN_COLUMNS: &[&str] = &["_extracted_at", "_run_id"];
@@ -47,6 +48,46 @@ pub async fn read(engine: &Engine, table: &str) -> Table {
     Table {
         name: table.to_string(),
         files,
+    }
+}
+
+/// Reads every `<table>/**/*.parquet` under a local warehouse directory, whole, the way a
+/// query engine would: a file that does not parse to the end fails the test, because
+/// readers must only ever see whole files. Paths are relative to `warehouse`.
+pub fn read_local(warehouse: &Path, table: &str) -> Table {
+    let mut paths = Vec::new();
+    parquet_files(&warehouse.join(table), &mut paths);
+    paths.sort();
+    let mut files = Vec::new();
+    for file in &paths {
+        let shown = file.display().to_string();
+        let bytes = bytes::Bytes::from(
+            std::fs::read(file).unwrap_or_else(|e| panic!("{shown}: cannot read: {e}")),
+        );
+        let batch = super::parquet_file::decode(bytes, &shown);
+        let path = file
+            .strip_prefix(warehouse)
+            .map(|p| p.display().to_string())
+            .unwrap_or(shown);
+        files.push(FileRows { path, batch });
+    }
+    Table {
+        name: table.to_string(),
+        files,
+    }
+}
+
+fn parquet_files(dir: &Path, out: &mut Vec<PathBuf>) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries {
+        let path = entry.expect("directory entry").path();
+        if path.is_dir() {
+            parquet_files(&path, out);
+        } else if path.extension().is_some_and(|e| e == "parquet") {
+            out.push(path);
+        }
     }
 }
 
