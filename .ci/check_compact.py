@@ -1,7 +1,7 @@
 """Compacts tables of the demo warehouse while DuckDB counts their rows in a loop through
 the `ddl` views, and fails if any count differs from the rows the demo wrote. A query that
 fails because a file vanished between DuckDB's listing and its read is retried, as the
-README says a reader must; it is counted, never taken as a count.
+docs/operations.md (Compaction) says a reader must; it is counted, never taken as a count.
 
 usage: check_compact.py DDL.sql SUMMARY.json NOW BINARY [ARGS...] -- TABLE...
   e.g. check_compact.py ddl.sql summary.json 2024-03-04T01:00:00+08:00 target/release/sobot-sync -- talks parties

@@ -3,7 +3,7 @@ use std::process::ExitCode;
 
 /// glibc raises its mmap threshold after large frees (zstd's per-column contexts, page
 /// buffers) and keeps an arena per thread, so a long backfill's peak memory crept up with
-/// its length although nothing was held (see README, Performance). A fixed threshold and
+/// its length although nothing was held (see docs/performance.md). A fixed threshold and
 /// two arenas keep it flat. The threshold sits above an API answer (a page of 200 talks
 /// is about 200 KB): with 64 KB, every answer and its copies were fresh mappings, each
 /// page of them a fault (1 MB took about a sixth off the process's kernel time).

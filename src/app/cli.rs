@@ -46,7 +46,7 @@ pub enum Command {
         /// issue 4: the tenant (needed when several are configured).
         #[arg(long, value_name = "NAME")]
         tenant: Option<String>,
-        /// Load only shard I of N (I from 0): the range split at local midnights into N parts that run at once (see README, sharded backfill).
+        /// Load only shard I of N (I from 0): the range split at local midnights into N parts that run at once (see docs/operations.md, sharded backfill).
         #[arg(long, value_name = "I/N")]
         shard: Option<String>,
         /// N shards, this one's index from JOB_COMPLETION_INDEX (a Kubernetes indexed Job).

@@ -12,7 +12,7 @@
 //!   types in the Hive metastore, which has no zoned timestamp, and `CREATE TABLE`
 //!   there accepts only `timestamp` / `timestamp(3)`; it reads our INT64 instants into
 //!   `timestamp(3)` as wall-clock times in the catalog's `hive.parquet.time-zone` (set it
-//!   to UTC; see README "ddl").
+//!   to UTC; see docs/warehouse.md, "ddl").
 //! - `dt` is `VARCHAR` in both: a Hive partition value is a path string, the metastore
 //!   keeps it as text, and DuckDB would otherwise guess DATE for some engines' queries
 //!   and not others. ISO dates compare and sort like dates, and `dt >= '2024-03-01'`

@@ -42,7 +42,7 @@ pub enum TimeFilter {
     LocalMinute,
 }
 
-/// The file as written. Every key is documented in README "Pipelines".
+/// The file as written. Every key is documented in docs/pipelines.md.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct PipelineFile {

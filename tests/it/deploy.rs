@@ -1,7 +1,7 @@
 //! deploy/: every YAML file parses; the Kubernetes objects reference each other by the
 //! right names, probe `/healthz` on the port `SOBOT_SYNC_HTTP_ADDR` opens and mount the
 //! repository's own definitions; the Dockerfile's build stage runs exactly what CI runs;
-//! compose and systemd are wired as the README says. (No Docker engine or cluster here:
+//! compose and systemd are wired as docs/deployment.md says. (No Docker engine or cluster here:
 //! the image is not built and nothing is applied.)
 
 use serde::Deserialize;

@@ -446,7 +446,7 @@ async fn with_a_key_the_s3_store_holds_only_hashes() {
     }
 }
 
-/// The rotation README describes: a new key, then a backfill over the loaded range
+/// The rotation docs/privacy.md describes: a new key, then a backfill over the loaded range
 /// (not the same range as before, which would be skipped as done) leaves every file
 /// hashed with, and naming, the new key.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -65,7 +65,7 @@ struct ReportFile {
     /// (`request::filter_keys`), sent with every page.
     #[serde(default)]
     filters: toml::Table,
-    /// issue 4: the `/healthz` threshold (README "Observability").
+    /// issue 4: the `/healthz` threshold (docs/observability.md).
     #[serde(default)]
     alert_lag_secs: Option<u64>,
 }
