@@ -21,7 +21,7 @@ pub enum Kind {
     /// One request per record of a parent `search` pipeline's window (parties per talk).
     Children,
     /// A statistical report, one window per local day (or week / month period), read by
-    /// `report::definition` and run by `report::run`.
+    /// `report::definition` and run by `engine::report`.
     Report,
     // --- issue 3 snapshots (driven by `crate::engine::snapshots`) ---
     /// A small reference list fetched whole and replaced on each run (`indicator_plans`).
@@ -111,7 +111,7 @@ pub struct Pipeline {
     /// For `report`: the validated `[report]` table (`report::definition`).
     pub report: Option<Box<crate::core::report::definition::ReportDef>>,
     /// issue 4: the health threshold on watermark lag; `None`: the default of
-    /// `obs::health::default_alert_lag_secs`.
+    /// `app::health::default_alert_lag_secs`.
     pub alert_lag_secs: Option<u64>,
 }
 

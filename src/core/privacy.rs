@@ -9,7 +9,7 @@
 //! by trying them all). `pii = "drop"` stores null.
 //!
 //! The rewrite runs on the built Arrow batch of a window, once, just before it goes to
-//! the sink (`protect`, called by the runner and the snapshot driver), so the converter
+//! the sink (`protect`, called by the search and snapshot drivers), so the converter
 //! stays as fast as it is and there is one place to audit. Besides the marked columns it
 //! rewrites what would otherwise carry a raw number past them:
 //! - `_errors`: an entry for a marked field holds the raw value; it gets the same

@@ -33,7 +33,7 @@ pub fn window_span(pipeline: &str, mode: &str, w: &Window) -> tracing::Span {
     )
 }
 
-/// A group of windows committed by the runner: metrics, and the progress bar of a
+/// A group of windows committed by the search driver (`engine::search`): metrics, and the progress bar of a
 /// backfill. `counts` is (windows, rows); `file` whether a file was written (a window
 /// without rows writes none).
 pub fn committed(

@@ -228,7 +228,7 @@ pub async fn run(
         .await
         .map_err(state_err)?;
     tracing::info!(pipeline = %p.name, %shard, from = %sub_from.to_rfc3339(), to = %sub_to.to_rfc3339(), "shard of a sharded backfill");
-    // Renewed in the background like the pipeline lock (`runner::Engine::claim`); the
+    // Renewed in the background like the pipeline lock (`engine::run::claim`); the
     // run stops committing once a renewal fails.
     let lock = RenewedLock::start(lock, engine.settings.lock_ttl);
     if let Err(e) = exclude(engine, &p.name, &scope).await {

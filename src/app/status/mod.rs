@@ -31,7 +31,7 @@ pub struct StatusRow {
     pub gaps: Vec<Span>,
     pub last_run: Option<RunRecord>,
     pub backfills: Vec<BackfillRow>,
-    /// Report pipelines only: up to when periods are final (`report::run::settle_row`).
+    /// Report pipelines only: up to when periods are final (`settle::settle_row`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub report: Option<settle::SettleRow>,
     /// issue 4: the tenant the row belongs to; absent without tenants.

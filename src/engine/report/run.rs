@@ -122,7 +122,7 @@ pub(super) fn config(p: &Pipeline, message: String) -> RunError {
     }
 }
 
-/// Runs a report pipeline whose lock the caller holds (`runner` dispatches here).
+/// Runs a report pipeline whose lock the caller holds (`engine::run::dispatch` hands it here).
 pub async fn run_locked(
     engine: &Engine,
     p: &Pipeline,

@@ -9,7 +9,7 @@
 //!
 //! They share the engine (API client, warehouse, state store, clock) and the committed
 //! state model with the windowed pipelines, so `status` and locks work the same; the
-//! runner hands these kinds to [`run`].
+//! dispatcher (`engine::run::dispatch`) hands these kinds to [`Snapshots`].
 
 pub mod recordings;
 pub mod reference;
@@ -31,11 +31,6 @@ use arrow::record_batch::RecordBatch;
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
 use std::sync::atomic::AtomicBool;
-
-/// Whether [`run`] drives pipelines of this kind.
-pub fn handles(kind: Kind) -> bool {
-    matches!(kind, Kind::Reference | Kind::Snapshot | Kind::Recordings)
-}
 
 /// Runs a `reference`, `snapshot` or `recordings` pipeline whose lock the caller holds;
 /// `lost` is set when the lock could not be renewed (nothing is committed then).
