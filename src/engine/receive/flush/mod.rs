@@ -20,45 +20,36 @@
 //! (`<SOBOT_SYNC_RECEIVE_WAL>/keys/<table>/dt=YYYY-MM-DD/`) as sorted runs, holding in
 //! memory one Bloom filter per run (about 1.25 bytes per key) and the keys of files
 //! stored since its last spill (a partition spills after the flush that brings it to
-//! [`keyindex::SPILL_KEYS`], and the largest spill while all hold more than
+//! [`SPILL_KEYS`](super::keyindex::SPILL_KEYS), and the largest spill while all hold more than
 //! [`MAX_UNSPILLED`]), so key memory no longer grows with what was received. At most [`MAX_PARTITIONS`] partitions are open; the least
 //! recently used, and any unused for [`IDLE`], are spilled and closed. The warehouse
 //! stays the source of truth: when a partition is opened, the keys of every file its
 //! manifest does not cover (a crash before the spill, a first start on an existing
 //! warehouse, a lost local disk) are read from the file, and an index that names a file
 //! no longer there, or that does not read back, is rebuilt from the partition's files.
+//!
+//! The parts: `prepare` (pushes to Parquet, duplicates dropped), `keys` (the row key
+//! hash), `partitions` (the open key indexes); this file drives a flush through them.
 
-use super::keyindex::{
-    PartitionKeys, {self},
-};
+mod keys;
+mod partitions;
+mod prepare;
+
+pub use keys::batch_keys;
+pub use partitions::{IDLE, MAX_PARTITIONS, MAX_UNSPILLED};
+
 use super::wal::{Entry, Wal};
-use crate::core::convert::{BatchBuilder, RowMeta, assemble, record_time};
 use crate::core::push::PushKind;
-use crate::core::record::parse_record;
 use crate::core::schema::TableSchema;
 use crate::io::store::Location;
-use arrow::array::{Array, AsArray, BooleanArray, RecordBatch};
-use arrow::compute::filter_record_batch;
-use arrow::datatypes::{DataType, Float64Type, Int64Type, TimestampMillisecondType};
-use chrono::{DateTime, NaiveDate, Utc};
+use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
-use futures::TryStreamExt;
-use md5::{Digest, Md5};
 use object_store::{ObjectStoreExt, PutPayload};
-use parquet::arrow::ProjectionMask;
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
-use std::collections::{BTreeMap, HashMap, HashSet};
-use std::path::{Path, PathBuf};
+use partitions::{OpenPartitions, on_index};
+use prepare::{build_groups, prepare};
+use std::collections::HashMap;
+use std::path::Path;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
-
-/// Partitions whose key index is open (filters in memory).
-pub const MAX_PARTITIONS: usize = 16;
-/// An open partition unused this long is spilled and closed (its filters freed).
-pub const IDLE: Duration = Duration::from_secs(600);
-/// Keys held in memory (not yet spilled) over every open partition; beyond it the
-/// partitions holding most are spilled.
-pub const MAX_UNSPILLED: usize = 4 * keyindex::SPILL_KEYS;
 
 /// What one flush stored.
 #[derive(Debug, Default, Clone, PartialEq)]
@@ -75,32 +66,8 @@ pub struct Flusher {
     pii_key: Option<crate::core::privacy::PiiKey>,
     /// Pushes taken from the WAL and not yet stored (kept across a failed flush).
     pending: Vec<Entry>,
-    /// Root of the partitions' key indexes.
-    keys_dir: PathBuf,
-    index: HashMap<(PushKind, NaiveDate), Partition>,
-    tick: u64,
-}
-
-struct Partition {
-    keys: PartitionKeys,
-    /// Flush tick of the last use (least recently used is closed first).
-    used: u64,
-    touched: Instant,
-}
-
-/// Runs `f` on a partition's index on a blocking thread (its disk reads and writes must
-/// not stall the tasks acknowledging pushes), handing the index back.
-async fn on_index<T: Send + 'static>(
-    keys: PartitionKeys,
-    f: impl FnOnce(&mut PartitionKeys) -> T + Send + 'static,
-) -> Result<(PartitionKeys, T), String> {
-    tokio::task::spawn_blocking(move || {
-        let mut keys = keys;
-        let out = f(&mut keys);
-        (keys, out)
-    })
-    .await
-    .map_err(|e| format!("the key index task failed: {e}"))
+    /// The partitions whose key index is open.
+    partitions: OpenPartitions,
 }
 
 impl Flusher {
@@ -120,29 +87,24 @@ impl Flusher {
             tz,
             pii_key,
             pending: replayed,
-            keys_dir: keys_dir.to_path_buf(),
-            index: HashMap::new(),
-            tick: 0,
+            partitions: OpenPartitions::new(keys_dir),
         }
     }
 
     /// Spills and closes every open key index (at shutdown, so the next start reads no
     /// warehouse file again).
     pub async fn close_all(&mut self) {
-        let open: Vec<_> = self.index.keys().copied().collect();
-        for at in open {
-            self.close(at).await;
-        }
+        self.partitions.close_all().await;
     }
 
     /// Partitions whose key index is open now.
     pub fn open_partitions(&self) -> usize {
-        self.index.len()
+        self.partitions.len()
     }
 
     /// Bytes the open key indexes hold in memory (filters, fences, unspilled keys).
     pub fn key_memory(&self) -> usize {
-        self.index.values().map(|p| p.keys.memory()).sum()
+        self.partitions.memory()
     }
 
     /// Pushes waiting here (taken from the WAL but not stored).
@@ -185,14 +147,8 @@ impl Flusher {
                 continue;
             };
             let table = kind.table();
-            self.ensure_open(kind, dt, &schema).await?;
-            self.tick += 1;
-            let mut part = self
-                .index
-                .remove(&(kind, dt))
-                .ok_or_else(|| format!("the key index of {table} dt={dt} is not open"))?;
-            part.used = self.tick;
-            part.touched = Instant::now();
+            self.partitions.open(&self.loc, kind, dt, &schema).await?;
+            let mut part = self.partitions.take(kind, dt)?;
             let pii = self.pii_key.clone();
             let shown = self.loc.display(&crate::core::layout::partition(table, dt));
             let (keys, prepared) =
@@ -206,7 +162,7 @@ impl Flusher {
             };
             out.duplicates += prepared.duplicates;
             let Some(bytes) = prepared.bytes else {
-                self.index.insert((kind, dt), part);
+                self.partitions.put_back(kind, dt, part);
                 continue;
             };
             let name = format!(
@@ -220,7 +176,7 @@ impl Flusher {
                 .put(&self.loc.path(&rel), PutPayload::from(bytes))
                 .await;
             if let Err(e) = put {
-                self.index.insert((kind, dt), part);
+                self.partitions.put_back(kind, dt, part);
                 return Err(format!("cannot write {}: {e}", self.loc.display(&rel)));
             }
             part.keys.add_file(name, prepared.fresh);
@@ -228,7 +184,7 @@ impl Flusher {
             part.keys = keys;
             match spilled {
                 Ok(()) => {
-                    self.index.insert((kind, dt), part);
+                    self.partitions.put_back(kind, dt, part);
                 }
                 // The file is stored; its keys are not durable in the index, so it is
                 // closed: reopening reads the keys of the file it does not cover.
@@ -241,360 +197,16 @@ impl Flusher {
             out.rows += prepared.rows;
             out.files.push(rel);
         }
-        self.close_idle().await;
+        self.partitions.close_idle().await;
         Ok(out)
     }
-
-    /// Opens the key index of partition `(kind, dt)` unless open, closing the least
-    /// recently used beyond [`MAX_PARTITIONS`]. The warehouse decides: the keys of every
-    /// file the index does not cover are read from the file, and an index that names a
-    /// file no longer there, or does not read back, is rebuilt from every file.
-    async fn ensure_open(
-        &mut self,
-        kind: PushKind,
-        dt: NaiveDate,
-        schema: &TableSchema,
-    ) -> Result<(), String> {
-        if self.index.contains_key(&(kind, dt)) {
-            return Ok(());
-        }
-        while self.index.len() >= MAX_PARTITIONS {
-            let Some(oldest) = self
-                .index
-                .iter()
-                .min_by_key(|(_, p)| p.used)
-                .map(|(k, _)| *k)
-            else {
-                break;
-            };
-            self.close(oldest).await;
-        }
-        let folder = crate::core::layout::partition(kind.table(), dt);
-        let prefix = self.loc.list_prefix(&format!("{folder}/"));
-        let metas: Vec<_> = self
-            .loc
-            .store()
-            .list(prefix.as_ref())
-            .try_collect()
-            .await
-            .map_err(|e| format!("cannot list {}: {e}", self.loc.display(&folder)))?;
-        let files: Vec<String> = metas
-            .iter()
-            .filter(|m| m.location.extension() == Some("parquet"))
-            .filter_map(|m| m.location.filename().map(str::to_string))
-            .collect();
-        let dir = self.keys_dir.join(&folder);
-        let shown = dir.display().to_string();
-        let listed: HashSet<String> = files.iter().cloned().collect();
-        let mut keys = tokio::task::spawn_blocking(move || {
-            let opened = match PartitionKeys::open(&dir) {
-                Ok(k) => {
-                    let gone = k
-                        .covered_files()
-                        .find(|f| !listed.contains(*f))
-                        .map(str::to_string);
-                    match gone {
-                        None => return Ok(k),
-                        Some(gone) => {
-                            format!("it covers {gone}, which is no longer in the warehouse")
-                        }
-                    }
-                }
-                Err(e) => e.to_string(),
-            };
-            tracing::warn!(index = %shown, reason = %opened, "rebuilding a partition's key index from the warehouse");
-            PartitionKeys::reset(&dir)
-        })
-        .await
-        .map_err(|e| format!("the key index task failed: {e}"))?
-        .map_err(|e| e.to_string())?;
-        let uncovered: Vec<String> = files.into_iter().filter(|f| !keys.covers(f)).collect();
-        for name in uncovered {
-            let rel = format!("{folder}/{name}");
-            let bytes = crate::io::sink::fetch(&self.loc, &rel)
-                .await
-                .map_err(|e| e.to_string())?;
-            let schema = schema.clone();
-            let shown = self.loc.display(&rel);
-            let (back, read) = on_index(keys, move |k| {
-                let found = file_keys(&schema, bytes)?;
-                k.add_file(name, found);
-                k.spill_if_full().map_err(|e| e.to_string())
-            })
-            .await?;
-            keys = back;
-            read.map_err(|e| format!("cannot read the keys of {shown}: {e}"))?;
-        }
-        // What was read from the warehouse becomes durable now, not at a later spill.
-        let (keys, spilled) = on_index(keys, |k| k.spill()).await?;
-        spilled.map_err(|e| e.to_string())?;
-        self.index.insert(
-            (kind, dt),
-            Partition {
-                keys,
-                used: 0,
-                touched: Instant::now(),
-            },
-        );
-        Ok(())
-    }
-
-    /// Spills and closes one partition's index. A failed spill only costs a re-read:
-    /// the files it would have covered are read again when the partition reopens.
-    async fn close(&mut self, at: (PushKind, NaiveDate)) {
-        let Some(part) = self.index.remove(&at) else {
-            return;
-        };
-        match on_index(part.keys, |k| k.spill()).await {
-            Ok((_, Ok(()))) => {}
-            Ok((_, Err(e))) => {
-                tracing::warn!(table = at.0.table(), dt = %at.1, error = %e, "cannot spill keys while closing a partition's index")
-            }
-            Err(e) => {
-                tracing::warn!(table = at.0.table(), dt = %at.1, error = %e, "cannot close a partition's key index")
-            }
-        }
-    }
-
-    /// Closes partitions unused for [`IDLE`], then spills the partitions holding most
-    /// keys in memory while all together hold more than [`MAX_UNSPILLED`].
-    async fn close_idle(&mut self) {
-        let idle: Vec<_> = self
-            .index
-            .iter()
-            .filter(|(_, p)| p.touched.elapsed() >= IDLE)
-            .map(|(k, _)| *k)
-            .collect();
-        for at in idle {
-            self.close(at).await;
-        }
-        while self
-            .index
-            .values()
-            .map(|p| p.keys.unspilled())
-            .sum::<usize>()
-            > MAX_UNSPILLED
-        {
-            let Some(at) = self
-                .index
-                .iter()
-                .max_by_key(|(_, p)| p.keys.unspilled())
-                .map(|(k, _)| *k)
-            else {
-                break;
-            };
-            let Some(part) = self.index.remove(&at) else {
-                break;
-            };
-            match on_index(part.keys, |k| k.spill()).await {
-                Ok((keys, Ok(()))) => {
-                    self.index.insert(
-                        at,
-                        Partition {
-                            keys,
-                            used: part.used,
-                            touched: part.touched,
-                        },
-                    );
-                }
-                Ok((_, Err(e))) => {
-                    tracing::warn!(table = at.0.table(), dt = %at.1, error = %e, "cannot spill keys; the partition's index is reopened on its next use")
-                }
-                Err(e) => tracing::warn!(error = %e, "cannot spill keys"),
-            }
-        }
-    }
-}
-
-type Groups = Vec<((PushKind, NaiveDate), RecordBatch)>;
-
-/// The pending pushes as one converted batch per (table, `dt`), rows in arrival order;
-/// also the first and last WAL segment they came from.
-fn build_groups(
-    pending: &[Entry],
-    schemas: &HashMap<PushKind, TableSchema>,
-    tz: Tz,
-    now: DateTime<Utc>,
-) -> Result<(u64, u64, Groups), String> {
-    let first_seg = pending.iter().map(|e| e.segment).min().unwrap_or(0);
-    let last_seg = pending.iter().map(|e| e.segment).max().unwrap_or(0);
-    let mut groups: BTreeMap<(PushKind, NaiveDate), Vec<usize>> = BTreeMap::new();
-    for (i, e) in pending.iter().enumerate() {
-        let Some(schema) = schemas.get(&e.kind) else {
-            continue;
-        };
-        let record = match parse_record(&e.json) {
-            Ok(r) => r,
-            Err(why) => {
-                // Cannot happen: the receiver logs only JSON objects.
-                tracing::error!(push = e.kind.path(), error = %why, "an unreadable record in the write-ahead log was skipped");
-                continue;
-            }
-        };
-        let ms = record_time(schema, &record, tz).unwrap_or(e.received_ms);
-        let dt = DateTime::<Utc>::from_timestamp_millis(ms)
-            .unwrap_or(now)
-            .with_timezone(&tz)
-            .date_naive();
-        groups.entry((e.kind, dt)).or_default().push(i);
-    }
-    let mut out = Vec::new();
-    for ((kind, dt), rows) in groups {
-        let Some(schema) = schemas.get(&kind) else {
-            continue;
-        };
-        let mut builder = BatchBuilder::new(schema, tz, rows.len());
-        let (mut lo, mut hi) = (i64::MAX, i64::MIN);
-        for &i in &rows {
-            let e = &pending[i];
-            if let Ok(record) = parse_record(&e.json) {
-                builder.push(&record);
-                lo = lo.min(e.received_ms);
-                hi = hi.max(e.received_ms);
-            }
-        }
-        let meta = RowMeta {
-            run_id: format!("receive-{first_seg}-{last_seg}"),
-            extracted_at_ms: now.timestamp_millis(),
-            window_start_ms: lo,
-            window_end_ms: hi.saturating_add(1),
-        };
-        let batch = builder
-            .finish(&meta)
-            .map_err(|e| format!("cannot build rows of {}: {e}", kind.table()))?;
-        out.push(((kind, dt), batch));
-    }
-    Ok((first_seg, last_seg, out))
-}
-
-/// One partition's rows ready to store.
-struct Prepared {
-    /// The Parquet file; `None` when every row was a duplicate.
-    bytes: Option<Vec<u8>>,
-    rows: usize,
-    duplicates: usize,
-    /// Keys of the rows kept, to add to the partition's once the file is stored.
-    fresh: HashSet<u128>,
-}
-
-/// Drops rows whose key is in `known` or earlier in the batch (first copy wins), then
-/// protects `pii` columns, sorts by time and key, and encodes.
-fn prepare(
-    schema: &TableSchema,
-    known: &PartitionKeys,
-    batch: RecordBatch,
-    pii: Option<&crate::core::privacy::PiiKey>,
-) -> Result<Prepared, String> {
-    let keys = batch_keys(schema, &batch);
-    let mut fresh: HashSet<u128> = HashSet::new();
-    let mut mask = Vec::with_capacity(keys.len());
-    for k in &keys {
-        mask.push(match k {
-            Some(h) => {
-                !fresh.contains(h)
-                    && !known.contains(*h).map_err(|e| e.to_string())?
-                    && fresh.insert(*h)
-            }
-            None => true,
-        });
-    }
-    let mask = BooleanArray::from(mask);
-    let kept =
-        filter_record_batch(&batch, &mask).map_err(|e| format!("cannot filter rows: {e}"))?;
-    let duplicates = batch.num_rows() - kept.num_rows();
-    if kept.num_rows() == 0 {
-        return Ok(Prepared {
-            bytes: None,
-            rows: 0,
-            duplicates,
-            fresh,
-        });
-    }
-    let kept = crate::core::privacy::protect(schema, pii, kept).map_err(|e| e.to_string())?;
-    let kept = assemble(schema, &[kept]).map_err(|e| format!("cannot sort rows: {e}"))?;
-    let rows = kept.num_rows();
-    let bytes =
-        crate::io::sink::encode(&kept).map_err(|e| format!("cannot encode Parquet: {e}"))?;
-    Ok(Prepared {
-        bytes: Some(bytes),
-        rows,
-        duplicates,
-        fresh,
-    })
-}
-
-/// The key hashes of every row of a Parquet file (reading the key columns only).
-fn file_keys(schema: &TableSchema, bytes: bytes::Bytes) -> Result<Vec<u128>, String> {
-    let builder = ParquetRecordBatchReaderBuilder::try_new(bytes).map_err(|e| e.to_string())?;
-    let file_schema = builder.schema().clone();
-    let mut roots = Vec::new();
-    for &k in &schema.key {
-        let name = &schema.columns[k].name;
-        let i = file_schema
-            .index_of(name)
-            .map_err(|_| format!("no key column {name}"))?;
-        roots.push(i);
-    }
-    let mask = ProjectionMask::roots(builder.parquet_schema(), roots);
-    let reader = builder
-        .with_projection(mask)
-        .build()
-        .map_err(|e| e.to_string())?;
-    let mut out = Vec::new();
-    for batch in reader {
-        let batch = batch.map_err(|e| e.to_string())?;
-        let cols: Vec<&dyn Array> = (0..batch.num_columns())
-            .map(|i| batch.column(i).as_ref())
-            .collect();
-        for row in 0..batch.num_rows() {
-            if let Some(h) = row_key(&cols, row) {
-                out.push(h);
-            }
-        }
-    }
-    Ok(out)
-}
-
-/// The key hash of every row of a converted batch (`None`: a key part is null).
-pub fn batch_keys(schema: &TableSchema, batch: &RecordBatch) -> Vec<Option<u128>> {
-    let cols: Vec<&dyn Array> = schema
-        .key
-        .iter()
-        .map(|&k| batch.column(k).as_ref())
-        .collect();
-    (0..batch.num_rows()).map(|r| row_key(&cols, r)).collect()
-}
-
-/// md5 of the key parts' text joined by U+001F: the same for a row built now and the
-/// same row read back from a file.
-fn row_key(cols: &[&dyn Array], row: usize) -> Option<u128> {
-    let mut h = Md5::new();
-    for (i, c) in cols.iter().enumerate() {
-        if c.is_null(row) {
-            return None;
-        }
-        if i > 0 {
-            h.update([0x1f]);
-        }
-        match c.data_type() {
-            DataType::Utf8 => h.update(c.as_string::<i32>().value(row).as_bytes()),
-            DataType::Int64 => h.update(c.as_primitive::<Int64Type>().value(row).to_string()),
-            DataType::Float64 => h.update(c.as_primitive::<Float64Type>().value(row).to_string()),
-            DataType::Boolean => h.update(if c.as_boolean().value(row) { "1" } else { "0" }),
-            DataType::Timestamp(_, _) => h.update(
-                c.as_primitive::<TimestampMillisecondType>()
-                    .value(row)
-                    .to_string(),
-            ),
-            _ => return None,
-        }
-    }
-    Some(u128::from_le_bytes(h.finalize().into()))
 }
 
 #[cfg(test)]
 mod tests {
+    use super::keys::file_keys;
     use super::*;
+    use crate::engine::receive::keyindex;
     use std::path::Path;
 
     fn talk(id: &str) -> String {
