@@ -11,7 +11,7 @@
 //! Reports and monitoring (all behind the same gate as the data searches):
 //! - `POST .../tm-reports/{gateway-number-table,agent-table,depart-table}/_search`: the
 //!   Statistical Reports, aggregated per period from the same talks, parties and agent
-//!   histories (`reports.rs` says how each indicator is derived); `Dataset::report`
+//!   histories (`reports/mod.rs` says how each indicator is derived); `Dataset::report`
 //!   computes the same rows for tests.
 //! - `GET .../tm-reports/gateway_number/check_plan`: indicator display plans, a list or
 //!   (with `SimConfig::check_plan_single_object`) one object; `Dataset::indicator_plans`.
