@@ -688,15 +688,32 @@ async fn a_daemon_with_two_tenants_runs_both_and_serves_their_health() {
         every_pipeline_ran(&last),
         "every pipeline of both tenants ran: {last:#}"
     );
-    // Series are per tenant too.
-    let metrics = http
-        .get(format!("http://{addr}/metrics"))
-        .send()
-        .await
-        .expect("GET /metrics")
-        .text()
-        .await
-        .expect("metrics text");
+    // Series are per tenant too. A window's metrics are recorded just after its state is
+    // committed, so /healthz can show a watermark a moment before /metrics counts its rows:
+    // read until every tenant's series is there (or the time is up, and the asserts say so).
+    let has_series = |metrics: &str| {
+        ["acme", "globex"].iter().all(|tenant| {
+            metrics.contains(&format!(
+                "sobot_sync_rows_written_total{{pipeline=\"{tenant}/talks\""
+            ))
+        })
+    };
+    let mut metrics = String::new();
+    let began = Instant::now();
+    while began.elapsed() < Duration::from_secs(30) {
+        metrics = http
+            .get(format!("http://{addr}/metrics"))
+            .send()
+            .await
+            .expect("GET /metrics")
+            .text()
+            .await
+            .expect("metrics text");
+        if has_series(&metrics) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     for tenant in ["acme", "globex"] {
         let series = format!("sobot_sync_rows_written_total{{pipeline=\"{tenant}/talks\"");
         assert!(metrics.contains(&series), "{series} in\n{metrics}");
