@@ -19,21 +19,15 @@ use chrono::{DateTime, Duration as Days, TimeZone, Utc};
 use chrono_tz::Tz;
 use sobot_sync::core::pipeline::{Catalog, Pipeline};
 use sobot_sync::core::plan::Grid;
-use sobot_sync::sim::{
-    SimConfig, SimHandle, {self},
-};
+use sobot_sync::sim::{self, SimConfig, SimHandle};
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 use std::time::{Duration, Instant};
 use support::BenchError;
-use support::child::{
-    ChildRun, {self},
-};
+use support::child::{self, ChildRun};
 use support::plan::RangePlan;
 use support::replay::{Replay, Shape};
-use support::report::{
-    Measurement, {self},
-};
+use support::report::{self, Measurement};
 
 const TOKEN: &str = "bench-static-token";
 const TIMEZONE: Tz = chrono_tz::Asia::Singapore;

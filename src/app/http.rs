@@ -6,9 +6,7 @@
 //! request: the lag gauges are right at every scrape, not only at the end of a run, and
 //! a replica that runs nothing still reports on the pipelines it shares.
 
-use super::health::{
-    Health, {self},
-};
+use super::health::{self, Health};
 use crate::core::clock::SharedClock;
 use crate::core::pipeline::Catalog;
 use crate::io::obs::metrics;

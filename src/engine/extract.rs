@@ -11,9 +11,7 @@
 //!   not change while paging); otherwise the window is fetched again, and after a few
 //!   attempts the window fails with the counts in the message.
 
-use crate::core::convert::{
-    BatchBuilder, RowMeta, {self},
-};
+use crate::core::convert::{self, BatchBuilder, RowMeta};
 use crate::core::pipeline::{Pipeline, TimeFilter};
 use crate::core::plan::Window;
 use crate::core::record::{RawRecord, Scalar, scalar};

@@ -19,9 +19,7 @@
 use super::config::SimConfig;
 use super::dataset::Dataset;
 use crate::core::push::PushKind;
-use crate::core::push::cipher::{
-    AesKey, CipherMode, {self},
-};
+use crate::core::push::cipher::{self, AesKey, CipherMode};
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use futures::future::BoxFuture;

@@ -7,9 +7,7 @@
 //! for an encrypted body it is read after decryption, so the signature, which covers
 //! the company, is checked only once the body could be read.
 
-use super::cipher::{
-    AesKey, CipherError, CipherMode, {self},
-};
+use super::cipher::{self, AesKey, CipherError, CipherMode};
 use crate::core::push::PushKind;
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};

@@ -1,10 +1,8 @@
 //! Reads a run of window files and encodes them as one file named by their union.
 
 use crate::core::pipeline::Pipeline;
-use crate::io::sink::merge::{self};
-use crate::io::sink::{
-    FileEncoder, SinkError, WindowFile, {self},
-};
+use crate::io::sink::merge;
+use crate::io::sink::{self, FileEncoder, SinkError, WindowFile};
 use crate::io::store::Location;
 use chrono::NaiveDate;
 

@@ -2,9 +2,7 @@
 
 use crate::core::timeutil;
 use crate::io::sink::SinkError;
-use crate::io::sink::merge::{
-    SpanFile, {self},
-};
+use crate::io::sink::merge::{self, SpanFile};
 use crate::io::store::Location;
 use chrono::{DateTime, NaiveDate, Utc};
 use futures::TryStreamExt;

@@ -19,13 +19,9 @@
 use super::deadletter;
 use super::wal::Wal;
 use crate::core::push::PushKind;
-use crate::core::push::body::{
-    BodyError, {self},
-};
+use crate::core::push::body::{self, BodyError};
 use crate::core::push::cipher::{AesKey, CipherMode};
-use crate::core::push::sign::{
-    Refusal, ReplayGuard, {self},
-};
+use crate::core::push::sign::{self, Refusal, ReplayGuard};
 use crate::core::secret::Secret;
 use crate::io::store::Location;
 use axum::Router;

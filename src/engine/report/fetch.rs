@@ -1,10 +1,7 @@
 //! One report window fetched completely: every page, its rows' periods resolved and
 //! keyed, its `amount` checked (see `run` for the rules).
 
-use super::run::*;
-use crate::core::convert::{
-    BatchBuilder, RowMeta, {self},
-};
+use crate::core::convert::{self, BatchBuilder, RowMeta};
 use crate::core::pipeline::Pipeline;
 use crate::core::plan::Window;
 use crate::core::report::definition::ReportDef;
@@ -13,12 +10,25 @@ use crate::core::report::reconcile::{Comparison, Tolerance, Verdict, amount_vs_r
 use crate::core::report::{request, response, table};
 use crate::engine::extract::{COMPLETENESS_ATTEMPTS, ExtractError};
 use crate::io::api::ApiClient;
+use arrow::record_batch::RecordBatch;
 use chrono::DateTime;
 use serde_json::{Map, Value};
 use std::collections::{BTreeMap, HashMap};
 // issue 4
 
 /// The rows of one complete pass over a window's pages, with their parsed periods.
+/// One fetched window, converted.
+pub(super) struct Fetched {
+    pub(super) batch: RecordBatch,
+    pub(super) requests: u64,
+    pub(super) amount_mismatches: u64,
+    pub(super) unreadable_periods: u64,
+    pub(super) bad_values: usize,
+}
+
+/// A report row and its period, as parsed from `result_date`.
+pub(super) type ParsedRow = (Map<String, Value>, Result<Period, PeriodError>);
+
 pub(super) struct Pass {
     rows: Vec<ParsedRow>,
     amount: Option<Map<String, Value>>,

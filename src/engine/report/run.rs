@@ -41,25 +41,23 @@
 //! would stop the pipeline on every run until the API changed its answer.
 
 pub use super::counts::ReportCounts;
-use super::fetch::*;
+
+use super::fetch::fetch_window;
 use crate::core::convert::RowMeta;
 use crate::core::pipeline::Pipeline;
 use crate::core::plan::Window;
 use crate::core::report::definition::ReportDef;
-use crate::core::report::period::{Period, PeriodError};
+use crate::core::report::period::Period;
 use crate::core::report::{settle, table};
 use crate::core::timeutil;
 use crate::engine::run::{Driver, Engine, Mode, Planned, Report, RunError, WindowError};
-use crate::io::sink::{
-    WindowFile, {self},
-};
+use crate::io::sink::{self, WindowFile};
 use crate::io::state::backfills;
 use crate::io::state::model::{PipelineState, RunRecord, Span};
 use arrow::record_batch::RecordBatch;
 use chrono::{DateTime, Duration, Utc};
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value};
 use std::collections::BTreeMap;
 use std::sync::atomic::AtomicBool;
 use tracing::Instrument; // issue 4
@@ -104,15 +102,6 @@ pub(super) struct Task {
     pub(super) advances: bool,
     /// A provisional window fetched again.
     pub(super) refetch: bool,
-}
-
-/// One fetched window, converted.
-pub(super) struct Fetched {
-    pub(super) batch: RecordBatch,
-    pub(super) requests: u64,
-    pub(super) amount_mismatches: u64,
-    pub(super) unreadable_periods: u64,
-    pub(super) bad_values: usize,
 }
 
 pub(super) fn config(p: &Pipeline, message: String) -> RunError {
@@ -441,9 +430,6 @@ pub(super) async fn log_restatements(
     }
     changes.len() as u64
 }
-
-/// A report row and its period, as parsed from `result_date`.
-pub(super) type ParsedRow = (Map<String, Value>, Result<Period, PeriodError>);
 
 /// Runs `report` pipelines.
 pub struct Reports;

@@ -6,21 +6,16 @@
 //!
 //! The state is committed after every file, in window order, with a conditional put:
 //! the watermark only ever moves past a window whose file is written and whose count
-//! matched the API's total. A file holds one window, or in a backfill a run of
-//! consecutive windows of one `dt` partition. A failure leaves every earlier window
-//! committed and the watermark at the failed window's start.
+//! matched the API's total. A failure leaves every earlier window committed and the
+//! watermark at the failed window's start.
 
 use crate::core::convert::RowMeta;
 use crate::core::pipeline::{Kind, Pipeline};
-use crate::core::plan::{
-    Window, {self},
-};
-use crate::engine::extract::{
-    ExtractError, Extracted, {self},
-};
-use crate::io::sink::{
-    WindowFile, {self},
-};
+use crate::core::plan::{self, Window};
+use crate::engine::abort::AbortOnDrop;
+use crate::engine::extract::{self, ExtractError, Extracted};
+use crate::engine::run::{Driver, Engine, Mode, Planned, Report, RunError, WindowError, lock_lost};
+use crate::io::sink::{self, WindowFile};
 use crate::io::state::backfills;
 use crate::io::state::model::{PipelineState, RunRecord, Span};
 use chrono::{Duration, Utc};
@@ -31,11 +26,7 @@ use tracing::Instrument;
 
 mod group;
 
-use crate::engine::abort::AbortOnDrop;
-use crate::engine::run::{Engine, Mode, Report, RunError, WindowError, lock_lost};
-
-use crate::engine::run::{Driver, Planned};
-use group::*;
+use group::{Group, Unit, blocking, done_counts};
 
 /// Runs `search` and `children` pipelines.
 pub struct Windows;

@@ -15,16 +15,12 @@ pub mod recordings;
 pub mod reference;
 pub mod snapshot;
 
-use crate::core::convert::{
-    BatchBuilder, RowMeta, {self},
-};
+use crate::core::convert::{self, BatchBuilder, RowMeta};
 use crate::core::pipeline::{Kind, Pipeline};
 use crate::core::plan::Window;
 use crate::engine::extract::ExtractError;
 use crate::engine::run::{Engine, Mode, Report, RunError, WindowError};
-use crate::io::sink::{
-    WindowFile, {self},
-};
+use crate::io::sink::{self, WindowFile};
 use crate::io::state::model::PipelineState;
 use crate::io::state::store::StateError;
 use arrow::record_batch::RecordBatch;

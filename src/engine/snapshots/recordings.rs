@@ -28,14 +28,10 @@
 
 use super::{finish, load_state, lock_lost, state_err, to_batch};
 use crate::core::pipeline::Pipeline;
-use crate::core::plan::{
-    Window, {self},
-};
+use crate::core::plan::{self, Window};
 use crate::engine::extract::ExtractError;
 use crate::engine::run::{Driver, Engine, Mode, Report, RunError, WindowError};
-use crate::io::sink::{
-    SinkError, {self},
-};
+use crate::io::sink::{self, SinkError};
 use crate::io::state::backfills;
 use crate::io::state::model::{PipelineState, RunRecord, Span};
 use crate::io::store::Location;

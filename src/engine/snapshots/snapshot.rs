@@ -24,9 +24,7 @@
 use super::{count_of, finish, list_of, load_state, lock_lost, to_batch};
 use crate::core::pipeline::{Kind, Pipeline};
 use crate::core::plan::Window;
-use crate::engine::extract::{
-    ExtractError, {self},
-};
+use crate::engine::extract::{self, ExtractError};
 use crate::engine::run::{Engine, Mode, Report, RunError, WindowError};
 use crate::io::sink;
 use crate::io::state::model::RunRecord;

@@ -7,12 +7,8 @@
 
 use super::ApiError;
 use super::retry::Failure;
-use super::wire::{
-    Payload, {self},
-};
-use crate::core::record::{
-    PageIndex, {self},
-};
+use super::wire::{self, Payload};
+use crate::core::record::{self, PageIndex};
 use serde::de::{DeserializeSeed, Deserializer, MapAccess, Visitor};
 use serde_json::Value;
 use serde_json::value::RawValue;
