@@ -7,14 +7,14 @@ use crate::io::store::Location;
 use chrono::NaiveDate;
 
 use super::CompactError;
-use super::plan::Sized;
+use super::plan::SizedFile;
 
 /// Reads a run of files (in span order) into one encoded file named by their union.
 pub(super) async fn merge_group(
     loc: &Location,
     p: &Pipeline,
     dt: NaiveDate,
-    group: &[Sized],
+    group: &[SizedFile],
 ) -> Result<(String, sink::Encoded), CompactError> {
     let target = WindowFile {
         table: p.table.clone(),
@@ -63,4 +63,4 @@ pub(super) async fn merge_group(
     Ok((name, encoded))
 }
 
-pub(super) type Output = (String, sink::Encoded, Vec<Sized>);
+pub(super) type Output = (String, sink::Encoded, Vec<SizedFile>);

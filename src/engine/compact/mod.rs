@@ -37,11 +37,11 @@ mod plan;
 mod s3;
 
 pub use local::exchange;
-use local::*;
-use merge::*;
+use local::{local_dirs, recover_staging, remove_dir, swap_local};
+use merge::merge_group;
 pub use plan::first_open_day;
-use plan::*;
-use s3::*;
+use plan::{SizedFile, list_partitions, plan_groups};
+use s3::{drop_superseded, replace_remote};
 
 use crate::core::pipeline::{Kind, Pipeline};
 use crate::core::timeutil;
@@ -262,7 +262,7 @@ async fn compact_locked(
         report.files_before += files.len() as u64;
         let groups = plan_groups(&files, engine.settings.compact_target_bytes);
         report.files_after += groups.len() as u64;
-        let merging: Vec<&Vec<Sized>> = groups.iter().filter(|g| g.len() > 1).collect();
+        let merging: Vec<&Vec<SizedFile>> = groups.iter().filter(|g| g.len() > 1).collect();
         let merged_inputs: u64 = merging.iter().map(|g| g.len() as u64).sum();
         if !merging.is_empty() {
             let mut outputs = Vec::new();
@@ -372,15 +372,16 @@ async fn record(
 
 #[cfg(test)]
 mod tests {
+    use super::plan::partition_of;
     use super::*;
     use crate::io::sink::merge::SpanFile;
     use chrono::{DateTime, TimeZone};
 
-    fn sized(h0: u32, h1: u32, bytes: u64) -> Sized {
+    fn sized(h0: u32, h1: u32, bytes: u64) -> SizedFile {
         let t = |h: u32| {
             Utc.with_ymd_and_hms(2024, 3, 1, 0, 0, 0).unwrap() + chrono::Duration::hours(h.into())
         };
-        Sized {
+        SizedFile {
             file: SpanFile {
                 rel: format!("t/dt=2024-03-01/{h0}"),
                 start: t(h0),
@@ -392,7 +393,7 @@ mod tests {
 
     #[test]
     fn groups_stay_under_the_target_and_take_at_least_one_file() {
-        let files: Vec<Sized> = (0..6).map(|h| sized(h, h + 1, 40)).collect();
+        let files: Vec<SizedFile> = (0..6).map(|h| sized(h, h + 1, 40)).collect();
         let g = plan_groups(&files, 100);
         assert_eq!(g.iter().map(Vec::len).collect::<Vec<_>>(), vec![2, 2, 2]);
         let g = plan_groups(&files, 1_000);

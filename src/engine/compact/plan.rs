@@ -12,15 +12,15 @@ use super::CompactError;
 
 /// A span file of a partition and its size on storage.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(super) struct Sized {
+pub(super) struct SizedFile {
     pub(super) file: SpanFile,
     pub(super) bytes: u64,
 }
 
 /// Groups a partition's files (sorted by span) into runs whose total size stays under
 /// `target`, a run always taking at least one file. Runs of one file are left as they are.
-pub(super) fn plan_groups(files: &[Sized], target: u64) -> Vec<Vec<Sized>> {
-    let mut groups: Vec<Vec<Sized>> = Vec::new();
+pub(super) fn plan_groups(files: &[SizedFile], target: u64) -> Vec<Vec<SizedFile>> {
+    let mut groups: Vec<Vec<SizedFile>> = Vec::new();
     let mut size = 0u64;
     for f in files {
         match groups.last_mut() {
@@ -58,7 +58,7 @@ pub(super) fn partition_of(table: &str, rel: &str) -> Option<NaiveDate> {
 pub(super) async fn list_partitions(
     loc: &Location,
     table: &str,
-) -> Result<BTreeMap<NaiveDate, Vec<Sized>>, CompactError> {
+) -> Result<BTreeMap<NaiveDate, Vec<SizedFile>>, CompactError> {
     let metas: Vec<_> = loc
         .store()
         .list(loc.list_prefix(table).as_ref())
@@ -71,7 +71,7 @@ pub(super) async fn list_partitions(
                 source,
             }),
         })?;
-    let mut out: BTreeMap<NaiveDate, Vec<Sized>> = BTreeMap::new();
+    let mut out: BTreeMap<NaiveDate, Vec<SizedFile>> = BTreeMap::new();
     for m in metas {
         let Some(rel) = loc.relative(&m.location) else {
             continue;
@@ -82,7 +82,7 @@ pub(super) async fn list_partitions(
         let Some((start, end)) = m.location.filename().and_then(merge::parse_span) else {
             continue;
         };
-        out.entry(dt).or_default().push(Sized {
+        out.entry(dt).or_default().push(SizedFile {
             file: SpanFile { rel, start, end },
             bytes: m.size,
         });

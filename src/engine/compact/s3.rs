@@ -8,7 +8,7 @@ use object_store::{PutMode, PutOptions, PutPayload};
 
 use super::CompactError;
 use super::merge::Output;
-use super::plan::Sized;
+use super::plan::SizedFile;
 use crate::io::sink::merge::{self, SpanFile};
 
 /// S3 (or any non-local store): each merged file with one PUT, then its inputs in one
@@ -80,8 +80,8 @@ pub(super) async fn delete_batch(
 pub(super) async fn drop_superseded(
     loc: &Location,
     table: &str,
-    files: Vec<Sized>,
-) -> Result<Vec<Sized>, CompactError> {
+    files: Vec<SizedFile>,
+) -> Result<Vec<SizedFile>, CompactError> {
     let spans: Vec<SpanFile> = files.iter().map(|f| f.file.clone()).collect();
     let stale: Vec<SpanFile> = merge::superseded(&spans).into_iter().cloned().collect();
     if stale.is_empty() {
