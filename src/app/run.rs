@@ -5,6 +5,7 @@ use crate::app::settings::Settings;
 use crate::app::setup::{clock, engine};
 use crate::core::error::CommandError;
 use crate::engine::run::{Engine, Mode, Report, RunError};
+use crate::io::api::ApiUsage;
 
 pub(crate) fn run_error(e: RunError) -> CommandError {
     if e.is_config() {
@@ -25,6 +26,9 @@ pub(crate) fn print_report(tenant: &str, r: &Report) {
         r.requests,
         r.watermark.map_or("-".into(), |w| w.to_rfc3339())
     );
+    if let Some(line) = requests_line(&r.api_requests) {
+        println!("  {line}");
+    }
     if let Some(counts) = &r.report {
         println!("  {counts}");
     }
@@ -32,6 +36,30 @@ pub(crate) fn print_report(tenant: &str, r: &Report) {
         let parts: Vec<String> = r.skipped.iter().map(|(k, n)| format!("{n} {k}")).collect();
         println!("  skipped (see the log): {}", parts.join(", "));
     }
+}
+
+/// issue 15: a run's request budget in one line: the total, the share that were
+/// retries, then each endpoint (`None` when the run made no request).
+pub(crate) fn requests_line(usage: &ApiUsage) -> Option<String> {
+    if usage.is_empty() {
+        return None;
+    }
+    let total = usage.total();
+    let each: Vec<String> = usage
+        .0
+        .iter()
+        .map(|(endpoint, u)| match u.retries {
+            0 => format!("{endpoint} {}", u.requests),
+            n => format!("{endpoint} {} ({n} retries)", u.requests),
+        })
+        .collect();
+    Some(format!(
+        "api requests: {}, {} retries ({:.1}%): {}",
+        total.requests,
+        total.retries,
+        100.0 * usage.retry_share(),
+        each.join(", ")
+    ))
 }
 
 /// Runs pipelines incrementally; parents before their children, independent ones at once.
