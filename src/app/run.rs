@@ -50,16 +50,23 @@ pub(crate) fn requests_line(usage: &ApiUsage) -> Option<String> {
         .iter()
         .map(|(endpoint, u)| match u.retries {
             0 => format!("{endpoint} {}", u.requests),
-            n => format!("{endpoint} {} ({n} retries)", u.requests),
+            n => format!("{endpoint} {} ({})", u.requests, retries(n)),
         })
         .collect();
     Some(format!(
-        "api requests: {}, {} retries ({:.1}%): {}",
+        "api requests: {}, {} ({:.1}%): {}",
         total.requests,
-        total.retries,
+        retries(total.retries),
         100.0 * usage.retry_share(),
         each.join(", ")
     ))
+}
+
+fn retries(n: u64) -> String {
+    match n {
+        1 => "1 retry".to_owned(),
+        n => format!("{n} retries"),
+    }
 }
 
 /// Runs pipelines incrementally; parents before their children, independent ones at once.
@@ -139,4 +146,38 @@ pub async fn run_cmd(
         run_pipelines(&engine, names).await.map(|_| ())
     })
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::io::api::EndpointUsage;
+
+    #[test]
+    fn the_requests_line_names_each_endpoint_and_the_retry_share() {
+        assert_eq!(requests_line(&ApiUsage::default()), None);
+        let usage = ApiUsage(
+            [
+                (
+                    "/a/_search".to_string(),
+                    EndpointUsage {
+                        requests: 9,
+                        retries: 1,
+                    },
+                ),
+                (
+                    "/tokens/company".to_string(),
+                    EndpointUsage {
+                        requests: 1,
+                        retries: 0,
+                    },
+                ),
+            ]
+            .into(),
+        );
+        assert_eq!(
+            requests_line(&usage).as_deref(),
+            Some("api requests: 10, 1 retry (10.0%): /a/_search 9 (1 retry), /tokens/company 1")
+        );
+    }
 }

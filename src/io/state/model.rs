@@ -281,4 +281,30 @@ mod tests {
         );
         assert!(l.gaps(t(10)).is_empty());
     }
+
+    /// issue 15: a last run recorded before requests were counted still loads, empty.
+    #[test]
+    fn old_last_runs_load_without_request_counts() -> Result<(), serde_json::Error> {
+        let old = r#"{"run_id": "r", "kind": "run", "started_at": "2024-03-02T00:00:00Z",
+            "ended_at": null, "outcome": "success", "windows": 1, "rows": 2, "files": 1,
+            "error": null}"#;
+        let r: RunRecord = serde_json::from_str(old)?;
+        assert!(r.api_requests.is_empty());
+        let mut st = PipelineState::new("p", 3600, "UTC", t(0));
+        st.last_run = Some(r);
+        let usage = ApiUsage(
+            [(
+                "/x".to_string(),
+                crate::io::api::EndpointUsage {
+                    requests: 3,
+                    retries: 1,
+                },
+            )]
+            .into(),
+        );
+        st.record_requests(usage.clone());
+        let back: PipelineState = serde_json::from_str(&serde_json::to_string(&st)?)?;
+        assert_eq!(back.last_run.map(|r| r.api_requests), Some(usage));
+        Ok(())
+    }
 }
