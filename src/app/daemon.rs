@@ -139,6 +139,7 @@ impl Daemon {
                 rows = r.rows,
                 files = r.files,
                 requests = r.requests,
+                api_requests = crate::app::run::requests_line(&r.api_requests).unwrap_or_default(), // issue 15
                 watermark = %r.watermark.map_or("-".into(), |w| w.to_rfc3339()),
                 "run finished"
             ),

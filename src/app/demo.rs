@@ -53,7 +53,7 @@ pub async fn table_rows(
 }
 
 /// `summary_json`: also write `{"warehouse", "tables": {name: {"rows_run", "files_run",
-/// "rows", "files"}}}` there (rows and files read back from the footers), so scripts such
+/// "rows", "files", "api_requests"}}}` there (rows and files read back from the footers), so scripts such
 /// as CI's DuckDB check compare against what was written without parsing the table.
 pub async fn run(
     config: Option<&Path>,
@@ -133,7 +133,8 @@ pub async fn run(
         );
         summary.insert(
             r.table.clone(),
-            serde_json::json!({"rows_run": r.rows, "files_run": r.files, "rows": rows, "files": files}),
+            // issue 15: the run's requests per endpoint, with retries.
+            serde_json::json!({"rows_run": r.rows, "files_run": r.files, "rows": rows, "files": files, "api_requests": r.api_requests}),
         );
     }
     if let Some(path) = summary_json {

@@ -5,6 +5,7 @@ use crate::app::settings::Settings;
 use crate::app::setup::{clock, engine};
 use crate::core::error::CommandError;
 use crate::engine::run::{Engine, Mode, Report, RunError};
+use crate::io::api::ApiUsage;
 
 pub(crate) fn run_error(e: RunError) -> CommandError {
     if e.is_config() {
@@ -25,12 +26,46 @@ pub(crate) fn print_report(tenant: &str, r: &Report) {
         r.requests,
         r.watermark.map_or("-".into(), |w| w.to_rfc3339())
     );
+    if let Some(line) = requests_line(&r.api_requests) {
+        println!("  {line}");
+    }
     if let Some(counts) = &r.report {
         println!("  {counts}");
     }
     if !r.skipped.is_empty() {
         let parts: Vec<String> = r.skipped.iter().map(|(k, n)| format!("{n} {k}")).collect();
         println!("  skipped (see the log): {}", parts.join(", "));
+    }
+}
+
+/// issue 15: a run's request budget in one line: the total, the share that were
+/// retries, then each endpoint (`None` when the run made no request).
+pub(crate) fn requests_line(usage: &ApiUsage) -> Option<String> {
+    if usage.is_empty() {
+        return None;
+    }
+    let total = usage.total();
+    let each: Vec<String> = usage
+        .0
+        .iter()
+        .map(|(endpoint, u)| match u.retries {
+            0 => format!("{endpoint} {}", u.requests),
+            n => format!("{endpoint} {} ({})", u.requests, retries(n)),
+        })
+        .collect();
+    Some(format!(
+        "api requests: {}, {} ({:.1}%): {}",
+        total.requests,
+        retries(total.retries),
+        100.0 * usage.retry_share(),
+        each.join(", ")
+    ))
+}
+
+fn retries(n: u64) -> String {
+    match n {
+        1 => "1 retry".to_owned(),
+        n => format!("{n} retries"),
     }
 }
 
@@ -111,4 +146,38 @@ pub async fn run_cmd(
         run_pipelines(&engine, names).await.map(|_| ())
     })
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::io::api::EndpointUsage;
+
+    #[test]
+    fn the_requests_line_names_each_endpoint_and_the_retry_share() {
+        assert_eq!(requests_line(&ApiUsage::default()), None);
+        let usage = ApiUsage(
+            [
+                (
+                    "/a/_search".to_string(),
+                    EndpointUsage {
+                        requests: 9,
+                        retries: 1,
+                    },
+                ),
+                (
+                    "/tokens/company".to_string(),
+                    EndpointUsage {
+                        requests: 1,
+                        retries: 0,
+                    },
+                ),
+            ]
+            .into(),
+        );
+        assert_eq!(
+            requests_line(&usage).as_deref(),
+            Some("api requests: 10, 1 retry (10.0%): /a/_search 9 (1 retry), /tokens/company 1")
+        );
+    }
 }

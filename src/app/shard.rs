@@ -32,17 +32,23 @@ pub async fn backfill_cmd(
         }
     })?;
     match (done.range, done.report) {
-        (Some((a, b)), Some(r)) => println!(
-            "{} shard {}: [{}, {}) {} windows, {} rows, {} files, {} requests",
-            r.pipeline,
-            shard,
-            a.with_timezone(&tz).to_rfc3339(),
-            b.with_timezone(&tz).to_rfc3339(),
-            r.windows,
-            r.rows,
-            r.files,
-            r.requests
-        ),
+        (Some((a, b)), Some(r)) => {
+            println!(
+                "{} shard {}: [{}, {}) {} windows, {} rows, {} files, {} requests",
+                r.pipeline,
+                shard,
+                a.with_timezone(&tz).to_rfc3339(),
+                b.with_timezone(&tz).to_rfc3339(),
+                r.windows,
+                r.rows,
+                r.files,
+                r.requests
+            );
+            // issue 15
+            if let Some(line) = crate::app::run::requests_line(&r.api_requests) {
+                println!("  {line}");
+            }
+        }
         _ => println!(
             "{name} shard {shard}: nothing to do (the range has fewer local days than shards)"
         ),

@@ -279,6 +279,82 @@ async fn metrics_are_served_and_move_across_runs_with_faults_on() {
     }
 }
 
+/// issue 15: `/metrics` shows each pipeline's last run's requests and retries per
+/// endpoint, exactly as the run reported them; an endpoint the next run did not call
+/// (the token endpoint) drops to 0.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn last_runs_requests_per_endpoint_are_gauges() {
+    let start = t("2024-03-02T00:00:00+08:00");
+    let now = t("2024-03-02T06:00:00+08:00");
+    let config = SimConfig {
+        now: Some(now + Duration::days(1)),
+        faults: Faults {
+            rate_limit_every: Some(5),
+            retry_after_secs: 0,
+            server_error_every: Some(7),
+            ..Faults::default()
+        },
+        ..SimConfig::default()
+    };
+    let mut rig = Rig::new(config, Warehouse::local().await, start).await;
+    rig.set("SOBOT_RETRY_MIN_BACKOFF_MS", "1");
+    rig.set("SOBOT_RETRY_MAX_BACKOFF_MS", "2");
+    let mut engine = rig.engine(now);
+    // A label of this test's own: other tests of this process run talks too, and the
+    // recorder is process-wide. The tenant only names the engine's series.
+    engine.settings.tenant = Some("budget-gauges".into());
+    let srv = server(&engine, now).await;
+    let names = ["talks".to_string(), "parties".to_string()];
+    let check = |m: &BTreeMap<Series, f64>, reports: &[sobot_sync::engine::run::Report]| {
+        let mut retries = 0;
+        for r in reports {
+            let pipeline = format!("budget-gauges/{}", r.pipeline);
+            assert!(!r.api_requests.is_empty(), "{r:#?}");
+            for (endpoint, u) in &r.api_requests.0 {
+                let labels = [
+                    ("pipeline", pipeline.as_str()),
+                    ("endpoint", endpoint.as_str()),
+                ];
+                assert_eq!(
+                    sum(m, "sobot_sync_run_api_requests", &labels),
+                    u.requests as f64,
+                    "{labels:?}"
+                );
+                assert_eq!(
+                    sum(m, "sobot_sync_run_api_retries", &labels),
+                    u.retries as f64,
+                    "{labels:?}"
+                );
+                retries += u.retries;
+            }
+        }
+        assert!(retries > 0, "the faults were retried: {reports:#?}");
+    };
+    let token = [
+        ("pipeline", "budget-gauges/talks"),
+        ("endpoint", "/tokens/company"),
+    ];
+
+    let first = sobot_sync::app::run::run_pipelines(&engine, &names)
+        .await
+        .expect("run 1 survives the faults");
+    let m1 = scrape(srv.addr).await;
+    check(&m1, &first);
+    assert_eq!(sum(&m1, "sobot_sync_run_api_requests", &token), 1.0);
+
+    // The same client: its token is still good, the lookback windows are asked again.
+    let second = sobot_sync::app::run::run_pipelines(&engine, &names)
+        .await
+        .expect("run 2 survives the faults");
+    let m2 = scrape(srv.addr).await;
+    check(&m2, &second);
+    assert_eq!(
+        sum(&m2, "sobot_sync_run_api_requests", &token),
+        0.0,
+        "no token request in run 2: {second:#?}"
+    );
+}
+
 /// `/healthz`: 200 while the watermark is within the threshold, 503 naming the
 /// pipeline when it lags beyond (a far `now`, or a pipeline file's small
 /// `alert_lag_secs`), and 503 when the state cannot be read.

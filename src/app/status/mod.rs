@@ -196,6 +196,17 @@ pub fn render(rows: &[StatusRow]) -> String {
                     .unwrap_or_default()
             ));
         }
+        // issue 15: what the last run cost the tenant's request budget.
+        if let Some(line) = r
+            .last_run
+            .as_ref()
+            .and_then(|run| crate::app::run::requests_line(&run.api_requests))
+        {
+            out.push_str(&format!(
+                "  {line}
+"
+            ));
+        }
         if let Some(why) = &r.interrupted {
             out.push_str(&format!(
                 "  interrupted: {why}; the next run or backfill carries on from what was committed\n"

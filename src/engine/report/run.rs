@@ -364,6 +364,7 @@ pub async fn run_locked(
         }
     }
     st.base.trim_backfills();
+    st.base.record_requests(engine.api_usage()); // issue 15
     st.base.close_run(failure.as_ref().map(|e| e.to_string()));
     report.watermark = Some(st.base.watermark);
     if counts.restated_periods > 0 || counts.amount_mismatches > 0 {

@@ -7,6 +7,7 @@ use crate::engine::run::claim::Claim;
 use crate::engine::run::{Driver, Engine, Mode, Report, RunError};
 use crate::engine::search::Windows;
 use crate::engine::snapshots::Snapshots;
+use crate::io::api::RequestMeter;
 use std::sync::atomic::AtomicBool;
 use tracing::Instrument;
 
@@ -44,7 +45,9 @@ impl Engine {
         result
     }
 
-    /// Hands a pipeline whose lock the caller holds to the driver of its kind.
+    /// Hands a pipeline whose lock the caller holds to the driver of its kind, with a
+    /// client handle that counts the run's requests (issue 15): the client is shared by
+    /// the pipelines running at once, so only a meter of the run's own says what it cost.
     pub(crate) async fn run_locked(
         &self,
         p: &Pipeline,
@@ -52,12 +55,23 @@ impl Engine {
         run_id: &str,
         lost: &AtomicBool,
     ) -> Result<Report, RunError> {
-        match p.kind {
-            Kind::Search | Kind::Children => Windows.run(self, p, mode, run_id, lost).await,
-            Kind::Report => Reports.run(self, p, mode, run_id, lost).await,
+        let meter = RequestMeter::default();
+        let engine = Engine {
+            client: self.client.metered(meter.clone()),
+            ..self.clone()
+        };
+        let result = match p.kind {
+            Kind::Search | Kind::Children => Windows.run(&engine, p, mode, run_id, lost).await,
+            Kind::Report => Reports.run(&engine, p, mode, run_id, lost).await,
             Kind::Reference | Kind::Snapshot | Kind::Recordings => {
-                Snapshots.run(self, p, mode, run_id, lost).await
+                Snapshots.run(&engine, p, mode, run_id, lost).await
             }
-        }
+        };
+        let usage = meter.usage();
+        crate::io::obs::metrics::run_api_requests(&self.metric_label(p), &usage);
+        result.map(|report| Report {
+            api_requests: usage,
+            ..report
+        })
     }
 }

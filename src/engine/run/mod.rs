@@ -104,6 +104,10 @@ pub struct Report {
     pub files: u64,
     pub requests: u64,
     pub watermark: Option<DateTime<Utc>>,
+    /// issue 15: every HTTP attempt of the run by endpoint (token requests, pages,
+    /// child requests, downloads), and how many were retries. `requests` above counts
+    /// the answers the driver used; this is what the run cost the tenant's budget.
+    pub api_requests: crate::io::api::ApiUsage,
     /// Report pipelines only: re-fetches, restatements and `amount` checks (`report::run`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub report: Option<crate::engine::report::counts::ReportCounts>,
@@ -143,6 +147,15 @@ impl Engine {
     /// The `pipeline` label of this engine's series of `p` (see `io::obs::metrics::pipeline_label`).
     pub fn metric_label(&self, p: &Pipeline) -> String {
         crate::io::obs::metrics::pipeline_label(self.settings.tenant.as_deref(), &p.name)
+    }
+
+    /// issue 15: the API requests this engine's run has made so far: empty unless the
+    /// engine is the metered one `run_locked` hands a driver.
+    pub fn api_usage(&self) -> crate::io::api::ApiUsage {
+        self.client
+            .meter()
+            .map(crate::io::api::RequestMeter::usage)
+            .unwrap_or_default()
     }
 
     pub fn grid(&self, p: &Pipeline) -> Grid {

@@ -318,6 +318,7 @@ impl Engine {
                             r.windows = report.windows;
                             r.rows = report.rows;
                             r.files = report.files;
+                            r.api_requests = self.api_usage(); // issue 15
                         }
                         version = Some(
                             crate::io::state::rebase::commit(
@@ -403,6 +404,7 @@ impl Engine {
             Some(i) => backfills::close(&mut st, i, &grid, failure.is_none()),
             None => st.trim_backfills(),
         }
+        st.record_requests(self.api_usage()); // issue 15
         st.close_run(failure.as_ref().map(|e| e.to_string()));
         report.watermark = Some(st.watermark);
         // Record the outcome even after a failure. Another writer's commit (a shard of a

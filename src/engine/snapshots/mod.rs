@@ -110,6 +110,7 @@ pub(crate) async fn finish(
         r.rows = report.rows;
         r.files = report.files;
     }
+    st.record_requests(engine.api_usage()); // issue 15
     st.close_run(failure.as_ref().map(ToString::to_string));
     report.watermark = Some(st.watermark);
     let committed = engine.state.commit(&p.name, version, &st).await;

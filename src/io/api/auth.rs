@@ -5,6 +5,7 @@
 //! body may hold a token, and the request holds a signature over the secret.
 
 use super::ApiError;
+use super::meter::RequestMeter;
 use super::retry::{Class, Failure};
 use super::transport::Transport;
 use crate::core::secret::Secret;
@@ -75,14 +76,18 @@ impl TokenSource {
     }
 
     /// The cached token, refreshed first if half its lifetime has passed.
-    pub(crate) async fn current(&self, transport: &Transport) -> Result<Token, ApiError> {
+    pub(crate) async fn current(
+        &self,
+        transport: &Transport,
+        meter: Option<&RequestMeter>,
+    ) -> Result<Token, ApiError> {
         let mut slot = self.slot.lock().await;
         if let Some(cached) = slot.as_ref()
             && Instant::now() < cached.refresh_at
         {
             return Ok(cached.token.clone());
         }
-        self.refresh_locked(&mut slot, transport).await
+        self.refresh_locked(&mut slot, transport, meter).await
     }
 
     /// A new token after the API refused `refused`; if another request already
@@ -91,6 +96,7 @@ impl TokenSource {
         &self,
         refused: &Token,
         transport: &Transport,
+        meter: Option<&RequestMeter>,
     ) -> Result<Token, ApiError> {
         let mut slot = self.slot.lock().await;
         if let Some(cached) = slot.as_ref()
@@ -99,17 +105,18 @@ impl TokenSource {
         {
             return Ok(cached.token.clone());
         }
-        self.refresh_locked(&mut slot, transport).await
+        self.refresh_locked(&mut slot, transport, meter).await
     }
 
     async fn refresh_locked(
         &self,
         slot: &mut Option<Cached>,
         transport: &Transport,
+        meter: Option<&RequestMeter>,
     ) -> Result<Token, ApiError> {
         let generation = slot.as_ref().map_or(0, |c| c.token.generation) + 1;
         let asked_at = Instant::now();
-        let (value, lifetime) = self.fetch(transport).await?;
+        let (value, lifetime) = self.fetch(transport, meter).await?;
         transport
             .counters
             .token_refreshes
@@ -128,47 +135,57 @@ impl TokenSource {
         Ok(token)
     }
 
-    /// One token request, retried like any other on transient failures.
-    async fn fetch(&self, transport: &Transport) -> Result<(Secret, Duration), ApiError> {
+    /// One token request, retried like any other on transient failures; counted on
+    /// `meter`, the budget of the run whose request needed the token.
+    async fn fetch(
+        &self,
+        transport: &Transport,
+        meter: Option<&RequestMeter>,
+    ) -> Result<(Secret, Duration), ApiError> {
         let this = self;
         transport
             .policy
-            .run(TOKEN_ENDPOINT, &transport.counters, move || async move {
-                // A fresh timestamp and signature per attempt: the server checks the
-                // timestamp against its clock.
-                let now_ms = u64::try_from(
-                    SystemTime::now()
-                        .duration_since(UNIX_EPOCH)
-                        .unwrap_or_default()
-                        .as_millis(),
-                )
-                .unwrap_or(u64::MAX);
-                let body = json!({
-                    "responseType": RESPONSE_TYPE,
-                    "appId": this.app_id,
-                    "currentTime": now_ms,
-                    "sign": sign(&this.app_id, now_ms, RESPONSE_TYPE, &this.app_secret),
-                });
-                let call = transport
-                    .call(Method::POST, TOKEN_ENDPOINT, &[], Some(&body))
-                    .map_err(Failure::permanent)?;
-                match transport
-                    .attempt::<super::envelope::Data>(&call, None)
-                    .await
-                {
-                    Ok(raw) => read_token(
-                        &serde_json::from_str(raw.get()).unwrap_or(Value::Null),
-                        SystemTime::now(),
+            .run(
+                TOKEN_ENDPOINT,
+                &transport.counters,
+                meter,
+                move || async move {
+                    // A fresh timestamp and signature per attempt: the server checks the
+                    // timestamp against its clock.
+                    let now_ms = u64::try_from(
+                        SystemTime::now()
+                            .duration_since(UNIX_EPOCH)
+                            .unwrap_or_default()
+                            .as_millis(),
                     )
-                    .map_err(|reason| {
-                        Failure::permanent(ApiError::Auth {
-                            endpoint: TOKEN_ENDPOINT.into(),
-                            reason,
-                        })
-                    }),
-                    Err(failure) => Err(scrub(failure)),
-                }
-            })
+                    .unwrap_or(u64::MAX);
+                    let body = json!({
+                        "responseType": RESPONSE_TYPE,
+                        "appId": this.app_id,
+                        "currentTime": now_ms,
+                        "sign": sign(&this.app_id, now_ms, RESPONSE_TYPE, &this.app_secret),
+                    });
+                    let call = transport
+                        .call(Method::POST, TOKEN_ENDPOINT, &[], Some(&body))
+                        .map_err(Failure::permanent)?;
+                    match transport
+                        .attempt::<super::envelope::Data>(&call, None, meter)
+                        .await
+                    {
+                        Ok(raw) => read_token(
+                            &serde_json::from_str(raw.get()).unwrap_or(Value::Null),
+                            SystemTime::now(),
+                        )
+                        .map_err(|reason| {
+                            Failure::permanent(ApiError::Auth {
+                                endpoint: TOKEN_ENDPOINT.into(),
+                                reason,
+                            })
+                        }),
+                        Err(failure) => Err(scrub(failure)),
+                    }
+                },
+            )
             .await
     }
 }

@@ -13,6 +13,7 @@ mod auth;
 mod counters;
 mod envelope;
 mod limits;
+mod meter;
 mod retry;
 mod transport;
 pub(crate) mod wire;
@@ -22,6 +23,7 @@ use crate::core::secret::Secret;
 pub(crate) use auth::TOKEN_ENDPOINT;
 use auth::{Token, TokenSource};
 pub use envelope::{Data, PageData};
+pub use meter::{ApiUsage, EndpointUsage, RequestMeter};
 use reqwest::Method;
 use reqwest::header::HeaderValue;
 use retry::{Class, Failure, RetryPolicy};
@@ -188,6 +190,8 @@ const MAX_RPS_LIMIT: u32 = 1_000_000;
 #[derive(Clone)]
 pub struct ApiClient {
     inner: Arc<Inner>,
+    /// issue 15: the run this handle works for, whose budget its requests are counted on.
+    meter: Option<RequestMeter>,
 }
 
 struct Inner {
@@ -330,7 +334,23 @@ impl ApiClient {
                 auth,
                 agent,
             }),
+            meter: None,
         })
+    }
+
+    /// issue 15: a handle on the same client (token, limits, statistics) whose requests
+    /// are also counted on `meter`, and so are those of its clones: a run hands it to
+    /// everything it spawns.
+    pub fn metered(&self, meter: RequestMeter) -> ApiClient {
+        ApiClient {
+            inner: self.inner.clone(),
+            meter: Some(meter),
+        }
+    }
+
+    /// issue 15: the meter of this handle, if it counts for a run.
+    pub fn meter(&self) -> Option<&RequestMeter> {
+        self.meter.as_ref()
     }
 
     /// POSTs a JSON body to `path` and returns the envelope's `data`.
@@ -448,7 +468,10 @@ impl ApiClient {
     pub async fn authenticate(&self) -> Result<(), ApiError> {
         match &self.inner.auth {
             Auth::Static(_) => Ok(()),
-            Auth::Company { tokens, .. } => tokens.current(&self.inner.transport).await.map(drop),
+            Auth::Company { tokens, .. } => tokens
+                .current(&self.inner.transport, self.meter.as_ref())
+                .await
+                .map(drop),
         }
     }
 
@@ -471,7 +494,7 @@ impl ApiClient {
                     .into(),
             }),
             (Auth::Company { tokens, .. }, None) => tokens
-                .current(&self.inner.transport)
+                .current(&self.inner.transport, self.meter.as_ref())
                 .await
                 .map(|t| (t.value, t.generation)),
             (Auth::Company { tokens, .. }, Some(generation)) => {
@@ -480,7 +503,7 @@ impl ApiClient {
                     generation,
                 };
                 tokens
-                    .replace(&stale, &self.inner.transport)
+                    .replace(&stale, &self.inner.transport, self.meter.as_ref())
                     .await
                     .map(|t| (t.value, t.generation))
             }
@@ -502,6 +525,7 @@ impl ApiClient {
         let inner = &*self.inner;
         // One refresh-and-repeat per logical request, across its retries.
         let refreshed = AtomicBool::new(false);
+        let meter = self.meter.as_ref();
         let (call_ref, refreshed_ref) = (&call, &refreshed);
         inner
             .transport
@@ -509,7 +533,12 @@ impl ApiClient {
             .run(
                 &call.endpoint,
                 &inner.transport.counters,
-                move || async move { inner.authorised_attempt(call_ref, refreshed_ref).await },
+                meter,
+                move || async move {
+                    inner
+                        .authorised_attempt(call_ref, refreshed_ref, meter)
+                        .await
+                },
             )
             .await
     }
@@ -517,20 +546,21 @@ impl ApiClient {
 
 impl Inner {
     /// One attempt with the right token; after a refusal, for company credentials,
-    /// one more with a fresh token.
+    /// one more with a fresh token (counted on `meter` as a retry: it repeats a request).
     async fn authorised_attempt<R: Reply>(
         &self,
         call: &transport::Call,
         refreshed: &AtomicBool,
+        meter: Option<&RequestMeter>,
     ) -> Result<R, Failure> {
         let endpoint = call.endpoint.as_str();
         if !call.authorize {
-            return self.transport.attempt(call, None).await;
+            return self.transport.attempt(call, None, meter).await;
         }
         if call.scope == AuthScope::Agent
             && let Some(token) = &self.agent
         {
-            return match self.transport.attempt(call, Some(token)).await {
+            return match self.transport.attempt(call, Some(token), meter).await {
                 Err(f) if f.class == Class::Unauthorized => Err(refusal(
                     endpoint,
                     &f.error,
@@ -543,7 +573,7 @@ impl Inner {
         }
         let tokens = match &self.auth {
             Auth::Static(token) => {
-                return match self.transport.attempt(call, Some(token)).await {
+                return match self.transport.attempt(call, Some(token), meter).await {
                     Err(f) if f.class == Class::Unauthorized => Err(refusal(
                         endpoint,
                         &f.error,
@@ -556,10 +586,14 @@ impl Inner {
             Auth::Company { tokens, .. } => tokens,
         };
         let token: Token = tokens
-            .current(&self.transport)
+            .current(&self.transport, meter)
             .await
             .map_err(Failure::permanent)?;
-        let failure = match self.transport.attempt(call, Some(&token.value)).await {
+        let failure = match self
+            .transport
+            .attempt(call, Some(&token.value), meter)
+            .await
+        {
             Err(f) if f.class == Class::Unauthorized => f,
             other => return other,
         };
@@ -568,10 +602,17 @@ impl Inner {
         }
         tracing::info!(endpoint, "access token refused; obtaining a new one");
         let token = tokens
-            .replace(&token, &self.transport)
+            .replace(&token, &self.transport, meter)
             .await
             .map_err(Failure::permanent)?;
-        match self.transport.attempt(call, Some(&token.value)).await {
+        if let Some(m) = meter {
+            m.retry(endpoint);
+        }
+        match self
+            .transport
+            .attempt(call, Some(&token.value), meter)
+            .await
+        {
             Err(f) if f.class == Class::Unauthorized => {
                 Err(refusal(endpoint, &f.error, REFUSED_AFTER_REFRESH))
             }

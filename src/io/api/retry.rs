@@ -108,11 +108,13 @@ impl RetryPolicy {
 
     /// Runs `attempt` until it succeeds, fails for good, or the retries run out.
     ///
-    /// `endpoint` names the request in logs and in `Exhausted`.
+    /// `endpoint` names the request in logs and in `Exhausted`; each retry is counted on
+    /// the client's counters and, for a run's request, on its `meter` (issue 15).
     pub(crate) async fn run<T, F, Fut>(
         &self,
         endpoint: &str,
         counters: &Counters,
+        meter: Option<&super::RequestMeter>,
         mut attempt: F,
     ) -> Result<T, ApiError>
     where
@@ -136,6 +138,9 @@ impl RetryPolicy {
         .adjust(|f: &Failure, proposed| self.next_delay(f, proposed))
         .notify(|f: &Failure, delay: Duration| {
             counters.retries.fetch_add(1, Ordering::Relaxed);
+            if let Some(m) = meter {
+                m.retry(endpoint);
+            }
             crate::io::obs::metrics::api_retry(counters.tenant.as_deref(), endpoint);
             tracing::warn!(
                 endpoint,
@@ -234,7 +239,7 @@ mod tests {
         };
         let n = AtomicUsize::new(0);
         let result: Result<(), ApiError> = policy
-            .run("/e", &Counters::default(), || async {
+            .run("/e", &Counters::default(), None, || async {
                 n.fetch_add(1, Ordering::Relaxed);
                 Err(Failure::new(
                     ApiError::Decode {

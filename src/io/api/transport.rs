@@ -198,6 +198,7 @@ impl Transport {
         &self,
         call: &Call,
         token: Option<&Secret>,
+        meter: Option<&super::RequestMeter>,
     ) -> Result<R, Failure> {
         let endpoint = call.endpoint.as_str();
         let _slot = self.limits.admit().await.ok_or_else(|| {
@@ -207,6 +208,9 @@ impl Transport {
             })
         })?;
         self.counters.requests.fetch_add(1, Ordering::Relaxed);
+        if let Some(m) = meter {
+            m.request(endpoint);
+        }
 
         let mut request = self
             .http

@@ -9,6 +9,7 @@
 
 use chrono::{DateTime, Utc};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::OnceLock;
 use std::time::Duration;
 
@@ -27,6 +28,10 @@ pub const ALERT_LAG: &str = "sobot_sync_alert_lag_seconds";
 pub const HEALTHY: &str = "sobot_sync_pipeline_healthy";
 /// issue 13: records a run passed over and did not store, by reason.
 pub const RECORDS_SKIPPED: &str = "sobot_sync_records_skipped_total";
+/// issue 15: the last run's API requests (retries included) by pipeline and endpoint.
+pub const RUN_API_REQUESTS: &str = "sobot_sync_run_api_requests";
+/// issue 15: the retries among them.
+pub const RUN_API_RETRIES: &str = "sobot_sync_run_api_retries";
 
 /// Bucket bounds of the window duration histogram, in seconds: from a quiet hour of a
 /// small tenant (well under a second) to a window that spends minutes in backoff.
@@ -90,6 +95,14 @@ fn describe() {
         ALERT_LAG,
         metrics::Unit::Seconds,
         "The pipeline's alert_lag_secs: /healthz fails beyond it"
+    );
+    describe_gauge!(
+        RUN_API_REQUESTS,
+        "HTTP attempts to the Sobot API of the pipeline's last run, by endpoint (retries included)"
+    );
+    describe_gauge!(
+        RUN_API_RETRIES,
+        "Retries among the last run's API requests, by endpoint"
     );
     describe_gauge!(
         HEALTHY,
@@ -191,6 +204,31 @@ pub fn run_finished(pipeline: &str, succeeded: bool, at: DateTime<Utc>) {
 pub fn last_success(pipeline: &str, at: DateTime<Utc>) {
     metrics::gauge!(LAST_SUCCESS, "pipeline" => pipeline.to_string())
         .set(at.timestamp_millis() as f64 / 1000.0);
+}
+
+/// Endpoints each pipeline label's runs have reported, so an endpoint a later run did
+/// not call (the token endpoint, asked once per token lifetime) drops to 0 instead of
+/// showing an older run's count.
+static RUN_ENDPOINTS: std::sync::Mutex<BTreeMap<String, BTreeSet<String>>> =
+    std::sync::Mutex::new(BTreeMap::new());
+
+/// issue 15: a run's API requests and retries per endpoint, as gauges of its pipeline
+/// (`pipeline` as [`pipeline_label`] gives it), replacing the previous run's.
+pub fn run_api_requests(pipeline: &str, usage: &crate::io::api::ApiUsage) {
+    let mut seen = RUN_ENDPOINTS
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let known = seen.entry(pipeline.to_string()).or_default();
+    known.extend(usage.0.keys().cloned());
+    for endpoint in known.iter() {
+        let u = usage.0.get(endpoint).copied().unwrap_or_default();
+        let labels = [
+            ("pipeline", pipeline.to_string()),
+            ("endpoint", endpoint.clone()),
+        ];
+        metrics::gauge!(RUN_API_REQUESTS, &labels).set(u.requests as f64);
+        metrics::gauge!(RUN_API_RETRIES, &labels).set(u.retries as f64);
+    }
 }
 
 /// The health rule's inputs and verdict for one pipeline, set at each scrape.

@@ -3,6 +3,7 @@
 //! Serialized as versioned JSON by `state::store`; `format` allows migrations.
 
 use crate::core::plan::Window;
+use crate::io::api::ApiUsage;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
@@ -87,6 +88,10 @@ pub struct RunRecord {
     pub rows: u64,
     pub files: u64,
     pub error: Option<String>,
+    /// issue 15: the API requests the run made, per endpoint, and the retries among
+    /// them (`status --json` shows them). Absent from state written before it: empty.
+    #[serde(default)]
+    pub api_requests: ApiUsage,
 }
 
 impl RunRecord {
@@ -103,6 +108,7 @@ impl RunRecord {
             rows: 0,
             files: 0,
             error: None,
+            api_requests: ApiUsage::default(),
         }
     }
 }
@@ -163,6 +169,13 @@ pub struct CompactedPartition {
 pub const KEEP_FINISHED_BACKFILLS: usize = 20;
 
 impl PipelineState {
+    /// issue 15: puts a run's API requests on `last_run` (if any).
+    pub fn record_requests(&mut self, usage: ApiUsage) {
+        if let Some(r) = self.last_run.as_mut() {
+            r.api_requests = usage;
+        }
+    }
+
     /// Closes `last_run` (if any) now, as a success or with `failure`'s message.
     pub fn close_run(&mut self, failure: Option<String>) {
         if let Some(r) = self.last_run.as_mut() {
@@ -267,5 +280,31 @@ mod tests {
             }]
         );
         assert!(l.gaps(t(10)).is_empty());
+    }
+
+    /// issue 15: a last run recorded before requests were counted still loads, empty.
+    #[test]
+    fn old_last_runs_load_without_request_counts() -> Result<(), serde_json::Error> {
+        let old = r#"{"run_id": "r", "kind": "run", "started_at": "2024-03-02T00:00:00Z",
+            "ended_at": null, "outcome": "success", "windows": 1, "rows": 2, "files": 1,
+            "error": null}"#;
+        let r: RunRecord = serde_json::from_str(old)?;
+        assert!(r.api_requests.is_empty());
+        let mut st = PipelineState::new("p", 3600, "UTC", t(0));
+        st.last_run = Some(r);
+        let usage = ApiUsage(
+            [(
+                "/x".to_string(),
+                crate::io::api::EndpointUsage {
+                    requests: 3,
+                    retries: 1,
+                },
+            )]
+            .into(),
+        );
+        st.record_requests(usage.clone());
+        let back: PipelineState = serde_json::from_str(&serde_json::to_string(&st)?)?;
+        assert_eq!(back.last_run.map(|r| r.api_requests), Some(usage));
+        Ok(())
     }
 }

@@ -14,6 +14,7 @@ use sobot_sync::engine::run::{Engine, Mode, RunError};
 use sobot_sync::io::state::model::Span;
 use sobot_sync::sim::{Dataset, Dialect, Faults, SimConfig};
 
+mod budget; // issue 15
 mod faults;
 mod gaps;
 mod zones;
