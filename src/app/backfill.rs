@@ -9,16 +9,17 @@ use crate::engine::run::Mode;
 pub async fn backfill_cmd(
     config: Option<&std::path::Path>,
     name: &str,
-    from: &str,
-    to: &str,
+    (from, to): (&str, &str),
     now: Option<&str>,
     tenant: Option<&str>,
+    dry_run: bool,
 ) -> Result<(), CommandError> {
     let BackfillSetup {
         engine,
         from,
         to,
         http_addr,
+        max_rps,
     } = backfill_engine(config, tenant, (from, to), now)?;
     let p = engine
         .catalog
@@ -28,6 +29,10 @@ pub async fn backfill_cmd(
         .next()
         .ok_or_else(|| CommandError::Config(format!("unknown pipeline {name:?}")))?
         .clone();
+    if dry_run {
+        let mode = Mode::Backfill { from, to };
+        return crate::app::dry_run::print_estimates(&engine, &[&p], mode, max_rps).await;
+    }
     let _http =
         crate::app::http::serve_configured(http_addr, std::slice::from_ref(&engine)).await?; // issue 4
     let bar = crate::io::obs::progress::BackfillBar::start(&p.name); // issue 4

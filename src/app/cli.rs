@@ -33,6 +33,9 @@ pub enum Command {
         /// issue 4: only this tenant (default: every configured tenant).
         #[arg(long, value_name = "NAME")]
         tenant: Option<String>,
+        /// issue 15: print the windows and the estimated requests and time, from cheap probes; write nothing, take no lock.
+        #[arg(long)]
+        dry_run: bool,
     },
     /// Load the historical range [from, to) of one pipeline; resumable, never moves the watermark.
     Backfill {
@@ -52,6 +55,9 @@ pub enum Command {
         /// N shards, this one's index from JOB_COMPLETION_INDEX (a Kubernetes indexed Job).
         #[arg(long, value_name = "N")]
         shards: Option<String>,
+        /// issue 15: print the windows and the estimated requests and time, from cheap probes; write nothing, take no lock.
+        #[arg(long, conflicts_with_all = ["shard", "shards"])]
+        dry_run: bool,
     },
     /// Where each pipeline stands: watermark, lag, gaps, last run, open backfills.
     Status {
@@ -264,12 +270,14 @@ pub async fn main(cli: Cli) -> ExitCode {
             pipelines,
             now,
             tenant,
+            dry_run,
         } => {
             crate::app::run::run_cmd(
                 cli.config.as_deref(),
                 &pipelines,
                 now.as_deref(),
                 tenant.as_deref(),
+                dry_run,
             )
             .await
         }
@@ -281,14 +289,15 @@ pub async fn main(cli: Cli) -> ExitCode {
             tenant,
             shard: None,
             shards: None,
+            dry_run,
         } => {
             crate::app::backfill::backfill_cmd(
                 cli.config.as_deref(),
                 &pipeline,
-                &from,
-                &to,
+                (&from, &to),
                 now.as_deref(),
                 tenant.as_deref(),
+                dry_run,
             )
             .await
         }
@@ -301,6 +310,7 @@ pub async fn main(cli: Cli) -> ExitCode {
             tenant,
             shard,
             shards,
+            dry_run: _,
         } => {
             let (shard, shards) = (shard.as_deref(), shards.as_deref());
             let args = (pipeline.as_str(), from.as_str(), to.as_str());

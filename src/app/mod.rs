@@ -8,6 +8,7 @@ pub mod compact;
 pub mod daemon;
 pub mod ddl;
 pub mod demo;
+pub mod dry_run;
 pub mod health;
 pub mod http;
 pub mod receive;

@@ -130,6 +130,7 @@ pub async fn run_cmd(
     names: &[String],
     now: Option<&str>,
     tenant: Option<&str>,
+    dry_run: bool,
 ) -> Result<(), CommandError> {
     let settings = Settings::load(config)?;
     // issue 4: every selected tenant at once, each with its own engine; one
@@ -137,9 +138,25 @@ pub async fn run_cmd(
     let selected = crate::app::tenant::select(&settings, tenant)?;
     let http_addr = settings.http_addr;
     let mut engines = Vec::with_capacity(selected.len());
+    let mut rates = std::collections::BTreeMap::new();
     for settings in selected {
         let clock = clock(&settings, now)?;
+        rates.insert(settings.tenant.clone(), settings.max_rps);
         engines.push(engine(settings, clock)?);
+    }
+    if dry_run {
+        // issue 15: no /metrics, no lock, no commit: the estimate only.
+        let rates = &rates;
+        return crate::app::tenant::each(engines, |engine| async move {
+            let selected = engine.catalog.select(names).map_err(CommandError::Config)?;
+            // Parents first, as a run orders them.
+            let (mut order, children): (Vec<_>, Vec<_>) =
+                selected.into_iter().partition(|p| p.parent.is_none());
+            order.extend(children);
+            let rps = rates.get(&engine.settings.tenant).copied().unwrap_or(1);
+            crate::app::dry_run::print_estimates(&engine, &order, Mode::Incremental, rps).await
+        })
+        .await;
     }
     let _http = crate::app::http::serve_configured(http_addr, &engines).await?;
     crate::app::tenant::each(engines, |engine| async move {

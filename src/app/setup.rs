@@ -68,6 +68,8 @@ pub struct BackfillSetup {
     pub from: chrono::DateTime<chrono::Utc>,
     pub to: chrono::DateTime<chrono::Utc>,
     pub http_addr: Option<std::net::SocketAddr>,
+    /// `SOBOT_MAX_RPS`, which a dry run's time estimate is at (issue 15).
+    pub max_rps: u32,
 }
 
 pub fn backfill_engine(
@@ -84,11 +86,13 @@ pub fn backfill_engine(
         timeutil::parse_time(to, tz).map_err(|why| CommandError::Config(format!("--to: {why}")))?;
     let clock = clock(&settings, now)?;
     let http_addr = settings.http_addr;
+    let max_rps = settings.max_rps;
     Ok(BackfillSetup {
         engine: engine(settings, clock)?,
         from,
         to,
         http_addr,
+        max_rps,
     })
 }
 

@@ -257,6 +257,40 @@ async fn search_pass(
     }
 }
 
+/// issue 15 (dry run): the API's `total` for the records of `w`, from one request of
+/// one record (`pageSize=1`), the cheapest question that answers it. The range is the
+/// same padded one a real pass asks for, so the count is that of the real first page.
+pub(crate) async fn probe_total(
+    client: &ApiClient,
+    p: &Pipeline,
+    w: &Window,
+    tz: Tz,
+) -> Result<u64, ExtractError> {
+    let (start, end) = range_fields(p, w, tz);
+    let mut body = p.filters.clone();
+    body.insert("startTime".into(), start);
+    body.insert("endTime".into(), end);
+    body.insert("pageNum".into(), 1.into());
+    body.insert("pageSize".into(), 1.into());
+    let (text, index) = client
+        .post_page(&p.endpoint, &Value::Object(body))
+        .await
+        .map_err(|source| ExtractError::Api { page: 1, source })?
+        .into_parts();
+    let page = index
+        .map_err(|detail| ExtractError::Shape {
+            endpoint: p.endpoint.clone(),
+            page: 1,
+            detail,
+        })?
+        .into_page(&text);
+    page.total.ok_or_else(|| ExtractError::Shape {
+        endpoint: p.endpoint.clone(),
+        page: 1,
+        detail: "no total in data: the cost cannot be estimated".into(),
+    })
+}
+
 /// The page after the one at `page_start` that held `n` records, as (page number, page
 /// size): it starts at or before the position after the last record received, so a
 /// short page is re-read from where it stopped instead of skipped. `None`: no page size

@@ -4,6 +4,7 @@
 
 pub mod abort;
 pub mod compact;
+pub mod estimate;
 pub mod extract;
 pub mod observe;
 pub mod receive;

@@ -17,6 +17,7 @@ use sobot_sync::sim::{Faults, SimConfig};
 use std::path::Path;
 
 mod check;
+mod dry_run;
 mod refusals;
 mod runs;
 
