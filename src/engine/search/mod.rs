@@ -434,11 +434,12 @@ impl Engine {
         encoder: sink::FileEncoder,
         skip_unchanged: bool,
     ) -> Result<Option<sink::Written>, WindowError> {
-        if skip_unchanged && let Some(hash) = encoder.content_hash() {
-            if sink::unchanged::unchanged(&self.warehouse, file, &hash).await? {
-                tracing::debug!(path = %self.warehouse.display(&file.relative_path()), "rows unchanged; nothing written");
-                return Ok(None);
-            }
+        if skip_unchanged
+            && let Some(hash) = encoder.content_hash()
+            && sink::unchanged::unchanged(&self.warehouse, file, &hash).await?
+        {
+            tracing::debug!(path = %self.warehouse.display(&file.relative_path()), "rows unchanged; nothing written");
+            return Ok(None);
         }
         let shown = self.warehouse.display(&file.relative_path());
         let encoded = blocking(&shown, move || encoder.finish()).await?;

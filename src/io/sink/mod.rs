@@ -139,6 +139,41 @@ pub async fn write_window(
     put_and_replace(loc, file, overlapping, encoded).await
 }
 
+/// Like [`write_window`], but the file records its rows' content hash, and with
+/// `skip_unchanged` nothing is written (`None`) when the span's own file already holds
+/// exactly these rows ([`unchanged::unchanged`]): a re-fetch that found nothing new costs
+/// no write (on S3, no PUT).
+pub async fn write_window_unless_unchanged(
+    loc: &Location,
+    file: &WindowFile,
+    batch: &RecordBatch,
+    skip_unchanged: bool,
+) -> Result<Option<Written>, SinkError> {
+    let shown = loc.display(&file.relative_path());
+    let rows = batch.clone();
+    let encode_err = |source| SinkError::Encode {
+        path: shown.clone(),
+        source,
+    };
+    let (hash, encoded) = tokio::task::spawn_blocking(move || {
+        let mut encoder = FileEncoder::new(rows.schema())?.with_content_hash();
+        encoder.write(&rows)?;
+        let hash = encoder.content_hash();
+        Ok::<_, parquet::errors::ParquetError>((hash, encoder.finish()?))
+    })
+    .await
+    .map_err(|join| encode_err(parquet::errors::ParquetError::External(Box::new(join))))?
+    .map_err(encode_err)?;
+    if skip_unchanged
+        && let Some(hash) = hash
+        && unchanged::unchanged(loc, file, &hash).await?
+    {
+        tracing::debug!(path = %shown, "rows unchanged; nothing written");
+        return Ok(None);
+    }
+    write_encoded(loc, file, encoded).await
+}
+
 /// A file already encoded by a [`FileEncoder`].
 #[derive(Debug)]
 pub struct Encoded {

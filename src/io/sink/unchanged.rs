@@ -145,3 +145,74 @@ async fn last_bytes(loc: &Location, rel: &str, size: u64, n: u64) -> Result<byte
         .await
         .map_err(|e| e.to_string())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::array::{ArrayRef, Int64Array, StringArray};
+    use arrow::datatypes::{DataType, Field, Schema};
+    use std::sync::Arc;
+
+    fn batch(values: &[i64], run_id: &str) -> RecordBatch {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("x", DataType::Int64, true),
+            Field::new("_run_id", DataType::Utf8, false),
+        ]));
+        let ids: Vec<&str> = values.iter().map(|_| run_id).collect();
+        let columns: Vec<ArrayRef> = vec![
+            Arc::new(Int64Array::from(values.to_vec())),
+            Arc::new(StringArray::from(ids)),
+        ];
+        RecordBatch::try_new(schema, columns).expect("a valid batch")
+    }
+
+    fn hash(b: &RecordBatch) -> String {
+        let mut h = ContentHasher::default();
+        h.update(b).expect("hashable");
+        h.hex()
+    }
+
+    #[test]
+    fn the_same_rows_of_another_run_hash_alike_and_other_rows_do_not() {
+        assert_eq!(
+            hash(&batch(&[1, 2], "run-a")),
+            hash(&batch(&[1, 2], "run-b"))
+        );
+        assert_ne!(
+            hash(&batch(&[1, 2], "run-a")),
+            hash(&batch(&[1, 3], "run-a"))
+        );
+        assert_ne!(
+            hash(&batch(&[1, 2], "run-a")),
+            hash(&batch(&[1, 2, 3], "run-a"))
+        );
+    }
+
+    #[tokio::test]
+    async fn a_file_written_with_its_hash_is_recognised_and_a_changed_one_is_not() {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let url = format!("file://{}", dir.path().display());
+        let loc = Location::parse(&url, &Default::default()).expect("a local location");
+        let day = chrono::NaiveDate::from_ymd_opt(2024, 3, 1).expect("a date");
+        let start = day.and_hms_opt(0, 0, 0).expect("a time").and_utc();
+        let file = WindowFile {
+            table: "t".into(),
+            dt: day,
+            start,
+            end: start + chrono::Duration::hours(1),
+        };
+        let stored = batch(&[1, 2], "run-a");
+        let mut enc = super::super::FileEncoder::new(stored.schema())
+            .expect("an encoder")
+            .with_content_hash();
+        enc.write(&stored).expect("encoded");
+        let encoded = enc.finish().expect("finished");
+        super::super::write_encoded(&loc, &file, encoded)
+            .await
+            .expect("written");
+        let same = hash(&batch(&[1, 2], "run-b"));
+        assert!(unchanged(&loc, &file, &same).await.expect("checked"));
+        let other = hash(&batch(&[1], "run-b"));
+        assert!(!unchanged(&loc, &file, &other).await.expect("checked"));
+    }
+}

@@ -205,3 +205,41 @@ local_and_s3!(
     changed_lookback_is_rewritten_local,
     changed_lookback_is_rewritten_s3 => changed_lookback_is_rewritten,
 );
+
+/// A report's provisional period re-fetched with the same rows is not rewritten either.
+async fn unchanged_report_refetch_writes_nothing(warehouse: Warehouse) {
+    let start = t("2024-03-02T12:00:00+08:00");
+    let now = t("2024-03-03T01:00:00+08:00");
+    let rig = Rig::new(super::sim_ahead(now), warehouse, start).await;
+    let engine = rig.engine(now);
+    let names = ["report_agents_outbound".to_string()];
+    sobot_sync::app::run::run_pipelines(&engine, &names)
+        .await
+        .expect("first run");
+    let before = stored(&engine).await;
+    assert!(!before.is_empty());
+    let puts_before = rig.warehouse.parquet_puts();
+    let reports = sobot_sync::app::run::run_pipelines(&engine, &names)
+        .await
+        .expect("second run");
+    let r = &reports[0];
+    assert!(
+        r.lookback_windows > 0,
+        "the provisional period is re-fetched: {r:?}"
+    );
+    assert_eq!(r.files, 0, "nothing written: {r:?}");
+    assert_eq!(
+        rewritten(&before, &stored(&engine).await),
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        rig.warehouse.parquet_puts(),
+        puts_before,
+        "no PUT of a file"
+    );
+}
+
+local_and_s3!(
+    unchanged_report_refetch_writes_nothing_local,
+    unchanged_report_refetch_writes_nothing_s3 => unchanged_report_refetch_writes_nothing,
+);
