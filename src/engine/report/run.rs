@@ -305,7 +305,15 @@ pub async fn run_locked(
             end: w.end,
         };
         let restated = log_restatements(engine, p, def, &file, &fetched.batch).await;
-        let written = match sink::write_window(&engine.warehouse, &file, &fetched.batch).await {
+        // issue 15: a re-fetched period whose rows did not change is not rewritten.
+        let written = match sink::write_window_unless_unchanged(
+            &engine.warehouse,
+            &file,
+            &fetched.batch,
+            task.refetch,
+        )
+        .await
+        {
             Ok(wr) => wr,
             Err(e) => {
                 failure = Some(fail(e.into()));

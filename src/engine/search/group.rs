@@ -24,12 +24,16 @@ impl Group {
         dt: NaiveDate,
         start: DateTime<Utc>,
         first: &RecordBatch,
+        hashed: bool,
     ) -> Result<Self, WindowError> {
-        let encoder =
+        let mut encoder =
             sink::FileEncoder::new(first.schema()).map_err(|source| SinkError::Encode {
                 path: format!("a file of {dt}"),
                 source,
             })?;
+        if hashed {
+            encoder = encoder.with_content_hash();
+        }
         Ok(Group {
             dt,
             start,

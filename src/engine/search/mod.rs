@@ -282,7 +282,11 @@ impl Engine {
                             end: g.end,
                         };
                         let done = g.done;
-                        let written = match self.finish_group(&file, g.encoder).await {
+                        // issue 15: a lookback window alone in its file may find its rows
+                        // already stored; then nothing is written, and its ledger entry is
+                        // committed all the same.
+                        let lookback = done.len() == 1 && !done[0].task.advances && !grouping;
+                        let written = match self.finish_group(&file, g.encoder, lookback).await {
                             Ok(w) => w,
                             Err(source) => {
                                 failure = Some(RunError::Window {
@@ -363,17 +367,19 @@ impl Engine {
                             let dt = grid.dt(&task.window);
                             let group = match open.take() {
                                 Some(g) => g,
-                                None => match Group::new(dt, task.window.start, &ex.batch) {
-                                    Ok(g) => g,
-                                    Err(source) => {
-                                        failure = Some(RunError::Window {
-                                            pipeline: p.name.clone(),
-                                            window: task.window,
-                                            source,
-                                        });
-                                        break;
+                                None => {
+                                    match Group::new(dt, task.window.start, &ex.batch, !grouping) {
+                                        Ok(g) => g,
+                                        Err(source) => {
+                                            failure = Some(RunError::Window {
+                                                pipeline: p.name.clone(),
+                                                window: task.window,
+                                                source,
+                                            });
+                                            break;
+                                        }
                                     }
-                                },
+                                }
                             };
                             match group.push(task, ex).await {
                                 Ok(g) => open = Some(g),
@@ -419,12 +425,22 @@ impl Engine {
         Ok(report)
     }
 
-    /// Finishes a group's file and stores it.
+    /// Finishes a group's file and stores it. With `skip_unchanged`, a file whose rows
+    /// are already stored under its span's name (same content hash) is not written, and
+    /// `None` is returned as for a file with nothing to write.
     async fn finish_group(
         &self,
         file: &WindowFile,
         encoder: sink::FileEncoder,
+        skip_unchanged: bool,
     ) -> Result<Option<sink::Written>, WindowError> {
+        if skip_unchanged
+            && let Some(hash) = encoder.content_hash()
+            && sink::unchanged::unchanged(&self.warehouse, file, &hash).await?
+        {
+            tracing::debug!(path = %self.warehouse.display(&file.relative_path()), "rows unchanged; nothing written");
+            return Ok(None);
+        }
         let shown = self.warehouse.display(&file.relative_path());
         let encoded = blocking(&shown, move || encoder.finish()).await?;
         let written = sink::write_encoded(&self.warehouse, file, encoded).await?;

@@ -6,6 +6,7 @@
 //! reader listing `<table>/**/*.parquet` never meets half a file.
 
 pub mod merge;
+pub mod unchanged;
 
 use crate::io::store::Location;
 use arrow::datatypes::SchemaRef;
@@ -138,6 +139,41 @@ pub async fn write_window(
     put_and_replace(loc, file, overlapping, encoded).await
 }
 
+/// Like [`write_window`], but the file records its rows' content hash, and with
+/// `skip_unchanged` nothing is written (`None`) when the span's own file already holds
+/// exactly these rows ([`unchanged::unchanged`]): a re-fetch that found nothing new costs
+/// no write (on S3, no PUT).
+pub async fn write_window_unless_unchanged(
+    loc: &Location,
+    file: &WindowFile,
+    batch: &RecordBatch,
+    skip_unchanged: bool,
+) -> Result<Option<Written>, SinkError> {
+    let shown = loc.display(&file.relative_path());
+    let rows = batch.clone();
+    let encode_err = |source| SinkError::Encode {
+        path: shown.clone(),
+        source,
+    };
+    let (hash, encoded) = tokio::task::spawn_blocking(move || {
+        let mut encoder = FileEncoder::new(rows.schema())?.with_content_hash();
+        encoder.write(&rows)?;
+        let hash = encoder.content_hash();
+        Ok::<_, parquet::errors::ParquetError>((hash, encoder.finish()?))
+    })
+    .await
+    .map_err(|join| encode_err(parquet::errors::ParquetError::External(Box::new(join))))?
+    .map_err(encode_err)?;
+    if skip_unchanged
+        && let Some(hash) = hash
+        && unchanged::unchanged(loc, file, &hash).await?
+    {
+        tracing::debug!(path = %shown, "rows unchanged; nothing written");
+        return Ok(None);
+    }
+    write_encoded(loc, file, encoded).await
+}
+
 /// A file already encoded by a [`FileEncoder`].
 #[derive(Debug)]
 pub struct Encoded {
@@ -150,6 +186,9 @@ pub struct Encoded {
 pub struct FileEncoder {
     writer: ArrowWriter<Vec<u8>>,
     rows: usize,
+    /// Kept only when asked for ([`FileEncoder::with_content_hash`]): hashing costs CPU a
+    /// backfill's files, which no lookback compares against, need not pay.
+    hasher: Option<unchanged::ContentHasher>,
 }
 
 impl FileEncoder {
@@ -157,13 +196,30 @@ impl FileEncoder {
         Ok(Self {
             writer: ArrowWriter::try_new(Vec::new(), schema, Some(writer_properties()?))?,
             rows: 0,
+            hasher: None,
         })
+    }
+
+    /// Also hashes the rows written, and records the hash in the file's key-value
+    /// metadata, so a later run can tell its rows unchanged ([`unchanged::unchanged`]).
+    pub fn with_content_hash(mut self) -> Self {
+        self.hasher = Some(unchanged::ContentHasher::default());
+        self
     }
 
     /// Appends rows; batches must come in the file's sort order.
     pub fn write(&mut self, batch: &RecordBatch) -> Result<(), parquet::errors::ParquetError> {
+        if let Some(h) = self.hasher.as_mut() {
+            h.update(batch)
+                .map_err(|e| parquet::errors::ParquetError::External(Box::new(e)))?;
+        }
         self.rows += batch.num_rows();
         self.writer.write(batch)
+    }
+
+    /// The content hash of the rows written so far, when the encoder keeps one.
+    pub fn content_hash(&self) -> Option<String> {
+        self.hasher.as_ref().map(|h| h.hex())
     }
 
     pub fn rows(&self) -> usize {
@@ -175,8 +231,15 @@ impl FileEncoder {
         self.writer.memory_size()
     }
 
-    pub fn finish(self) -> Result<Encoded, parquet::errors::ParquetError> {
+    pub fn finish(mut self) -> Result<Encoded, parquet::errors::ParquetError> {
         let rows = self.rows;
+        if let Some(hash) = self.content_hash() {
+            self.writer
+                .append_key_value_metadata(parquet::file::metadata::KeyValue::new(
+                    unchanged::CONTENT_HASH_KEY.to_string(),
+                    hash,
+                ));
+        }
         Ok(Encoded {
             bytes: self.writer.into_inner()?,
             rows,

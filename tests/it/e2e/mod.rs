@@ -17,6 +17,7 @@ use sobot_sync::sim::{Dataset, Dialect, Faults, SimConfig};
 mod budget; // issue 15
 mod faults;
 mod gaps;
+mod unchanged; // issue 15 part 3
 mod zones;
 
 fn t(s: &str) -> DateTime<Utc> {

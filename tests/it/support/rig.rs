@@ -55,6 +55,11 @@ impl Warehouse {
         }
     }
 
+    /// PUTs of Parquet files the S3 server received; `None` on a local warehouse.
+    pub fn parquet_puts(&self) -> Option<u64> {
+        self._s3.as_ref().map(|s| s.parquet_puts())
+    }
+
     /// The settings this warehouse needs besides its URL (S3 endpoint and keys).
     pub fn env(&self) -> &BTreeMap<String, String> {
         &self.env

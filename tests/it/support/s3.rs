@@ -13,6 +13,7 @@ use s3s::service::{S3Service, S3ServiceBuilder};
 use sobot_sync::io::store::S3Options;
 use std::path::Path;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use tokio::sync::Mutex;
 
 pub const ACCESS_KEY: &str = "test-key";
@@ -25,6 +26,7 @@ pub struct S3Server {
     endpoint: String,
     dir: tempfile::TempDir,
     task: tokio::task::JoinHandle<()>,
+    parquet_puts: Arc<AtomicU64>,
 }
 
 #[derive(Clone)]
@@ -32,6 +34,8 @@ struct Shared {
     service: S3Service,
     /// Held across a whole conditional PUT (check and write); see the module docs.
     create_lock: Arc<Mutex<()>>,
+    /// PUTs of `.parquet` objects served, for tests that a run wrote nothing.
+    parquet_puts: Arc<AtomicU64>,
 }
 
 impl S3Server {
@@ -45,7 +49,9 @@ impl S3Server {
         let shared = Shared {
             service: builder.build(),
             create_lock: Arc::new(Mutex::new(())),
+            parquet_puts: Arc::new(AtomicU64::new(0)),
         };
+        let parquet_puts = shared.parquet_puts.clone();
         let app = axum::Router::new().fallback(handle).with_state(shared);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
@@ -60,7 +66,13 @@ impl S3Server {
             endpoint: format!("http://{addr}"),
             dir,
             task,
+            parquet_puts,
         }
+    }
+
+    /// How many PUTs of `.parquet` objects this server has received so far.
+    pub fn parquet_puts(&self) -> u64 {
+        self.parquet_puts.load(Ordering::SeqCst)
     }
 
     pub fn endpoint(&self) -> String {
@@ -94,6 +106,9 @@ async fn handle(State(shared): State<Shared>, req: Request) -> Response {
     let conditional = req.method() == Method::PUT
         && (req.headers().contains_key(header::IF_NONE_MATCH)
             || req.headers().contains_key(header::IF_MATCH));
+    if req.method() == Method::PUT && req.uri().path().ends_with(".parquet") {
+        shared.parquet_puts.fetch_add(1, Ordering::SeqCst);
+    }
     let _guard = if conditional {
         Some(shared.create_lock.lock().await)
     } else {
