@@ -150,7 +150,10 @@ async fn each_runs_requests_are_what_the_simulator_served() {
     assert_eq!(tokens, 1, "the new engine's token, on one run only");
 }
 
-/// Faults the client comes through by retrying, at rates that fire often.
+/// Faults the client comes through by retrying, at rates that fire often (even the few
+/// talk pages see some). About 43% of attempts fail, so the test gives each request 31
+/// attempts: with the default 9, one of a run's thousands of party requests now and
+/// then failed every attempt.
 fn retried_faults() -> Faults {
     Faults {
         rate_limit_every: Some(5),
@@ -173,6 +176,7 @@ async fn retries_are_counted_and_make_up_the_difference_to_a_fault_free_run() {
         let mut rig = Rig::new(config, Warehouse::local().await, start).await;
         rig.set("SOBOT_RETRY_MIN_BACKOFF_MS", "1");
         rig.set("SOBOT_RETRY_MAX_BACKOFF_MS", "2");
+        rig.set("SOBOT_MAX_RETRIES", "30");
         let engine = rig.engine(now);
         let mut out = Vec::new();
         for name in ["talks", "parties"] {
