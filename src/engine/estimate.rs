@@ -14,8 +14,7 @@ use crate::engine::extract::{self, child_path};
 use crate::engine::run::{Engine, Mode, RunError, WindowError};
 use crate::io::api::{ApiUsage, RequestMeter};
 use crate::io::obs::metrics::endpoint_label;
-use crate::io::state::backfills;
-use crate::io::state::model::{PipelineState, Span};
+use crate::io::state::model::PipelineState;
 use chrono::{DateTime, Duration, Utc};
 use std::collections::BTreeMap;
 
@@ -85,37 +84,13 @@ impl Engine {
             (Kind::Reference | Kind::Snapshot | Kind::Recordings, _) => {
                 vec![grid.window_at(now)]
             }
-            (_, Mode::Incremental) => {
-                let completed = st.completed.clone();
-                let plan = plan::incremental(
-                    &grid,
-                    st.watermark,
-                    now,
-                    p.lag_secs,
-                    p.lookback_secs,
-                    &|w| completed.covers(Span::from(*w)),
-                );
-                plan.new
-                    .iter()
-                    .chain(plan.lookback.iter())
-                    .copied()
-                    .collect()
-            }
-            (_, Mode::Backfill { from, to }) => {
-                let (from, to) = (grid.floor(from), grid.ceil(to));
-                if from >= to {
-                    return Err(RunError::Config {
-                        pipeline: p.name.clone(),
-                        message: "backfill range is empty".into(),
-                    });
-                }
-                // On a copy: the ledger entry a real backfill would open is not kept.
-                let (_, done) = backfills::open(&mut st, from, to);
-                grid.windows(from, to)
-                    .into_iter()
-                    .filter(|w| !done.covers(Span::from(*w)))
-                    .collect()
-            }
+            // Search, children and report pipelines: planned as the search driver plans
+            // (on a copy of the state: the ledger entry a backfill opens is not kept).
+            _ => crate::engine::search::plan_tasks(p, &grid, &mut st, mode, now)?
+                .0
+                .into_iter()
+                .map(|task| task.window)
+                .collect(),
         };
         let mut est = Estimate {
             pipeline: p.name.clone(),
@@ -126,14 +101,9 @@ impl Engine {
                 .map(|(a, b)| (a.start, b.end)),
             ..Default::default()
         };
-        let lister = match (&p.kind, &p.parent) {
-            (Kind::Search, _) => Some(p),
-            (Kind::Children, Some(name)) => {
-                Some(self.catalog.get(name).ok_or_else(|| RunError::Config {
-                    pipeline: p.name.clone(),
-                    message: format!("parent pipeline {name:?} is not defined"),
-                })?)
-            }
+        let lister = match p.kind {
+            Kind::Search => Some(p),
+            Kind::Children => self.parent_of(p)?,
             _ => None,
         };
         let Some(lister) = lister else {

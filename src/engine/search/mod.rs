@@ -11,14 +11,14 @@
 
 use crate::core::convert::RowMeta;
 use crate::core::pipeline::{Kind, Pipeline};
-use crate::core::plan::{self, Window};
+use crate::core::plan::{self, Grid, Window};
 use crate::engine::abort::AbortOnDrop;
 use crate::engine::extract::{self, ExtractError, Extracted};
 use crate::engine::run::{Driver, Engine, Mode, Planned, Report, RunError, WindowError, lock_lost};
 use crate::io::sink::{self, WindowFile};
 use crate::io::state::backfills;
 use crate::io::state::model::{PipelineState, RunRecord, Span};
-use chrono::{Duration, Utc};
+use chrono::{DateTime, Duration, Utc};
 use futures::StreamExt;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
@@ -64,9 +64,98 @@ const WINDOWS_WAITING_PER_LANE: usize = 3;
 
 /// A task of a run: a window and whether it moves the watermark.
 #[derive(Debug, Clone, Copy)]
-struct Task {
-    window: Window,
-    advances: bool,
+pub(crate) struct Task {
+    pub(crate) window: Window,
+    pub(crate) advances: bool,
+}
+
+/// The windows a run of `p` loads, in order, whether each moves the watermark, the run's
+/// kind, and the backfill ledger entry it opens in `st`. The driver and `--dry-run`'s
+/// estimate (`engine::estimate`) share it, so an estimate plans exactly what a run would
+/// (and refuses what a run refuses).
+// `RunError` is what every driver returns; a planning error happens once per run at most,
+// so these helpers return it as their callers do rather than boxed.
+#[allow(clippy::result_large_err)]
+pub(crate) fn plan_tasks(
+    p: &Pipeline,
+    grid: &Grid,
+    st: &mut PipelineState,
+    mode: Mode,
+    now: DateTime<Utc>,
+) -> Result<(Vec<Task>, &'static str, Option<usize>), RunError> {
+    let limit = now - Duration::seconds(p.lag_secs as i64);
+    Ok(match mode {
+        Mode::Incremental => {
+            let completed = st.completed.clone();
+            let plan =
+                plan::incremental(grid, st.watermark, now, p.lag_secs, p.lookback_secs, &|w| {
+                    completed.covers(Span::from(*w))
+                });
+            let mut tasks: Vec<Task> = plan
+                .new
+                .iter()
+                .map(|&window| Task {
+                    window,
+                    advances: true,
+                })
+                .collect();
+            tasks.extend(plan.lookback.iter().map(|&window| Task {
+                window,
+                advances: false,
+            }));
+            (tasks, "run", None)
+        }
+        Mode::Backfill { from, to } => {
+            if from >= to {
+                return Err(RunError::Config {
+                    pipeline: p.name.clone(),
+                    message: format!(
+                        "backfill range is empty: --from {from} is not before --to {to}"
+                    ),
+                });
+            }
+            let from = grid.floor(from);
+            let to = grid.ceil(to);
+            if to > limit {
+                return Err(RunError::Config {
+                    pipeline: p.name.clone(),
+                    message: format!(
+                        "backfill --to {} is later than now minus the pipeline's lag ({}); use run for recent data",
+                        to.to_rfc3339(),
+                        limit.to_rfc3339()
+                    ),
+                });
+            }
+            let (idx, done) = backfills::open(st, from, to);
+            let tasks = grid
+                .windows(from, to)
+                .into_iter()
+                .filter(|w| !done.covers(Span::from(*w)))
+                .map(|window| Task {
+                    window,
+                    advances: false,
+                })
+                .collect();
+            (tasks, "backfill", Some(idx))
+        }
+    })
+}
+
+impl Engine {
+    /// The parent of a `children` pipeline (`None` for other kinds); an undefined parent
+    /// is a definition error.
+    #[allow(clippy::result_large_err)]
+    pub(crate) fn parent_of(&self, p: &Pipeline) -> Result<Option<&Pipeline>, RunError> {
+        Ok(match (&p.kind, &p.parent) {
+            (Kind::Children, Some(name)) => {
+                Some(self.catalog.get(name).ok_or_else(|| RunError::Config {
+                    pipeline: p.name.clone(),
+                    message: format!("parent pipeline {name:?} is not defined"),
+                })?)
+            }
+            _ => None,
+        })
+    }
 }
 
 impl Engine {
@@ -106,76 +195,8 @@ impl Engine {
                 ),
             });
         }
-        let parent = match (&p.kind, &p.parent) {
-            (Kind::Children, Some(name)) => {
-                Some(self.catalog.get(name).ok_or_else(|| RunError::Config {
-                    pipeline: p.name.clone(),
-                    message: format!("parent pipeline {name:?} is not defined"),
-                })?)
-            }
-            _ => None,
-        };
-
-        let limit = now - Duration::seconds(p.lag_secs as i64);
-        let (tasks, kind, backfill_idx) = match mode {
-            Mode::Incremental => {
-                let completed = st.completed.clone();
-                let plan = plan::incremental(
-                    &grid,
-                    st.watermark,
-                    now,
-                    p.lag_secs,
-                    p.lookback_secs,
-                    &|w| completed.covers(Span::from(*w)),
-                );
-                let mut tasks: Vec<Task> = plan
-                    .new
-                    .iter()
-                    .map(|&window| Task {
-                        window,
-                        advances: true,
-                    })
-                    .collect();
-                tasks.extend(plan.lookback.iter().map(|&window| Task {
-                    window,
-                    advances: false,
-                }));
-                (tasks, "run", None)
-            }
-            Mode::Backfill { from, to } => {
-                if from >= to {
-                    return Err(RunError::Config {
-                        pipeline: p.name.clone(),
-                        message: format!(
-                            "backfill range is empty: --from {from} is not before --to {to}"
-                        ),
-                    });
-                }
-                let from = grid.floor(from);
-                let to = grid.ceil(to);
-                if to > limit {
-                    return Err(RunError::Config {
-                        pipeline: p.name.clone(),
-                        message: format!(
-                            "backfill --to {} is later than now minus the pipeline's lag ({}); use run for recent data",
-                            to.to_rfc3339(),
-                            limit.to_rfc3339()
-                        ),
-                    });
-                }
-                let (idx, done) = backfills::open(&mut st, from, to);
-                let tasks = grid
-                    .windows(from, to)
-                    .into_iter()
-                    .filter(|w| !done.covers(Span::from(*w)))
-                    .map(|window| Task {
-                        window,
-                        advances: false,
-                    })
-                    .collect();
-                (tasks, "backfill", Some(idx))
-            }
-        };
+        let parent = self.parent_of(p)?;
+        let (tasks, kind, backfill_idx) = plan_tasks(p, &grid, &mut st, mode, now)?;
 
         let started = Utc::now();
         st.last_run = Some(RunRecord::running(run_id, kind, started));
