@@ -101,6 +101,27 @@ impl Daemon {
         );
     }
 
+    /// issue 15: a child reads the windows its parent committed, so a child's run that
+    /// finds its parent running (both due at once) waits for that run to end instead of
+    /// finding its windows not committed yet, as `run` runs parents first.
+    async fn after_parent(&self, at: usize, p: &crate::core::pipeline::Pipeline) {
+        let Some(flag) = p
+            .parent
+            .as_ref()
+            .and_then(|parent| self.running.get(&(at, parent.clone())))
+        else {
+            return;
+        };
+        let mut logged = false;
+        while flag.load(Ordering::SeqCst) {
+            if !logged {
+                tracing::info!(pipeline = %p.name, parent = p.parent.as_deref().unwrap_or_default(), "waiting for the parent's run to end");
+                logged = true;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    }
+
     /// One run of one pipeline, as `run <pipeline>` does it, logged instead of printed.
     async fn run_one(&self, at: usize, name: &str, trigger: &'static str) {
         let Some(engine) = self.engines.get(at) else {
@@ -122,8 +143,14 @@ impl Daemon {
             }
         };
         tracing::info!(pipeline = %name, run_id = %run_id, trigger, "run started");
+        let run = async {
+            self.after_parent(at, p).await;
+            engine
+                .run_claimed(p, Mode::Incremental, &run_id, &claim)
+                .await
+        };
         let outcome = tokio::select! {
-            r = engine.run_claimed(p, Mode::Incremental, &run_id, &claim) => Some(r),
+            r = run => Some(r),
             () = self.hard_stop.cancelled() => None,
         };
         if outcome.is_none() {

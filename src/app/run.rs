@@ -36,6 +36,19 @@ pub(crate) fn print_report(tenant: &str, r: &Report) {
         let parts: Vec<String> = r.skipped.iter().map(|(k, n)| format!("{n} {k}")).collect();
         println!("  skipped (see the log): {}", parts.join(", "));
     }
+    if let Some(w) = &r.waiting {
+        println!("  {}", waiting_line(w));
+    }
+}
+
+/// issue 15: child windows held back for their parent, in one line.
+pub(crate) fn waiting_line(w: &crate::io::state::model::Waiting) -> String {
+    format!(
+        "{} window(s) from {} wait for {} to commit them (a child never runs ahead of its parent)",
+        w.windows,
+        w.from.to_rfc3339(),
+        w.parent
+    )
 }
 
 /// issue 15: a run's request budget in one line: the total, the share that were

@@ -74,9 +74,29 @@ struct PipelineFile {
     child_concurrency: Option<usize>,
     #[serde(default)]
     inherit: BTreeMap<String, String>,
+    /// issue 15 (children): re-fetch a parent's children on lookback while it ended less
+    /// than this long ago.
+    #[serde(default)]
+    refetch_within_secs: Option<u64>,
+    /// issue 15 (children): the parent field saying when a parent ended.
+    #[serde(default)]
+    parent_end_field: Option<String>,
     /// issue 4: `/healthz` fails when the watermark lags now by more than this.
     #[serde(default)]
     alert_lag_secs: Option<u64>,
+}
+
+impl Pipeline {
+    /// issue 15: how this `children` pipeline finds its parents in `parent`'s table.
+    pub fn link(&self, parent: &Pipeline) -> Result<crate::core::parents::Link, String> {
+        crate::core::parents::link(
+            self.parent_field.as_deref().unwrap_or_default(),
+            &self.inherit,
+            self.parent_end_field.as_deref(),
+            &parent.schema,
+            &self.schema,
+        )
+    }
 }
 
 fn yes() -> bool {
@@ -108,6 +128,13 @@ pub struct Pipeline {
     pub parent_field: Option<String>,
     pub child_concurrency: usize,
     pub inherit: BTreeMap<String, String>,
+    /// issue 15, for `children`: a lookback re-fetches the children of parents that ended
+    /// less than this long ago (their legs may still change), besides new and changed
+    /// parents. Default [`DEFAULT_REFETCH_WITHIN_SECS`].
+    pub refetch_within_secs: u64,
+    /// issue 15, for `children`: the parent field holding when a parent ended; `None`:
+    /// the parent's time column.
+    pub parent_end_field: Option<String>,
     /// For `report`: the validated `[report]` table (`report::definition`).
     pub report: Option<Box<crate::core::report::definition::ReportDef>>,
     /// issue 4: the health threshold on watermark lag; `None`: the default of
@@ -121,6 +148,13 @@ pub struct PipelineError {
     pub origin: String,
     pub reason: String,
 }
+
+/// issue 15: an hour after a call ends, its legs are final. After-call work and
+/// transfers end with the call, and the legs' bill follows within minutes; the default
+/// 30-minute lag means a call's legs are first read at least half an hour after it
+/// started, so an hour re-reads only calls that were long or still settling then,
+/// without re-reading a whole window every run.
+pub const DEFAULT_REFETCH_WITHIN_SECS: u64 = 3600;
 
 const RESERVED_FILTERS: &[&str] = &["startTime", "endTime", "pageNum", "pageSize"];
 
@@ -253,6 +287,7 @@ impl Pipeline {
                             .into(),
                     ));
                 }
+                check_children_only(&f).map_err(err)?;
                 let page_size = f
                     .page_size
                     .ok_or_else(|| err("page_size is required for kind = \"search\"".into()))?;
@@ -296,6 +331,7 @@ impl Pipeline {
                 return Err(err("kind = \"report\" needs a [report] table".into()));
             }
             Kind::Reference | Kind::Snapshot | Kind::Recordings => {
+                check_children_only(&f).map_err(err)?;
                 crate::core::snapshot_definition::check_definition(
                     &crate::core::snapshot_definition::DefinitionView {
                         kind: f.kind,
@@ -339,10 +375,31 @@ impl Pipeline {
             parent_field,
             child_concurrency,
             inherit: f.inherit,
+            refetch_within_secs: match f.refetch_within_secs {
+                Some(s) if s > 7 * 86_400 => {
+                    return Err(err(format!(
+                        "refetch_within_secs = {s}: must be 0..=604800 (at most a week)"
+                    )));
+                }
+                Some(s) => s,
+                None => DEFAULT_REFETCH_WITHIN_SECS,
+            },
+            parent_end_field: f.parent_end_field,
             report: None,
             alert_lag_secs: check_alert_lag(f.alert_lag_secs).map_err(err)?,
         })
     }
+}
+
+/// issue 15: the keys that only a `children` pipeline reads.
+fn check_children_only(f: &PipelineFile) -> Result<(), String> {
+    if f.refetch_within_secs.is_some() || f.parent_end_field.is_some() {
+        return Err(format!(
+            "refetch_within_secs and parent_end_field are only for kind = \"children\" (this is {:?})",
+            f.kind
+        ));
+    }
+    Ok(())
 }
 
 /// The default pipeline and schema files, compiled in so that `demo` and a bare binary
@@ -570,7 +627,12 @@ impl Catalog {
                     .cloned()
                     .unwrap_or_else(|| p.name.clone());
                 match pipelines.get(parent) {
-                    Some(pp) if pp.kind == Kind::Search => {}
+                    Some(pp) if pp.kind == Kind::Search => {
+                        if p.kind == Kind::Children {
+                            p.link(pp)
+                                .map_err(|reason| PipelineError { origin, reason })?;
+                        }
+                    }
                     Some(_) => {
                         return Err(PipelineError {
                             origin,

@@ -18,11 +18,6 @@ use crate::io::state::model::PipelineState;
 use chrono::{DateTime, Duration, Utc};
 use std::collections::BTreeMap;
 
-/// While a `children` pipeline lists its parent's pages to find its parents (it does
-/// until issue 15 part 1 takes them from the committed parent table), the estimate
-/// counts those pages too.
-const CHILDREN_LIST_PARENT: bool = true;
-
 /// A pipeline's estimated cost.
 #[derive(Debug, Clone, Default)]
 pub struct Estimate {
@@ -116,6 +111,32 @@ impl Engine {
         };
         let page_size = u64::from(lister.page_size.max(1));
         let (mut list_pages, mut records) = (0u64, 0u64);
+        // issue 15: a child's lookback window that committed a parent digest fetches the
+        // children of the parents the digest does not know (and of changed or settling
+        // ones, which no probe can see): probed alone, it costs its total less the
+        // digest's parents. A backfill fetches every parent's children.
+        let digests = match (p.kind, mode) {
+            (Kind::Children, Mode::Incremental) => st.parents.clone(),
+            _ => Default::default(),
+        };
+        let (known, windows): (Vec<Window>, Vec<Window>) =
+            windows.iter().partition(|w| digests.contains_key(&w.start));
+        let mut children = 0u64;
+        for w in &known {
+            let total = extract::probe_total(&client, lister, w, self.settings.timezone)
+                .await
+                .map_err(|source| RunError::Window {
+                    pipeline: p.name.clone(),
+                    window: *w,
+                    source: WindowError::Extract(source),
+                })?;
+            records += total;
+            let recorded = digests
+                .get(&w.start)
+                .and_then(|d| crate::core::parents::Digest::decode(&d.digest).ok())
+                .map_or(0, |d| d.len() as u64);
+            children += total.saturating_sub(recorded);
+        }
         for (group, n) in probe_groups(&grid, &windows) {
             let total = extract::probe_total(&client, lister, &group, self.settings.timezone)
                 .await
@@ -125,13 +146,16 @@ impl Engine {
                     source: WindowError::Extract(source),
                 })?;
             records += total;
+            children += total;
             let n = n as u64;
             // The day's total spread evenly: the first `total % n` windows hold one more.
             let (each, extra) = (total / n, total % n);
             list_pages += extra * pages(each + 1, page_size) + (n - extra) * pages(each, page_size);
         }
         est.records = Some(records);
-        if p.kind == Kind::Search || CHILDREN_LIST_PARENT {
+        // A child takes its parents from the parent's committed table (issue 15): it
+        // lists no parent page.
+        if p.kind == Kind::Search {
             *est.requests
                 .entry(endpoint_label(&lister.endpoint))
                 .or_default() += list_pages;
@@ -139,7 +163,7 @@ impl Engine {
         if p.kind == Kind::Children {
             let field = p.parent_field.clone().unwrap_or_default();
             let path = endpoint_label(&child_path(&p.endpoint, &field, "1"));
-            *est.requests.entry(path).or_default() += records;
+            *est.requests.entry(path).or_default() += children;
         }
         est.probes = meter.usage();
         Ok(est)

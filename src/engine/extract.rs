@@ -14,7 +14,7 @@
 use crate::core::convert::{self, BatchBuilder, RowMeta};
 use crate::core::pipeline::{Pipeline, TimeFilter};
 use crate::core::plan::Window;
-use crate::core::record::{RawRecord, Scalar, scalar};
+use crate::core::record::RawRecord;
 use crate::core::timeutil;
 use crate::io::api::{ApiClient, ApiError};
 use arrow::error::ArrowError;
@@ -25,7 +25,7 @@ use futures::{StreamExt, TryStreamExt};
 use serde_json::Value;
 
 /// Fields a child inherits: (name, value as JSON text).
-type Inherited = Vec<(String, String)>;
+pub type Inherited = Vec<(String, String)>;
 
 /// Keys seen in a window. foldhash instead of the standard SipHash: hashing every
 /// record's key was a visible share of a window's CPU, and a window's keys come from one
@@ -82,6 +82,9 @@ pub struct Extracted {
     /// Distinct records the API returned for the (padded) request range.
     pub fetched: u64,
     pub bad_values: usize,
+    /// issue 15, children windows: the window's parent digest to commit with it
+    /// (`core::parents::Digest::encode`).
+    pub parents: Option<String>,
 }
 
 /// The request body's time range for a window.
@@ -369,6 +372,7 @@ pub async fn search_window(
         requests,
         fetched,
         bad_values,
+        parents: None,
     })
 }
 
@@ -412,53 +416,17 @@ async fn complete_search_collect(
     Ok(counts)
 }
 
-/// Extracts a `children` pipeline's window: the parent's records of the window (complete
-/// by the parent's total), then one request per parent record.
-pub async fn children_window(
+/// The children of `parents` (issue 15: parents come from the parent's committed table,
+/// `engine::children`), one request each, `child_concurrency` at once. Also returns how
+/// many children each parent (by id) had, for the window's parent digest.
+pub async fn fetch_children(
     client: &ApiClient,
     p: &Pipeline,
-    parent: &Pipeline,
-    w: &Window,
+    parents: Vec<(String, Inherited)>,
     tz: Tz,
     meta: &RowMeta,
-) -> Result<Extracted, ExtractError> {
+) -> Result<(Extracted, std::collections::HashMap<String, u32>), ExtractError> {
     let parent_field = p.parent_field.clone().unwrap_or_default();
-    // (value for the endpoint placeholder, fields the children inherit)
-    let parents = std::sync::Mutex::new(Vec::<(String, Inherited)>::new());
-    let mut keep = |recs: Vec<RawRecord<'_>>| -> Result<(), ExtractError> {
-        let mut out = Vec::with_capacity(recs.len());
-        for r in recs {
-            let Some(id) = r.get(&parent_field).and_then(|v| match scalar(v) {
-                Scalar::Str(s) if !s.trim().is_empty() => Some(s.trim().to_string()),
-                Scalar::Num(n) => Some(n.to_string()),
-                _ => None,
-            }) else {
-                tracing::warn!(pipeline = %p.name, window = %w, "a parent record has no {parent_field}; it has no children to load");
-                continue;
-            };
-            let mut inherited: Inherited = Vec::with_capacity(p.inherit.len() + 1);
-            inherited.push((parent_field.clone(), Value::String(id.clone()).to_string()));
-            for (child_field, parent_src) in &p.inherit {
-                if let Some(v) = r.get(parent_src) {
-                    inherited.push((child_field.clone(), v.to_owned()));
-                }
-            }
-            out.push((id, inherited));
-        }
-        if let Ok(mut g) = parents.lock() {
-            g.extend(out);
-        }
-        Ok(())
-    };
-    let mut reset = || {
-        if let Ok(mut g) = parents.lock() {
-            g.clear();
-        }
-    };
-    let (parent_requests, _) =
-        complete_search(client, parent, w, tz, &mut keep, &mut reset).await?;
-    let parents = parents.into_inner().unwrap_or_default();
-
     let endpoint_of = |id: &str| child_path(&p.endpoint, &parent_field, id);
     let answers = futures::stream::iter(parents.into_iter().map(|(id, inherited)| {
         let path = endpoint_of(&id);
@@ -480,8 +448,9 @@ pub async fn children_window(
     let mut batches = Vec::new();
     let mut builder = BatchBuilder::new(&p.schema, tz, CHILD_BATCH_ROWS);
     let mut bad_values = 0;
-    let mut requests = parent_requests;
+    let mut requests = 0u64;
     let mut fetched = 0u64;
+    let mut children = std::collections::HashMap::new();
     while let Some((id, data, inherited)) = answers.try_next().await? {
         requests += 1;
         let (text, index) = data.into_parts();
@@ -502,6 +471,7 @@ pub async fn children_window(
                 continue;
             }
             fetched += 1;
+            *children.entry(id.clone()).or_insert(0u32) += 1;
             builder.push(&obj);
             if builder.rows() >= CHILD_BATCH_ROWS {
                 bad_values += builder.bad_values;
@@ -518,12 +488,16 @@ pub async fn children_window(
         batches.push(builder.finish(meta)?);
     }
     let batch = convert::assemble(&p.schema, &batches)?;
-    Ok(Extracted {
-        batch,
-        requests,
-        fetched,
-        bad_values,
-    })
+    Ok((
+        Extracted {
+            batch,
+            requests,
+            fetched,
+            bad_values,
+            parents: None,
+        },
+        children,
+    ))
 }
 
 /// A child pipeline's endpoint for one parent: `{field}` in `endpoint` replaced by the

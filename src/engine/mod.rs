@@ -3,6 +3,7 @@
 //! sharded backfills. Uses `core` and `io`; handed its settings by `app`.
 
 pub mod abort;
+pub mod children;
 pub mod compact;
 pub mod estimate;
 pub mod extract;

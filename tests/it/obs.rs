@@ -309,7 +309,12 @@ async fn last_runs_requests_per_endpoint_are_gauges() {
         let mut retries = 0;
         for r in reports {
             let pipeline = format!("budget-gauges/{}", r.pipeline);
-            assert!(!r.api_requests.is_empty(), "{r:#?}");
+            // issue 15: a lookback of parties asks nothing when no call is new, changed
+            // or settling.
+            assert!(
+                !r.api_requests.is_empty() || r.pipeline == "parties",
+                "{r:#?}"
+            );
             for (endpoint, u) in &r.api_requests.0 {
                 let labels = [
                     ("pipeline", pipeline.as_str()),

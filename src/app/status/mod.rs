@@ -207,6 +207,10 @@ pub fn render(rows: &[StatusRow]) -> String {
 "
             ));
         }
+        // issue 15: child windows the last run held back for their parent.
+        if let Some(w) = r.last_run.as_ref().and_then(|run| run.waiting.as_ref()) {
+            out.push_str(&format!("  {}\n", crate::app::run::waiting_line(w)));
+        }
         if let Some(why) = &r.interrupted {
             out.push_str(&format!(
                 "  interrupted: {why}; the next run or backfill carries on from what was committed\n"

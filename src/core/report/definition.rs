@@ -200,6 +200,8 @@ pub fn parse_with(
         parent_field: None,
         child_concurrency: 1,
         inherit: BTreeMap::new(),
+        refetch_within_secs: 0,
+        parent_end_field: None,
         report: Some(Box::new(ReportDef { spec, tz })),
         alert_lag_secs: crate::core::pipeline::check_alert_lag(f.alert_lag_secs).map_err(err)?,
     })

@@ -117,6 +117,10 @@ pub struct Report {
     /// `sobot_sync_records_skipped_total`.
     #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub skipped: std::collections::BTreeMap<&'static str, u64>,
+    /// issue 15, `children` pipelines: windows left for a later run because the parent
+    /// has not committed them yet.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub waiting: Option<crate::io::state::model::Waiting>,
 }
 
 impl Report {

@@ -58,6 +58,7 @@ impl Group {
             task,
             rows: ex.batch.num_rows() as u64,
             requests: ex.requests,
+            parents: ex.parents.clone(),
         });
         let label = format!("the file of {} from {}", self.dt, self.start.to_rfc3339());
         blocking(&label, move || {

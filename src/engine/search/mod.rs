@@ -17,7 +17,7 @@ use crate::engine::extract::{self, ExtractError, Extracted};
 use crate::engine::run::{Driver, Engine, Mode, Planned, Report, RunError, WindowError, lock_lost};
 use crate::io::sink::{self, WindowFile};
 use crate::io::state::backfills;
-use crate::io::state::model::{PipelineState, RunRecord, Span};
+use crate::io::state::model::{PipelineState, RunRecord, Span, Waiting};
 use chrono::{DateTime, Duration, Utc};
 use futures::StreamExt;
 use std::sync::Arc;
@@ -49,6 +49,8 @@ struct WindowDone {
     task: Task,
     rows: u64,
     requests: u64,
+    /// issue 15, children: the window's parent digest, committed with it.
+    parents: Option<String>,
 }
 
 /// A backfill writes consecutive windows of one `dt` partition as one file, up to this
@@ -141,6 +143,53 @@ pub(crate) fn plan_tasks(
     })
 }
 
+/// issue 15: splits a child run's tasks into those whose windows the parent has committed
+/// and the rest, which wait for a later run. A backfill needs its whole range committed
+/// by the parent, as `recordings` does: it is refused otherwise, naming the first window.
+#[allow(clippy::result_large_err)]
+fn gate(
+    p: &Pipeline,
+    parent: &Pipeline,
+    parent_state: Option<&PipelineState>,
+    tasks: Vec<Task>,
+    backfill: bool,
+) -> Result<(Vec<Task>, Option<Waiting>), RunError> {
+    let covered = |w: &Window| parent_state.is_some_and(|s| s.completed.covers(Span::from(*w)));
+    if backfill {
+        if let Some(t) = tasks.iter().find(|t| !covered(&t.window)) {
+            return Err(RunError::Config {
+                pipeline: p.name.clone(),
+                message: format!(
+                    "{parent} has not loaded window {w}; children are read for the parents {parent} committed, so backfill {parent} over the range first",
+                    parent = parent.name,
+                    w = t.window
+                ),
+            });
+        }
+        return Ok((tasks, None));
+    }
+    let mut ready = Vec::with_capacity(tasks.len());
+    let mut held: Vec<Window> = Vec::new();
+    let mut blocked = false;
+    for t in tasks {
+        // Windows that move the watermark run in order: after the first one held back,
+        // the rest wait too.
+        let ok = covered(&t.window) && !(t.advances && blocked);
+        if ok {
+            ready.push(t);
+        } else {
+            blocked |= t.advances;
+            held.push(t.window);
+        }
+    }
+    let waiting = held.iter().map(|w| w.start).min().map(|from| Waiting {
+        parent: parent.name.clone(),
+        windows: held.len() as u64,
+        from,
+    });
+    Ok((ready, waiting))
+}
+
 impl Engine {
     /// The parent of a `children` pipeline (`None` for other kinds); an undefined parent
     /// is a definition error.
@@ -197,9 +246,45 @@ impl Engine {
         }
         let parent = self.parent_of(p)?;
         let (tasks, kind, backfill_idx) = plan_tasks(p, &grid, &mut st, mode, now)?;
+        // issue 15: a child window runs once its parent has committed it, from the rows
+        // the parent committed.
+        let (tasks, waiting, children) = match parent {
+            Some(parent) => {
+                let parent_state = self
+                    .state
+                    .load::<PipelineState>(&parent.name)
+                    .await
+                    .map_err(state_err)?
+                    .map(|v| v.value);
+                let (ready, waiting) = gate(
+                    p,
+                    parent,
+                    parent_state.as_ref(),
+                    tasks,
+                    backfill_idx.is_some(),
+                )?;
+                let digests = backfill_idx.is_none().then_some(&st.parents);
+                let run =
+                    crate::engine::children::ChildRun::new(p, parent, self.grid(parent), digests)
+                        .map_err(|message| RunError::Config {
+                        pipeline: p.name.clone(),
+                        message,
+                    })?;
+                (ready, waiting, Some(Arc::new(run)))
+            }
+            None => (tasks, None, None),
+        };
+        if let Some(w) = &waiting {
+            tracing::info!(pipeline = %p.name, parent = %w.parent, windows = w.windows, from = %w.from.to_rfc3339(), "windows wait for the parent to commit them");
+        }
+        let horizon =
+            st.watermark - Duration::seconds(p.lookback_secs as i64 + p.window_secs as i64);
 
         let started = Utc::now();
         st.last_run = Some(RunRecord::running(run_id, kind, started));
+        if let Some(r) = st.last_run.as_mut() {
+            r.waiting = waiting.clone();
+        }
         version = Some(
             crate::io::state::rebase::commit(&self.state, &p.name, version, &mut st)
                 .await
@@ -225,7 +310,8 @@ impl Engine {
         // pages held the other lanes idle. Results still leave in window order, and the
         // finished ones waiting are bounded.
         let lanes = Arc::new(tokio::sync::Semaphore::new(window_concurrency));
-        let shared = Arc::new((self.clone(), p.clone(), parent.cloned(), run_id.to_string()));
+        report.waiting = waiting;
+        let shared = Arc::new((self.clone(), p.clone(), children, run_id.to_string()));
         let mut results = Box::pin(
             futures::stream::iter(tasks.iter().copied())
                 .then(|task| {
@@ -237,9 +323,9 @@ impl Engine {
                         let handle = AbortOnDrop(tokio::spawn(
                             async move {
                                 let _lane = lane;
-                                let (engine, p, parent, run_id) = &*shared;
+                                let (engine, p, children, run_id) = &*shared;
                                 engine
-                                    .extract_window(p, parent.as_ref(), task.window, run_id)
+                                    .extract_window(p, children.as_deref(), task.window, run_id)
                                     .await
                             }
                             .instrument(span),
@@ -330,6 +416,9 @@ impl Engine {
                             }
                             if let Some(i) = backfill_idx {
                                 backfills::done(&mut st, i, w);
+                            }
+                            if let Some(digest) = &done.parents {
+                                st.record_parents(w, digest.clone(), horizon);
                             }
                             report.windows += 1;
                             if !task.advances && backfill_idx.is_none() {
@@ -473,7 +562,7 @@ impl Engine {
     async fn extract_window(
         &self,
         p: &Pipeline,
-        parent: Option<&Pipeline>,
+        children: Option<&crate::engine::children::ChildRun>,
         w: Window,
         run_id: &str,
     ) -> Result<Extracted, WindowError> {
@@ -485,18 +574,20 @@ impl Engine {
             window_start_ms: w.start.timestamp_millis(),
             window_end_ms: w.end.timestamp_millis(),
         };
-        let mut extracted = match parent {
-            Some(parent) => {
-                extract::children_window(&self.client, p, parent, &w, tz, &meta).await?
+        let extracted = match children {
+            // Protected inside, before the window's stored rows join the fetched ones.
+            Some(run) => self.children_window(p, run, &w, &meta).await?,
+            None => {
+                let mut e = extract::search_window(&self.client, p, &w, tz, &meta).await?;
+                // issue 4 privacy: the one point every search window passes before the sink.
+                e.batch = crate::core::privacy::protect(
+                    &p.schema,
+                    self.settings.pii_key.as_ref(),
+                    e.batch,
+                )?;
+                e
             }
-            None => extract::search_window(&self.client, p, &w, tz, &meta).await?,
         };
-        // issue 4 privacy: the one point every search/children window passes before the sink.
-        extracted.batch = crate::core::privacy::protect(
-            &p.schema,
-            self.settings.pii_key.as_ref(),
-            extracted.batch,
-        )?;
         if extracted.bad_values > 0 {
             tracing::warn!(pipeline = %p.name, window = %w, values = extracted.bad_values, "values that could not be converted are null; see _errors");
         }

@@ -405,6 +405,50 @@ async fn partition_files(
     Ok(files)
 }
 
+/// The span files of one `dt` partition of a table that overlap `[start, end)`, each with
+/// a tag that changes when the file is replaced (its size and time), so that a reader
+/// may keep what it decoded from a file while the tag stays the same.
+pub async fn spans_overlapping(
+    loc: &Location,
+    table: &str,
+    dt: NaiveDate,
+    start: DateTime<Utc>,
+    end: DateTime<Utc>,
+) -> Result<Vec<(SpanFile, String)>, SinkError> {
+    let folder = crate::core::layout::partition(table, dt);
+    let metas: Vec<_> = loc
+        .store()
+        .list(loc.list_prefix(&folder).as_ref())
+        .try_collect()
+        .await
+        .map_err(|source| SinkError::List {
+            path: loc.display(&folder),
+            source,
+        })?;
+    let mut files: Vec<(SpanFile, String)> = metas
+        .iter()
+        .filter_map(|m| {
+            let rel = loc.relative(&m.location)?;
+            let (start, end) = merge::parse_span(m.location.filename()?)?;
+            let tag = format!(
+                "{}:{}:{}",
+                m.size,
+                m.last_modified.timestamp_millis(),
+                m.e_tag.as_deref().unwrap_or_default()
+            );
+            Some((SpanFile { rel, start, end }, tag))
+        })
+        .filter(|(f, _)| f.overlaps(start, end))
+        .collect();
+    files.sort_by_key(|(f, _)| (f.start, f.end));
+    let spans: Vec<SpanFile> = files.iter().map(|(f, _)| f.clone()).collect();
+    // A file an interrupted write left inside a wider one holds rows the wider one has
+    // too; a reader takes the wider one (the next write removes the stale one).
+    let stale: Vec<SpanFile> = merge::superseded(&spans).into_iter().cloned().collect();
+    files.retain(|(f, _)| !stale.contains(f));
+    Ok(files)
+}
+
 async fn delete(loc: &Location, rel: &str) -> Result<(), SinkError> {
     match loc.store().delete(&loc.path(rel)).await {
         Ok(()) | Err(object_store::Error::NotFound { .. }) => {

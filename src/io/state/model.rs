@@ -92,6 +92,19 @@ pub struct RunRecord {
     /// them (`status --json` shows them). Absent from state written before it: empty.
     #[serde(default)]
     pub api_requests: ApiUsage,
+    /// issue 15, `children` pipelines: windows this run left for a later one because the
+    /// parent had not committed them yet (`status` says so).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub waiting: Option<Waiting>,
+}
+
+/// issue 15: child windows held back until their parent commits them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Waiting {
+    pub parent: String,
+    pub windows: u64,
+    /// The first such window's start.
+    pub from: DateTime<Utc>,
 }
 
 impl RunRecord {
@@ -109,6 +122,7 @@ impl RunRecord {
             files: 0,
             error: None,
             api_requests: ApiUsage::default(),
+            waiting: None,
         }
     }
 }
@@ -148,6 +162,19 @@ pub struct PipelineState {
     /// there, one entry per partition, by date (`crate::engine::compact`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub compacted: Vec<CompactedPartition>,
+    /// issue 15, `children` pipelines: per window start, what the window's commit recorded
+    /// of its parents (`core::parents::Digest`), so that a lookback fetches only the
+    /// children of new, changed or settling parents. Kept for the lookback horizon only.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub parents: std::collections::BTreeMap<DateTime<Utc>, ParentsDigest>,
+}
+
+/// issue 15: one committed child window's parent digest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ParentsDigest {
+    pub end: DateTime<Utc>,
+    /// `core::parents::Digest::encode`: base64 of 14 bytes a parent.
+    pub digest: String,
 }
 
 /// What `compact` left in one closed partition: the spans of its files afterwards.
@@ -189,6 +216,16 @@ impl PipelineState {
         }
     }
 
+    /// issue 15: records a committed child window's parent digest, and forgets those no
+    /// lookback will load again (ending at or before `horizon`).
+    pub fn record_parents(&mut self, w: Window, digest: String, horizon: DateTime<Utc>) {
+        self.parents.retain(|_, d| d.end > horizon);
+        if w.end > horizon {
+            self.parents
+                .insert(w.start, ParentsDigest { end: w.end, digest });
+        }
+    }
+
     /// Keeps the backfill list short: every open backfill and the
     /// [`KEEP_FINISHED_BACKFILLS`] newest finished ones.
     pub fn trim_backfills(&mut self) {
@@ -215,6 +252,7 @@ impl PipelineState {
             backfills: Vec::new(),
             last_run: None,
             compacted: Vec::new(),
+            parents: Default::default(),
         }
     }
 }

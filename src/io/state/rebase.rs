@@ -82,6 +82,11 @@ pub fn rebase(mine: &mut PipelineState, latest: &PipelineState) {
         }
     }
     mine.compacted.sort_by_key(|c| c.dt);
+    // issue 15: a window's parent digest is written by the run that committed the
+    // window; this writer's own digests are its newest, the other's fill in the rest.
+    for (start, d) in &latest.parents {
+        mine.parents.entry(*start).or_insert_with(|| d.clone());
+    }
     for s in &latest.completed.0 {
         mine.completed.add(*s);
     }

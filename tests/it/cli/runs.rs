@@ -70,13 +70,10 @@ async fn broken_window_fails_then_recovers() {
     o.expect_code(1);
     // Agent histories are searched by local minute with an inclusive end, so the window
     // before the broken one already asks for its first minute and fails too.
+    // issue 15: parties reads the calls talks committed, so it stops at talks' watermark
+    // without an error of its own; its windows after it wait for talks.
     let stops = [
         ("talks", bf, "[2024-01-02T02:00:00Z, 2024-01-02T03:00:00Z)"),
-        (
-            "parties",
-            bf,
-            "[2024-01-02T02:00:00Z, 2024-01-02T03:00:00Z)",
-        ),
         (
             "agent_histories",
             bf - chrono::Duration::hours(1),
@@ -101,6 +98,19 @@ async fn broken_window_fails_then_recovers() {
             "{p}: {run}"
         );
     }
+    assert_eq!(
+        watermark(&rows, "parties"),
+        bf,
+        "parties stops where talks did"
+    );
+    let run = &pipeline(&rows, "parties")["last_run"];
+    assert_eq!(run["outcome"], "success", "{run}");
+    assert_eq!(run["waiting"]["parent"], "talks", "{run}");
+    assert!(
+        o.stdout.contains("wait for talks to commit them"),
+        "the summary says parties waits\n{}",
+        o.all()
+    );
     // Everything before the broken window is already there and exact.
     let ds = env.sim.dataset();
     let talks = truth::read_rows(&env.warehouse(), &TALKS, Singapore);

@@ -15,6 +15,7 @@ use sobot_sync::io::state::model::Span;
 use sobot_sync::sim::{Dataset, Dialect, Faults, SimConfig};
 
 mod budget; // issue 15
+mod children; // issue 15 parts 1 and 2
 mod faults;
 mod gaps;
 mod unchanged; // issue 15 part 3

@@ -1,0 +1,274 @@
+//! issue 15 parts 1 and 2: `parties` takes its calls from the committed `talks` table
+//! (no talk list of its own), never runs ahead of it, and on lookback fetches the legs
+//! of new, changed and settling calls only. Request counts are the simulator's own.
+
+use super::{t, watermark};
+use crate::support::rig::{Rig, Warehouse, pipeline};
+use crate::support::table;
+use crate::support::truth;
+use chrono::{DateTime, Duration, Utc};
+use sobot_sync::engine::run::{Engine, Mode, Report};
+use sobot_sync::sim::{Faults, SimConfig, SimStats};
+use std::collections::BTreeSet;
+
+const BOTH: [&str; 2] = ["talks", "parties"];
+
+/// The simulator's requests of `endpoint` between two snapshots.
+fn served(before: &SimStats, after: &SimStats, endpoint: &str) -> u64 {
+    after.count(endpoint) - before.count(endpoint)
+}
+
+async fn run_both(engine: &Engine) -> Vec<Report> {
+    sobot_sync::app::run::run_pipelines(engine, &BOTH.map(String::from))
+        .await
+        .expect("talks and parties run")
+}
+
+async fn call_ids(engine: &Engine) -> BTreeSet<String> {
+    table::read(engine, "talks")
+        .await
+        .by_key("call_id")
+        .into_keys()
+        .collect()
+}
+
+/// Both tables hold exactly the calls (and their legs) that had ended by `now`, over
+/// `[from, committed watermark)`.
+async fn assert_visible_truth(rig: &Rig, engine: &Engine, from: DateTime<Utc>, now: DateTime<Utc>) {
+    let ds = rig.sim.dataset();
+    let now_ms = now.timestamp_millis();
+    for name in BOTH {
+        let wm = watermark(engine, name).await;
+        let truth = match name {
+            "talks" => truth::talks(&ds, from, wm),
+            _ => truth::parties(&ds, from, wm),
+        }
+        .filter(|r| r.ends_ms <= now_ms);
+        let p = pipeline(engine, name);
+        truth::assert_exact(&table::read(engine, name).await, &truth, &engine.grid(&p));
+    }
+}
+
+/// The steady state: after catching up, the next hourly run costs one party request per
+/// call new to the warehouse (plus the few calls still settling) and the talk pages of
+/// the windows talks lists: within 1.25 times that minimum. parties lists no talk page.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_steady_state_hourly_run_stays_within_the_request_target() {
+    let now1 = t("2024-03-03T14:10:00+08:00");
+    let start = now1 - Duration::days(1) - Duration::minutes(10);
+    let config = SimConfig {
+        now: Some(now1),
+        ..SimConfig::default()
+    };
+    let rig = Rig::new(config, Warehouse::local().await, start).await;
+    run_both(&rig.engine(now1)).await;
+    let calls_before = call_ids(&rig.engine(now1)).await;
+
+    let now2 = now1 + Duration::hours(1);
+    rig.sim.set_now(Some(now2));
+    let engine = rig.engine(now2);
+    let before = rig.sim.stats();
+    let reports = run_both(&engine).await;
+    let after = rig.sim.stats();
+    let calls_after = call_ids(&engine).await;
+    let new_calls = calls_after.difference(&calls_before).count() as u64;
+
+    let pages = served(&before, &after, "maincdrs");
+    let legs = served(&before, &after, "partycdrs");
+    let parties = reports
+        .iter()
+        .find(|r| r.pipeline == "parties")
+        .expect("a parties report");
+    assert!(
+        !parties
+            .api_requests
+            .0
+            .keys()
+            .any(|e| e.ends_with("/_search")),
+        "parties lists no talk page: {:?}",
+        parties.api_requests
+    );
+    assert_eq!(
+        parties.api_requests.total().requests,
+        legs,
+        "every partycdrs request is the parties run's"
+    );
+    assert!(new_calls > 20, "an hour of calls is new: {new_calls}");
+    let minimum = new_calls + pages;
+    let ratio = (legs + pages) as f64 / minimum as f64;
+    eprintln!(
+        "steady state: {legs} party requests + {pages} talk pages for {new_calls} new calls: {ratio:.3}x the minimum"
+    );
+    assert!(
+        ratio <= 1.25,
+        "{legs} party requests + {pages} talk pages for {new_calls} new calls: {ratio:.2}x the minimum"
+    );
+    assert_visible_truth(&rig, &engine, start, now2).await;
+}
+
+/// Calls that show up late (after their window was first loaded) get their legs on the
+/// lookback; besides them, only calls that ended within `refetch_within_secs` of now
+/// are asked again. Exactly those: one request each.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn late_calls_get_their_legs_and_settled_calls_are_not_asked_again() {
+    let start = t("2024-03-02T12:00:00+08:00");
+    let now = t("2024-03-03T01:00:00+08:00");
+    let config = SimConfig {
+        now: Some(now),
+        faults: Faults {
+            late_fraction: 0.2,
+            late_secs: 2 * 3600,
+            ..Faults::default()
+        },
+        ..SimConfig::default()
+    };
+    let rig = Rig::new(config, Warehouse::local().await, start).await;
+    let engine = rig.engine(now);
+    run_both(&engine).await;
+    let calls_before = call_ids(&engine).await;
+    // The simulator moves on (late calls of loaded windows become visible); the engine's
+    // clock does not, so only lookback windows run.
+    rig.sim.set_now(Some(now + Duration::hours(3)));
+    let before = rig.sim.stats();
+    let reports = run_both(&engine).await;
+    let after = rig.sim.stats();
+    assert!(reports.iter().all(|r| r.windows == r.lookback_windows));
+    let calls_after = call_ids(&engine).await;
+    let late: BTreeSet<&String> = calls_after.difference(&calls_before).collect();
+    assert!(!late.is_empty(), "some calls came late");
+
+    // The calls loaded before that ended within the settle period (an hour) of now.
+    let ds = rig.sim.dataset();
+    let horizon = (now - Duration::hours(1)).timestamp_millis();
+    let lookback_from = watermark(&engine, "parties").await - Duration::hours(6);
+    let settling = truth::talks(&ds, lookback_from, now)
+        .recs
+        .iter()
+        .filter(|r| calls_before.contains(&r.key) && r.ends_ms > horizon)
+        .count() as u64;
+    assert_eq!(
+        served(&before, &after, "partycdrs"),
+        late.len() as u64 + settling,
+        "one request per late call and per settling call, none for the others"
+    );
+    // And the late calls' legs are there: both tables exact for what is visible.
+    assert_visible_truth(&rig, &engine, start, now + Duration::hours(3)).await;
+}
+
+/// parties never commits a window talks has not committed: run alone, it stops at talks'
+/// watermark and says what waits; a backfill over a range talks has not loaded is
+/// refused, naming talks; once talks catches up, parties does too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_child_window_never_commits_ahead_of_its_parent() {
+    let start = t("2024-03-02T00:00:00+08:00");
+    let now1 = t("2024-03-02T08:00:00+08:00");
+    let rig = Rig::new(
+        super::sim_ahead(now1 + Duration::hours(4)),
+        Warehouse::local().await,
+        start,
+    )
+    .await;
+    let engine = rig.engine(now1);
+    engine
+        .run(&pipeline(&engine, "talks"), Mode::Incremental)
+        .await
+        .expect("talks runs");
+    let talks_wm = watermark(&engine, "talks").await;
+
+    let now2 = now1 + Duration::hours(3);
+    let engine = rig.engine(now2);
+    let before = rig.sim.stats();
+    let report = engine
+        .run(&pipeline(&engine, "parties"), Mode::Incremental)
+        .await
+        .expect("parties runs");
+    assert_eq!(
+        served(&before, &rig.sim.stats(), "maincdrs"),
+        0,
+        "no talk list"
+    );
+    assert_eq!(
+        watermark(&engine, "parties").await,
+        talks_wm,
+        "parties stops where talks did"
+    );
+    let waiting = report.waiting.clone().expect("windows wait for talks");
+    assert_eq!(waiting.parent, "talks");
+    assert_eq!(waiting.windows, 3);
+    assert_eq!(waiting.from, talks_wm);
+    let st = sobot_sync::app::setup::load_state(&engine.state, "parties")
+        .await
+        .expect("state")
+        .expect("parties has state");
+    assert_eq!(st.last_run.and_then(|r| r.waiting), Some(waiting));
+
+    // A backfill over windows talks has not loaded is refused before any request.
+    let before = rig.sim.stats();
+    let err = engine
+        .run(
+            &pipeline(&engine, "parties"),
+            Mode::Backfill {
+                from: talks_wm,
+                to: talks_wm + Duration::hours(2),
+            },
+        )
+        .await
+        .expect_err("refused");
+    assert!(err.is_config(), "{err}");
+    assert!(
+        err.to_string()
+            .contains("backfill talks over the range first"),
+        "{err}"
+    );
+    assert_eq!(rig.sim.stats().requests, before.requests);
+
+    // Together (parents first), both catch up, exactly.
+    let reports = run_both(&engine).await;
+    assert!(reports.iter().all(|r| r.waiting.is_none()), "{reports:?}");
+    // now2 less the 30-minute lag, on the hourly grid.
+    let limit = now2 - Duration::hours(1);
+    assert_eq!(watermark(&engine, "talks").await, limit);
+    assert_eq!(watermark(&engine, "parties").await, limit);
+    let ds = rig.sim.dataset();
+    let p = pipeline(&engine, "parties");
+    truth::assert_exact(
+        &table::read(&engine, "parties").await,
+        &truth::parties(&ds, start, limit),
+        &engine.grid(&p),
+    );
+}
+
+/// A backfill of parties over a range talks loaded asks once per call, and lists no talk
+/// page.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backfill_of_children_asks_once_per_parent() {
+    let start = t("2024-03-02T00:00:00+08:00");
+    let now = t("2024-03-03T08:00:00+08:00");
+    let rig = Rig::new(super::sim_ahead(now), Warehouse::local().await, start).await;
+    let engine = rig.engine(now);
+    let (from, to) = (start, start + Duration::days(1));
+    engine
+        .run(&pipeline(&engine, "talks"), Mode::Backfill { from, to })
+        .await
+        .expect("talks backfill");
+    let before = rig.sim.stats();
+    engine
+        .run(&pipeline(&engine, "parties"), Mode::Backfill { from, to })
+        .await
+        .expect("parties backfill");
+    let after = rig.sim.stats();
+    let ds = rig.sim.dataset();
+    let calls = truth::talks(&ds, from, to).recs.len() as u64;
+    assert_eq!(
+        served(&before, &after, "partycdrs"),
+        calls,
+        "one request per call"
+    );
+    assert_eq!(served(&before, &after, "maincdrs"), 0, "no talk page");
+    let p = pipeline(&engine, "parties");
+    truth::assert_exact(
+        &table::read(&engine, "parties").await,
+        &truth::parties(&ds, from, to),
+        &engine.grid(&p),
+    );
+}
