@@ -337,6 +337,82 @@ mod tests {
         );
     }
 
+    fn schema(text: &str) -> TableSchema {
+        TableSchema::parse(text, "test").unwrap_or_else(|e| panic!("schema: {e}"))
+    }
+
+    const CALLS: &str = r#"
+        table = "calls"
+        key = ["call_id"]
+        time_column = "start_time"
+        [[columns]]
+        field = "callID"
+        type = "string"
+        [[columns]]
+        field = "startTime"
+        type = "timestamp_ms"
+        [[columns]]
+        field = "endTime"
+        type = "timestamp_ms"
+        [[columns]]
+        field = "customerNumber"
+        type = "string"
+        pii = "hash_if_key"
+        [[columns]]
+        field = "callType"
+        type = "int"
+    "#;
+
+    const LEGS: &str = r#"
+        table = "legs"
+        key = ["party_id"]
+        time_column = "call_start_time"
+        [[columns]]
+        field = "partyId"
+        type = "string"
+        [[columns]]
+        field = "callID"
+        type = "string"
+        [[columns]]
+        field = "callStartTime"
+        type = "timestamp_ms"
+    "#;
+
+    #[test]
+    fn links_resolve_columns_and_refuse_what_a_child_cannot_inherit() {
+        let (calls, legs) = (schema(CALLS), schema(LEGS));
+        let inherit: std::collections::BTreeMap<String, String> =
+            [("callStartTime".to_string(), "startTime".to_string())].into();
+        let l = link("callID", &inherit, Some("endTime"), &calls, &legs)
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!((l.key, l.time, l.end, l.child_key), (0, 1, 2, 1));
+        assert_eq!(l.inherit, vec![("callStartTime".to_string(), 1)]);
+        assert_eq!(
+            link("callID", &inherit, None, &calls, &legs).map(|l| l.end),
+            Ok(1),
+            "the parent's time column by default"
+        );
+        let pii: std::collections::BTreeMap<String, String> =
+            [("number".to_string(), "customerNumber".to_string())].into();
+        assert!(
+            link("callID", &pii, None, &calls, &legs)
+                .is_err_and(|e| e.contains("personal data") && e.contains("customerNumber"))
+        );
+        assert!(
+            link("nope", &inherit, None, &calls, &legs)
+                .is_err_and(|e| e.contains("\"nope\" is not a column"))
+        );
+        assert!(
+            link("callID", &inherit, Some("callType"), &calls, &legs)
+                .is_err_and(|e| e.contains("timestamp_ms or local_time"))
+        );
+        let no_key = schema(&LEGS.replace("field = \"callID\"", "field = \"other\""));
+        assert!(
+            link("callID", &inherit, None, &calls, &no_key)
+                .is_err_and(|e| e.contains("no column for the parent's \"callID\""))
+        );
+    }
+
     #[test]
     fn hashes_are_stable() {
         assert_eq!(key_hash("abc"), key_hash("abc"));

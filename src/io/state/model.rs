@@ -320,6 +320,37 @@ mod tests {
         assert!(l.gaps(t(10)).is_empty());
     }
 
+    /// issue 15: parent digests are kept for windows a lookback may load again, and
+    /// state written before them loads without any.
+    #[test]
+    fn parent_digests_are_kept_for_the_lookback_horizon_only() {
+        let mut st = PipelineState::new("p", 3600, "UTC", t(0));
+        let w = |h: i64| Window {
+            start: t(h),
+            end: t(h + 1),
+        };
+        st.record_parents(w(0), "a".into(), t(0));
+        st.record_parents(w(1), "b".into(), t(0));
+        assert_eq!(st.parents.len(), 2);
+        // The horizon moved past window 0: it is forgotten; a window already past it is
+        // not recorded at all.
+        st.record_parents(w(2), "c".into(), t(1));
+        st.record_parents(w(-5), "old".into(), t(1));
+        assert_eq!(
+            st.parents.keys().copied().collect::<Vec<_>>(),
+            vec![t(1), t(2)]
+        );
+        let json = serde_json::to_string(&st).unwrap_or_default();
+        let back: PipelineState = serde_json::from_str(&json).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(back.parents, st.parents);
+        let mut v: serde_json::Value = serde_json::from_str(&json).unwrap_or_default();
+        if let Some(o) = v.as_object_mut() {
+            o.remove("parents");
+        }
+        let old: PipelineState = serde_json::from_value(v).unwrap_or_else(|e| panic!("{e}"));
+        assert!(old.parents.is_empty());
+    }
+
     /// issue 15: a last run recorded before requests were counted still loads, empty.
     #[test]
     fn old_last_runs_load_without_request_counts() -> Result<(), serde_json::Error> {
