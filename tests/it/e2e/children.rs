@@ -3,10 +3,13 @@
 //! of new, changed and settling calls only. Request counts are the simulator's own.
 
 use super::{t, watermark};
+use crate::support::both::local_and_s3;
 use crate::support::rig::{Rig, Warehouse, pipeline};
 use crate::support::table;
 use crate::support::truth;
 use chrono::{DateTime, Duration, Utc};
+use futures::TryStreamExt;
+use object_store::ObjectStoreExt;
 use sobot_sync::engine::run::{Engine, Mode, Report};
 use sobot_sync::sim::{Faults, SimConfig, SimStats};
 use std::collections::BTreeSet;
@@ -109,8 +112,7 @@ async fn a_steady_state_hourly_run_stays_within_the_request_target() {
 /// Calls that show up late (after their window was first loaded) get their legs on the
 /// lookback; besides them, only calls that ended within `refetch_within_secs` of now
 /// are asked again. Exactly those: one request each.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn late_calls_get_their_legs_and_settled_calls_are_not_asked_again() {
+async fn late_calls_get_their_legs_and_settled_calls_are_not_asked_again(warehouse: Warehouse) {
     let start = t("2024-03-02T12:00:00+08:00");
     let now = t("2024-03-03T01:00:00+08:00");
     let config = SimConfig {
@@ -122,7 +124,7 @@ async fn late_calls_get_their_legs_and_settled_calls_are_not_asked_again() {
         },
         ..SimConfig::default()
     };
-    let rig = Rig::new(config, Warehouse::local().await, start).await;
+    let rig = Rig::new(config, warehouse, start).await;
     let engine = rig.engine(now);
     run_both(&engine).await;
     let calls_before = call_ids(&engine).await;
@@ -154,6 +156,11 @@ async fn late_calls_get_their_legs_and_settled_calls_are_not_asked_again() {
     // And the late calls' legs are there: both tables exact for what is visible.
     assert_visible_truth(&rig, &engine, start, now + Duration::hours(3)).await;
 }
+
+local_and_s3!(
+    late_calls_get_their_legs_local,
+    late_calls_get_their_legs_s3 => late_calls_get_their_legs_and_settled_calls_are_not_asked_again,
+);
 
 /// parties never commits a window talks has not committed: run alone, it stops at talks'
 /// watermark and says what waits; a backfill over a range talks has not loaded is
@@ -269,6 +276,67 @@ async fn a_backfill_of_children_asks_once_per_parent() {
     truth::assert_exact(
         &table::read(&engine, "parties").await,
         &truth::parties(&ds, from, to),
+        &engine.grid(&p),
+    );
+}
+
+/// A stored file of parties lost by hand: the next lookback finds fewer legs than the
+/// window's digest counted and fetches those calls' legs again, so nothing stays lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn legs_lost_from_a_stored_file_are_fetched_again() {
+    let start = t("2024-03-02T12:00:00+08:00");
+    let now = t("2024-03-03T01:00:00+08:00");
+    let rig = Rig::new(super::sim_ahead(now), Warehouse::local().await, start).await;
+    let engine = rig.engine(now);
+    run_both(&engine).await;
+    // The earliest lookback window: its calls ended long before the settle period.
+    let wm = watermark(&engine, "parties").await;
+    let (from, to) = (wm - Duration::hours(6), wm - Duration::hours(5));
+    let name = format!(
+        "{}_{}.parquet",
+        from.format("%Y%m%dT%H%M%SZ"),
+        to.format("%Y%m%dT%H%M%SZ")
+    );
+    let loc = &engine.warehouse;
+    let files: Vec<object_store::ObjectMeta> = loc
+        .store()
+        .list(None)
+        .try_collect()
+        .await
+        .expect("list the warehouse");
+    let file = files
+        .iter()
+        .find(|m| m.location.as_ref().contains("parties/") && m.location.as_ref().ends_with(&name))
+        .unwrap_or_else(|| panic!("a parties file {name}"));
+    loc.store()
+        .delete(&file.location)
+        .await
+        .expect("remove the file");
+
+    let ds = rig.sim.dataset();
+    let calls_with_legs = truth::talks(&ds, from, to)
+        .recs
+        .iter()
+        .filter(|r| !ds.parties(&r.key).is_empty())
+        .count() as u64;
+    assert!(calls_with_legs > 0);
+    let horizon = (now - Duration::hours(1)).timestamp_millis();
+    let settling = truth::talks(&ds, wm - Duration::hours(6), wm)
+        .recs
+        .iter()
+        .filter(|r| r.ends_ms > horizon)
+        .count() as u64;
+    let before = rig.sim.stats();
+    run_both(&engine).await;
+    assert_eq!(
+        served(&before, &rig.sim.stats(), "partycdrs"),
+        calls_with_legs + settling,
+        "the lost window's calls with legs, and the settling calls, are asked again"
+    );
+    let p = pipeline(&engine, "parties");
+    truth::assert_exact(
+        &table::read(&engine, "parties").await,
+        &truth::parties(&ds, start, wm),
         &engine.grid(&p),
     );
 }
