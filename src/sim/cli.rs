@@ -70,6 +70,13 @@ pub struct SimArgs {
     pub late_fraction: Option<f64>,
     #[arg(long)]
     pub late_secs: Option<i64>,
+    /// issue 15, billing settles later: fraction of calls first served with fees 0 (talk
+    /// and parties), then --revise-secs after they became visible in their final form.
+    #[arg(long)]
+    pub revise_fraction: Option<f64>,
+    /// How long a revised call stays preliminary (default 3600).
+    #[arg(long)]
+    pub revise_secs: Option<i64>,
     /// issue 5: run the simulated clock at this many simulated seconds per real second,
     /// from --now (or the real now).
     #[arg(long, value_name = "N")]
@@ -145,6 +152,18 @@ impl SimArgs {
         }
         if let Some(v) = self.late_secs {
             faults.late_secs = v;
+        }
+        if let Some(v) = self.revise_fraction {
+            if !(0.0..=1.0).contains(&v) {
+                return Err(format!("--revise-fraction {v} must be between 0 and 1"));
+            }
+            faults.revise_fraction = v;
+        }
+        if let Some(v) = self.revise_secs {
+            if v < 0 {
+                return Err(format!("--revise-secs {v} must be at least 0"));
+            }
+            faults.revise_secs = v;
         }
         if let Some(v) = self.clock_speed
             && !(v.is_finite() && v > 0.0)
@@ -241,6 +260,14 @@ mod tests {
         assert!(parse(&["--timezone", "Mars/Base"]).is_err_and(|e| e.contains("--timezone")));
         assert!(parse(&["--faults", "{"]).is_err_and(|e| e.contains("--faults")));
         assert!(parse(&["--late-fraction", "2"]).is_err_and(|e| e.contains("--late-fraction")));
+        for bad in ["1.5", "-0.1", "NaN"] {
+            let flag = format!("--revise-fraction={bad}");
+            assert!(
+                parse(&[&flag]).is_err_and(|e| e.contains("--revise-fraction")),
+                "{bad}"
+            );
+        }
+        assert!(parse(&["--revise-secs=-1"]).is_err_and(|e| e.contains("--revise-secs")));
         assert!(parse(&["--clock-speed", "0"]).is_err_and(|e| e.contains("--clock-speed")));
         assert!(parse(&["--metrics-tick-ms", "0"]).is_err_and(|e| e.contains("--metrics-tick-ms")));
     }
@@ -260,5 +287,17 @@ mod tests {
         assert_eq!(c.metrics_tick_ms, 5000);
         assert_eq!(c.faults.stream_drop_after, Some(20));
         assert_eq!(c.faults.stream_bad_every, Some(3));
+    }
+
+    #[test]
+    fn revision_flags_reach_the_faults() {
+        let faults = |args: &[&str]| parse(args).map(|c| c.faults).expect("valid flags");
+        let f = faults(&["--revise-fraction", "0.25", "--revise-secs", "600"]);
+        assert_eq!((f.revise_fraction, f.revise_secs), (0.25, 600));
+        // Off unless asked for, with a delay ready for when it is.
+        let f = faults(&[]);
+        assert_eq!((f.revise_fraction, f.revise_secs), (0.0, 3600));
+        let f = faults(&["--faults", r#"{"revise_fraction":1.0}"#]);
+        assert_eq!((f.revise_fraction, f.revise_secs), (1.0, 3600));
     }
 }

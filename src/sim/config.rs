@@ -111,7 +111,7 @@ impl Default for SimConfig {
 
 /// Fault switches. "Every Nth" counts data requests with one global counter, so a given
 /// request order always meets the same faults.
-#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(default)]
 pub struct Faults {
     /// Every Nth data request answers HTTP 429 with `Retry-After: retry_after_secs`.
@@ -138,6 +138,13 @@ pub struct Faults {
     /// after it normally would: the "late arriving data" a lookback has to catch.
     pub late_fraction: f64,
     pub late_secs: i64,
+    /// issue 15, "billing settles later": this fraction of calls (chosen by hash, so
+    /// stable) is first served with its fees unsettled (0 on the talk and its parties)
+    /// and only `revise_secs` after it became visible in its final form. A parent record
+    /// that changes after it was loaded, which only a lookback covering it can catch.
+    pub revise_fraction: f64,
+    /// How long a revised call stays preliminary; 3600 s by default.
+    pub revise_secs: i64,
     /// Searches overlapping `[broken_from, broken_to)`, and partycdrs and recordings of
     /// calls starting in it, always answer HTTP 500: a window the client can never complete.
     pub broken_from: Option<DateTime<Utc>>,
@@ -171,6 +178,40 @@ pub struct Faults {
     /// `recordUrl` that has no id (it ends in `/recordings/`): the row a recordings
     /// client must skip and count, not fail on.
     pub record_url_without_id_every: Option<u64>,
+}
+
+impl Default for Faults {
+    /// Every fault off; `revise_secs` has a useful default so that switching revisions on
+    /// takes only `revise_fraction`.
+    fn default() -> Self {
+        Self {
+            rate_limit_every: None,
+            retry_after_secs: 0,
+            server_error_every: None,
+            envelope_error_every: None,
+            truncate_every: None,
+            wrong_shape_every: None,
+            wrong_shape_path: None,
+            slow_every: None,
+            slow_ms: 0,
+            token_ttl_secs: None,
+            late_fraction: 0.0,
+            late_secs: 0,
+            revise_fraction: 0.0,
+            revise_secs: 3600,
+            broken_from: None,
+            broken_to: None,
+            shifting_page_size: false,
+            max_rps: None,
+            stream_drop_after: None,
+            stream_drop_fraction: 0.0,
+            stream_bad_every: None,
+            broken_endpoints: Vec::new(),
+            broken_endpoint_status: None,
+            metrics_no_uuid_every: None,
+            record_url_without_id_every: None,
+        }
+    }
 }
 
 impl Faults {
@@ -226,6 +267,12 @@ impl Faults {
         } else {
             0
         }
+    }
+
+    /// issue 15: how long after becoming visible a call with revision draw `revise_u` is
+    /// still served preliminary; `None` when its billing is settled from the start.
+    pub(crate) fn revise_delay_ms(&self, revise_u: f64) -> Option<i64> {
+        (revise_u < self.revise_fraction).then(|| self.revise_secs.saturating_mul(1000))
     }
 }
 

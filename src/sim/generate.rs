@@ -54,6 +54,10 @@ pub(crate) struct Call {
     pub id: String,
     /// Draw in `[0, 1)` deciding whether the call arrives late (see `Faults::late_fraction`).
     pub late_u: f64,
+    /// issue 15: draw in `[0, 1)` deciding whether the call is served preliminary first
+    /// (see `Faults::revise_fraction`). Hashed from the call's place, not drawn from the
+    /// call's stream, so adding it left every other value of the data set as it was.
+    pub revise_u: f64,
 }
 
 /// Everything that starts in one hour slot, sorted as the API sorts it.
@@ -401,6 +405,7 @@ impl Generator {
             parties,
             id,
             late_u: unit_from(hash(&[self.seed, tag::LATE, 0, h, u64::from(seq)])),
+            revise_u: unit_from(hash(&[self.seed, tag::REVISE, h, u64::from(seq)])),
         }
     }
 

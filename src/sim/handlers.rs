@@ -43,14 +43,14 @@ struct HistoryPage<'a> {
 
 #[derive(Serialize)]
 struct PartyList<'a> {
-    list: &'a [Party],
+    list: Cow<'a, [Party]>,
 }
 
 #[derive(Serialize)]
 struct CallWithParties<'a> {
     #[serde(flatten)]
     talk: Cow<'a, Talk>,
-    parties: &'a [Party],
+    parties: Cow<'a, [Party]>,
 }
 
 #[derive(Serialize)]
@@ -88,11 +88,14 @@ fn paging(shared: &Shared, num: Lenient, size: Lenient) -> Result<(i64, usize), 
     ))
 }
 
-fn masked(talk: &Talk, hide_number: Lenient) -> Cow<'_, Talk> {
+/// The call's talk as served at the request's now (issue 15: billing maybe unsettled),
+/// masked for `hideNumber` 1; borrowed when neither applies.
+fn served_talk<'a>(call: &'a Call, ctx: &RequestCtx, hide_number: Lenient) -> Cow<'a, Talk> {
+    let talk = call.talk_at(&ctx.faults, ctx.now_ms);
     if hide_number.0 == Some(1) {
         Cow::Owned(talk.masked())
     } else {
-        Cow::Borrowed(talk)
+        talk
     }
 }
 
@@ -150,7 +153,7 @@ pub(crate) async fn talks(
             continue;
         }
         if (lo..hi).contains(&total) {
-            let mut t = masked(t, q.hide_number);
+            let mut t = served_talk(call, &ctx, q.hide_number);
             // issue 13: a recordUrl without its id, as a fault.
             if !t.record_url.is_empty() && ctx.faults.drops_record_id(&call.id) {
                 let url = &mut t.to_mut().record_url;
@@ -189,12 +192,17 @@ pub(crate) async fn parties(
             return success(
                 "PartyCDRInfo",
                 PartyList {
-                    list: &call.parties,
+                    list: call.parties_at(&ctx.faults, ctx.now_ms),
                 },
             );
         }
     }
-    success("PartyCDRInfo", PartyList { list: &[] })
+    success(
+        "PartyCDRInfo",
+        PartyList {
+            list: Cow::Borrowed(&[]),
+        },
+    )
 }
 
 /// `POST /callservice/tm/tm-reports/cdrs/_search`: one call with its parties.
@@ -224,8 +232,8 @@ pub(crate) async fn call_with_parties(
         }
         if visible(call, &ctx) {
             list.push(CallWithParties {
-                talk: masked(&call.talk, q.hide_number),
-                parties: &call.parties,
+                talk: served_talk(call, &ctx, q.hide_number),
+                parties: call.parties_at(&ctx.faults, ctx.now_ms),
             });
         }
     }

@@ -102,6 +102,12 @@ impl Talk {
             ..self.clone()
         }
     }
+
+    /// issue 15: billing not settled yet (the talk carries no `fee` of its own).
+    pub(crate) fn unsettle(&mut self) {
+        self.fee_seconds = 0;
+        self.fee_minutes = 0;
+    }
 }
 
 /// `18618256606` -> `186****6606`, as the API masks customer numbers.
@@ -150,6 +156,15 @@ pub(crate) struct Party {
     pub fee_minutes: i64,
     pub last_agent_flag: bool,
     pub belong_agent_flag: bool,
+}
+
+impl Party {
+    /// issue 15: billing not settled yet.
+    pub(crate) fn unsettle(&mut self) {
+        self.fee = 0.0;
+        self.fee_seconds = 0;
+        self.fee_minutes = 0;
+    }
 }
 
 /// A stable member of staff.

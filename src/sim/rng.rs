@@ -13,6 +13,8 @@ pub(crate) mod tag {
     pub const PAGE: u64 = 8;
     pub const COMPANY: u64 = 9;
     pub const LATE: u64 = 10;
+    /// issue 15: whether a call's billing settles later.
+    pub const REVISE: u64 = 11;
 }
 
 const GOLDEN: u64 = 0x9E37_79B9_7F4A_7C15;

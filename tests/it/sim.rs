@@ -777,3 +777,78 @@ async fn same_seed_serves_identical_bytes() {
     let (x, y) = (ca.parties(&id).await, cb.parties(&id).await);
     assert_eq!(x.body, y.body);
 }
+
+/// issue 15, billing settles later: a revised call is served by all three call endpoints
+/// with fees 0 until its settling instant, then as the ground truth.
+#[tokio::test]
+async fn revised_calls_are_served_preliminary_then_final() {
+    let faults = Faults {
+        revise_fraction: 0.3,
+        revise_secs: 6 * 3600,
+        ..Faults::default()
+    };
+    // Calls end at most 20 minutes after they start, so every call of the window shows
+    // before the first revised one settles.
+    let (from, to) = (utc("2024-01-03T00:00:00Z"), utc("2024-01-03T04:00:00Z"));
+    let sim = start(SimConfig {
+        faults: faults.clone(),
+        ..config()
+    })
+    .await;
+    let ds = sim.dataset();
+    let revised = ds.revised_calls(from, to, &faults);
+    let truth = ds.talks(from, to);
+    assert!(!revised.is_empty() && revised.len() < truth.len());
+    // Just after the window's calls all show, before any of them settles.
+    let first_settled = revised.iter().map(|r| r.1).min().unwrap_or(to);
+    let now1 = first_settled - chrono::Duration::seconds(1);
+    assert!(
+        truth
+            .iter()
+            .all(|t| t["endTime"].as_i64().unwrap_or(i64::MAX) <= now1.timestamp_millis())
+    );
+    let fee_fields = ["feeSeconds", "feeMinutes"];
+    let party_fee_fields = ["fee", "feeSeconds", "feeMinutes"];
+    let unbilled = |v: &Value, fields: &[&str]| fields.iter().all(|k| v[*k].as_f64() == Some(0.0));
+    let client = Client::new(&sim);
+    let (lo, hi) = (from.timestamp_millis(), to.timestamp_millis() - 1);
+    let is_revised = |id: &str| revised.iter().any(|r| r.0 == id.trim());
+    let settled_all = revised.iter().map(|r| r.1).max().unwrap_or(to);
+    for (now, settled) in [(now1, false), (settled_all, true)] {
+        sim.set_now(Some(now));
+        assert_eq!(ds.talks_at(from, to, &faults, now) == truth, settled);
+        let (_, served) = client.all_talks(lo, hi, 200).await;
+        assert_eq!(
+            served,
+            ds.talks_at(from, to, &faults, now),
+            "talks at {now}"
+        );
+        let mut changed = 0;
+        for (talk, fin) in served.iter().zip(&truth) {
+            let id = fin["callID"].as_str().unwrap_or_default();
+            let legs = client.parties(id).await.json()["data"]["list"].clone();
+            let one = client.post(CDRS, &json!({"callID": id})).await.json();
+            let one = &one["data"]["list"][0];
+            assert_eq!(legs, Value::Array(ds.parties_at(id, &faults, now)), "{id}");
+            assert_eq!(one["parties"], legs, "{id}");
+            assert_eq!(one["feeSeconds"], talk["feeSeconds"], "{id}");
+            if is_revised(id) && !settled {
+                assert!(unbilled(talk, &fee_fields), "{id}");
+                assert!(
+                    legs.as_array()
+                        .is_some_and(|l| l.iter().all(|p| unbilled(p, &party_fee_fields))),
+                    "{id}"
+                );
+                changed += usize::from(talk != fin);
+            } else {
+                assert_eq!(talk, fin, "{id}");
+                assert_eq!(legs, Value::Array(ds.parties(id)), "{id}");
+            }
+        }
+        assert_eq!(
+            changed > 0,
+            !settled,
+            "some calls are served preliminary at {now}"
+        );
+    }
+}

@@ -17,6 +17,9 @@ fn all_faults(late_secs: i64) -> Faults {
         token_ttl_secs: Some(2),
         late_fraction: 0.2,
         late_secs,
+        // issue 15: a revision changes rows already loaded; its own test covers it.
+        revise_fraction: 0.0,
+        revise_secs: 3600,
         broken_from: None,
         broken_to: None,
         shifting_page_size: true,
