@@ -340,3 +340,141 @@ async fn legs_lost_from_a_stored_file_are_fetched_again() {
         &engine.grid(&p),
     );
 }
+
+/// The fees of a call's legs, by party id, as stored.
+fn stored_fees(table: &table::Table) -> std::collections::BTreeMap<String, Option<i64>> {
+    use arrow::array::{Array, AsArray};
+    use arrow::datatypes::Int64Type;
+    let mut out = std::collections::BTreeMap::new();
+    for (key, at) in table.by_key("party_id") {
+        let fee = at
+            .file
+            .batch
+            .column_by_name("fee_seconds")
+            .and_then(|c| c.as_primitive_opt::<Int64Type>())
+            .and_then(|c| c.is_valid(at.row).then(|| c.value(at.row)));
+        out.insert(key, fee);
+    }
+    out
+}
+
+/// A call revised after it was loaded (its bill settles later: fees 0 at first) changes
+/// its talks row; the next lookback fetches its legs again, and ends with their final
+/// fees. Only the changed, new and settling calls are asked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_changed_call_gets_its_legs_again() {
+    let start = t("2024-03-02T12:00:00+08:00");
+    let now = t("2024-03-03T01:00:00+08:00");
+    let faults = Faults {
+        revise_fraction: 0.3,
+        revise_secs: 2 * 3600,
+        ..Faults::default()
+    };
+    let config = SimConfig {
+        now: Some(now),
+        faults: faults.clone(),
+        ..SimConfig::default()
+    };
+    let rig = Rig::new(config, Warehouse::local().await, start).await;
+    let engine = rig.engine(now);
+    run_both(&engine).await;
+    let calls_before = call_ids(&engine).await;
+    let wm = watermark(&engine, "parties").await;
+    let lookback = (wm - Duration::hours(6), wm);
+    let ds = rig.sim.dataset();
+    // Calls of the lookback windows loaded in their preliminary form that are final by
+    // the simulator's later now, and whose talks row differs (a call without a fee has
+    // the same row either way: nothing to see, nothing to fetch).
+    let later = now + Duration::hours(3);
+    let served_then: std::collections::BTreeMap<String, serde_json::Value> = ds
+        .talks_at(lookback.0, lookback.1, &faults, now)
+        .into_iter()
+        .map(|t| {
+            (
+                t["callID"].as_str().unwrap_or_default().trim().to_string(),
+                t,
+            )
+        })
+        .collect();
+    let finals: std::collections::BTreeMap<String, serde_json::Value> = ds
+        .talks(lookback.0, lookback.1)
+        .into_iter()
+        .map(|t| {
+            (
+                t["callID"].as_str().unwrap_or_default().trim().to_string(),
+                t,
+            )
+        })
+        .collect();
+    let changed: BTreeSet<String> = ds
+        .revised_calls(lookback.0, lookback.1, &faults)
+        .into_iter()
+        .filter(|(id, final_at)| {
+            calls_before.contains(id)
+                && *final_at > now
+                && *final_at <= later
+                && served_then.get(id) != finals.get(id)
+        })
+        .map(|(id, _)| id)
+        .collect();
+    assert!(!changed.is_empty(), "some loaded calls are revised later");
+    let prelim = stored_fees(&table::read(&engine, "parties").await);
+
+    rig.sim.set_now(Some(later));
+    let before = rig.sim.stats();
+    run_both(&engine).await;
+    let asked = served(&before, &rig.sim.stats(), "partycdrs");
+    let calls_after = call_ids(&engine).await;
+    let horizon = (now - Duration::hours(1)).timestamp_millis();
+    let mut expected: BTreeSet<String> = calls_after.difference(&calls_before).cloned().collect();
+    expected.extend(changed.iter().cloned());
+    expected.extend(
+        truth::talks(&ds, lookback.0, lookback.1)
+            .recs
+            .iter()
+            .filter(|r| calls_before.contains(&r.key) && r.ends_ms > horizon)
+            .map(|r| r.key.clone()),
+    );
+    assert_eq!(
+        asked,
+        expected.len() as u64,
+        "one request per changed, new or settling call ({} changed)",
+        changed.len()
+    );
+    // The revised calls' legs now carry their final fees, which differ from what was
+    // stored first.
+    let fees = stored_fees(&table::read(&engine, "parties").await);
+    let mut differ = 0;
+    for id in &changed {
+        for leg in ds.parties(id) {
+            let party = leg["partyId"]
+                .as_str()
+                .unwrap_or_default()
+                .trim()
+                .to_string();
+            let final_fee = leg["feeSeconds"].as_i64();
+            assert_eq!(
+                fees.get(&party).copied().flatten(),
+                final_fee,
+                "leg {party} of {id}"
+            );
+            differ += usize::from(prelim.get(&party).copied().flatten() != final_fee);
+        }
+    }
+    assert!(differ > 0, "the preliminary fees were stored at first");
+    // Every window of the lookback is exactly the final truth.
+    let visible = later.timestamp_millis();
+    for name in BOTH {
+        let truth = match name {
+            "talks" => truth::talks(&ds, lookback.0, lookback.1),
+            _ => truth::parties(&ds, lookback.0, lookback.1),
+        }
+        .filter(|r| r.ends_ms <= visible);
+        let p = pipeline(&engine, name);
+        truth::assert_exact(
+            &super::files_within(&table::read(&engine, name).await, lookback.0, lookback.1),
+            &truth,
+            &engine.grid(&p),
+        );
+    }
+}
