@@ -9,9 +9,18 @@
 //! - `SOBOT_BENCH_CALLS_PER_HOUR`: simulated call rate (default 200);
 //! - `SOBOT_BENCH_REPEAT`: runs per measurement, the fastest kept (default 1);
 //! - `SOBOT_BENCH_LATENCY_MS`: a delay the simulator adds to every answer (default 0),
-//!   to see the engine against an API that is not on the same machine.
+//!   to see the engine against an API that is not on the same machine;
+//! - `SOBOT_BENCH_STEADY_DAYS`: days the steady-state case catches up before its hourly
+//!   run (default 2, 1 with `--quick`; 0 skips the case);
+//! - `SOBOT_BENCH_STEADY_HOUR`: the local hour at whose quarter past it catches up
+//!   (default 16: the lookback of the hourly run covers the day's busiest hours).
 //!
-//! The Markdown table goes to stdout, progress and target verdicts to stderr.
+//! The steady-state case runs `sobot-sync run talks parties` over N days at a daemon's
+//! time of day, then again an hour later, and sets each run's requests against the
+//! fewest that could bring the warehouse up to the simulator's truth
+//! (`support::steady`).
+//!
+//! The Markdown tables go to stdout, progress and target verdicts to stderr.
 
 mod support;
 
@@ -28,6 +37,7 @@ use support::child::{self, ChildRun};
 use support::plan::RangePlan;
 use support::replay::{Replay, Shape};
 use support::report::{self, Measurement};
+use support::steady;
 
 const TOKEN: &str = "bench-static-token";
 const TIMEZONE: Tz = chrono_tz::Asia::Singapore;
@@ -42,6 +52,8 @@ struct Options {
     calls_per_hour: f64,
     repeat: u32,
     latency_ms: u64,
+    steady_days: u32,
+    steady_hour: u32,
 }
 
 impl Options {
@@ -97,11 +109,35 @@ impl Options {
             })?,
             None => 0,
         };
+        let steady_days = match var("SOBOT_BENCH_STEADY_DAYS") {
+            Some(v) => v.trim().parse::<u32>().ok().ok_or_else(|| {
+                BenchError::Setup(format!(
+                    "SOBOT_BENCH_STEADY_DAYS {v:?}: expected a whole number of days (0 skips)"
+                ))
+            })?,
+            None if quick => 1,
+            None => 2,
+        };
+        let steady_hour = match var("SOBOT_BENCH_STEADY_HOUR") {
+            Some(v) => v
+                .trim()
+                .parse::<u32>()
+                .ok()
+                .filter(|h| *h < 24)
+                .ok_or_else(|| {
+                    BenchError::Setup(format!(
+                        "SOBOT_BENCH_STEADY_HOUR {v:?}: expected a local hour, 0 to 23"
+                    ))
+                })?,
+            None => 16,
+        };
         Ok(Self {
             days,
             calls_per_hour,
             repeat,
             latency_ms,
+            steady_days,
+            steady_hour,
         })
     }
 }
@@ -128,6 +164,18 @@ fn timeline() -> Result<(DateTime<Utc>, DateTime<Utc>), BenchError> {
         .single()
         .ok_or_else(|| BenchError::Setup("2024-12-01 is not an instant".into()))?;
     Ok((start.with_timezone(&Utc), now))
+}
+
+/// When the steady-state case catches up: a quarter past local `hour`, after the talks
+/// (:05) and parties (:10) schedules, so the hourly run an hour later finds exactly one
+/// new window. The hour matters: the simulator follows a day's traffic curve, and the
+/// hourly run's lookback covers the six hours before its new window.
+fn steady_now(hour: u32) -> Result<DateTime<Utc>, BenchError> {
+    TIMEZONE
+        .with_ymd_and_hms(2024, 6, 3, hour, 15, 0)
+        .single()
+        .map(|t| t.with_timezone(&Utc))
+        .ok_or_else(|| BenchError::Setup(format!("2024-06-03 {hour}:15 is not a local instant")))
 }
 
 /// What every scenario shares: the simulator, the definitions and somewhere to write.
@@ -178,8 +226,37 @@ fn run() -> Result<(), BenchError> {
         results.push(bench.measure(parties, Some(talks), days, (start, to), &plan)?);
     }
 
+    let steady = if opts.steady_days > 0 {
+        let case = steady::Case {
+            sim: &bench.sim,
+            talks,
+            parties,
+            grid,
+            days: opts.steady_days,
+            now: steady_now(opts.steady_hour)?,
+            dir: bench
+                .scratch
+                .path()
+                .join(format!("steady-{}d", opts.steady_days)),
+        };
+        eprintln!(
+            "steady state: {} d caught up at {}, then the hourly run",
+            case.days, case.now
+        );
+        let runs = case.measure(&|warehouse| bench.command(warehouse));
+        // The backfill cases' clock again, whatever the steady-state case did with it.
+        bench.sim.set_now(Some(bench.now));
+        runs?
+    } else {
+        Vec::new()
+    };
+
     println!("{}", report::table(&results));
-    let verdicts = report::verdicts(&results);
+    let mut verdicts = report::verdicts(&results);
+    if !steady.is_empty() {
+        println!("{}", report::steady_table(&steady));
+        verdicts.extend(report::steady_verdicts(&steady));
+    }
     for (ok, what) in &verdicts {
         eprintln!("{} {what}", if *ok { "PASS" } else { "FAIL" });
     }
@@ -309,30 +386,11 @@ impl Bench {
     ) -> Result<(ChildRun, u64, u64), BenchError> {
         let dir = self.scratch.path().join(label);
         std::fs::create_dir_all(&dir).map_err(BenchError::io(format!("create {dir:?}")))?;
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_sobot-sync"));
-        for (k, _) in std::env::vars_os() {
-            let k = k.to_string_lossy();
-            if k.starts_with("SOBOT_") || k.starts_with("AWS_") {
-                cmd.env_remove(k.as_ref());
-            }
-        }
+        let mut cmd = self.command(&dir.join("warehouse"));
         cmd.args(["backfill", &p.name])
             .args(["--from", &from.to_rfc3339()])
             .args(["--to", &to.to_rfc3339()])
-            .args(["--now", &self.now.to_rfc3339()])
-            .env("SOBOT_BASE_URL", self.sim.base_url())
-            .env("SOBOT_TOKEN", TOKEN)
-            .env("SOBOT_TIMEZONE", TIMEZONE.name())
-            .env("SOBOT_MAX_RPS", "1000000")
-            .env("SOBOT_MAX_CONCURRENCY", SHAPE.max_concurrency.to_string())
-            .env(
-                "SOBOT_SYNC_WINDOW_CONCURRENCY",
-                SHAPE.window_concurrency.to_string(),
-            )
-            .env("SOBOT_SYNC_WAREHOUSE", file_url(&dir.join("warehouse")))
-            .env("SOBOT_SYNC_PIPELINES", repo_dir("pipelines"))
-            .env("SOBOT_SYNC_SCHEMAS", repo_dir("schemas"))
-            .env("SOBOT_SYNC_LOG", "warn");
+            .args(["--now", &self.now.to_rfc3339()]);
         let before = self.sim.stats().requests;
         let run = child::run(cmd, label, &dir)?;
         let requests = self.sim.stats().requests - before;
@@ -342,6 +400,32 @@ impl Bench {
                 stdout: run.stdout.clone(),
             })?;
         Ok((run, requests, line.rows))
+    }
+
+    /// `sobot-sync` against the simulator with a warehouse in `warehouse`: no setting
+    /// from the bench's own environment, the engine shaped as [`SHAPE`] and no rate cap.
+    fn command(&self, warehouse: &Path) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_sobot-sync"));
+        for (k, _) in std::env::vars_os() {
+            let k = k.to_string_lossy();
+            if k.starts_with("SOBOT_") || k.starts_with("AWS_") {
+                cmd.env_remove(k.as_ref());
+            }
+        }
+        cmd.env("SOBOT_BASE_URL", self.sim.base_url())
+            .env("SOBOT_TOKEN", TOKEN)
+            .env("SOBOT_TIMEZONE", TIMEZONE.name())
+            .env("SOBOT_MAX_RPS", "1000000")
+            .env("SOBOT_MAX_CONCURRENCY", SHAPE.max_concurrency.to_string())
+            .env(
+                "SOBOT_SYNC_WINDOW_CONCURRENCY",
+                SHAPE.window_concurrency.to_string(),
+            )
+            .env("SOBOT_SYNC_WAREHOUSE", file_url(warehouse))
+            .env("SOBOT_SYNC_PIPELINES", repo_dir("pipelines"))
+            .env("SOBOT_SYNC_SCHEMAS", repo_dir("schemas"))
+            .env("SOBOT_SYNC_LOG", "warn");
+        cmd
     }
 
     /// The same requests with the bodies dropped: wall time and requests served.

@@ -1,11 +1,16 @@
 //! Parts of the backfill benchmark, one concern each: the request plan taken from the
 //! simulator's ground truth, the child-process runner that measures peak memory, the
-//! bodies-discarded replay, and the report.
+//! bodies-discarded replay, the steady-state case (with the requests it counts, the
+//! truth it checks against and the warehouse it reads back), and the report.
 
+pub mod budget;
 pub mod child;
 pub mod plan;
 pub mod replay;
 pub mod report;
+pub mod steady;
+pub mod truth;
+pub mod warehouse;
 
 /// Everything that can stop a benchmark run, with what it was doing.
 #[derive(Debug, thiserror::Error)]
