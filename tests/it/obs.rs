@@ -255,7 +255,7 @@ async fn metrics_are_served_and_move_across_runs_with_faults_on() {
     // The tenant is a label of its own on every series of a pipeline and of the API
     // (other tests of this process may run engines with tenants: any value goes), and
     // `pipeline` is the bare name.
-    for ((name, labels), _) in &m1 {
+    for (name, labels) in m1.keys() {
         if labels.contains_key("pipeline") || name.starts_with("sobot_sync_api_") {
             assert!(labels.contains_key("tenant"), "{name} {labels:?}");
         }
