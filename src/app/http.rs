@@ -156,29 +156,38 @@ async fn evaluate(shared: &Shared) -> Health {
     let ctx = &shared.ctx;
     let now = ctx.clock.now();
     let mut health = health::evaluate(&ctx.catalog, &ctx.state, now).await;
-    // Several tenants: each pipeline reported as `tenant/pipeline`.
+    observe(ctx.tenant.as_deref(), &health);
+    // Several tenants: each pipeline reported as `tenant/pipeline` (the metrics have
+    // the tenant in a label of its own).
     if let Some(t) = &ctx.tenant {
         health.prefix(t);
     }
     for (tenant, catalog, state) in &ctx.tenants {
         let mut more = health::evaluate(catalog, state, now).await;
+        observe(Some(tenant), &more);
         more.prefix(tenant);
         health.absorb(more);
-    }
-    for p in &health.pipelines {
-        metrics::health(&p.pipeline, p.alert_lag_secs, p.healthy);
-        if let Some(w) = p.watermark {
-            metrics::watermark_lag(&p.pipeline, w, health.checked_at);
-        }
-        if let Some(at) = p.last_success {
-            metrics::last_success(&p.pipeline, at);
-        }
     }
     health
 }
 
+/// Sets the health series of one tenant's pipelines (`health` not yet prefixed).
+fn observe(tenant: Option<&str>, health: &Health) {
+    for p in &health.pipelines {
+        let labels = metrics::PipelineLabels::new(tenant, &p.pipeline);
+        metrics::health(&labels, p.alert_lag_secs, p.healthy);
+        if let Some(w) = p.watermark {
+            metrics::watermark_lag(&labels, w, health.checked_at);
+        }
+        if let Some(at) = p.last_success {
+            metrics::last_success(&labels, at);
+        }
+    }
+}
+
 async fn metrics_handler(State(shared): State<Arc<Shared>>) -> Response {
     evaluate(&shared).await;
+    crate::io::obs::process::record();
     (
         [(
             header::CONTENT_TYPE,

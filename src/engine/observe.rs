@@ -5,7 +5,8 @@
 use crate::core::pipeline::Pipeline;
 use crate::core::plan::Window;
 use crate::engine::run::Mode;
-use crate::io::obs::{metrics, progress};
+use crate::io::obs::metrics::{self, PipelineLabels};
+use crate::io::obs::progress;
 use chrono::{DateTime, Utc};
 
 /// The name a mode has in spans and logs, as in state's run records.
@@ -38,7 +39,7 @@ pub fn window_span(pipeline: &str, mode: &str, w: &Window) -> tracing::Span {
 /// without rows writes none).
 pub fn committed(
     p: &Pipeline,
-    label: &str,
+    label: &PipelineLabels,
     counts: &(u64, u64),
     file: bool,
     watermark: DateTime<Utc>,
@@ -58,7 +59,7 @@ pub fn committed(
 /// counted here from the run's report (the search runner counts them per commit).
 pub fn run_result(
     p: &crate::core::pipeline::Pipeline,
-    label: &str,
+    label: &PipelineLabels,
     result: &Result<crate::engine::run::Report, crate::engine::run::RunError>,
     now: DateTime<Utc>,
 ) {

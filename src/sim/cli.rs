@@ -26,8 +26,10 @@ pub struct SimArgs {
     /// Fixed simulated now (RFC 3339 or a date); records ending later are not yet visible.
     #[arg(long)]
     pub now: Option<String>,
+    /// The app id the token endpoint accepts.
     #[arg(long, default_value = "sim-app")]
     pub app_id: String,
+    /// The app secret the token endpoint accepts.
     #[arg(long, default_value = "sim-secret")]
     pub app_secret: String,
     /// A token accepted forever, for clients configured with SOBOT_TOKEN.
@@ -60,6 +62,7 @@ pub struct SimArgs {
     /// Every Nth data request is delayed by --fault-slow-ms.
     #[arg(long)]
     pub fault_slow_every: Option<u64>,
+    /// Delay of the requests --fault-slow-every picks, in milliseconds.
     #[arg(long)]
     pub fault_slow_ms: Option<u64>,
     /// Lifetime of issued tokens in seconds (default 7200).
@@ -68,28 +71,29 @@ pub struct SimArgs {
     /// Fraction of records that become visible --late-secs late.
     #[arg(long)]
     pub late_fraction: Option<f64>,
+    /// How late the --late-fraction records become visible, in seconds.
     #[arg(long)]
     pub late_secs: Option<i64>,
-    /// issue 15, billing settles later: fraction of calls first served with fees 0 (talk
-    /// and parties), then --revise-secs after they became visible in their final form.
+    /// Billing settles later: fraction of calls first served with fees 0 (talk and
+    /// parties), then, --revise-secs after they became visible, in their final form.
     #[arg(long)]
     pub revise_fraction: Option<f64>,
-    /// How long a revised call stays preliminary (default 3600).
+    /// How long a revised call stays preliminary, in seconds (default 3600).
     #[arg(long)]
     pub revise_secs: Option<i64>,
-    /// issue 5: run the simulated clock at this many simulated seconds per real second,
+    /// Run the simulated clock at this many simulated seconds per real second,
     /// from --now (or the real now).
     #[arg(long, value_name = "N")]
     pub clock_speed: Option<f64>,
-    /// issue 5: simulated milliseconds between two messages of the agent metrics stream.
+    /// Simulated milliseconds between two messages of the agent metrics stream.
     #[arg(long, default_value_t = 1000)]
     pub metrics_tick_ms: u64,
-    /// issue 13: which of the API document's answer forms to speak (`literal`: the
+    /// Which of the API document's answer forms to speak (`literal`: the
     /// unwrapped token, `code: 0` reports, bare metrics, recordings on another host, DST
     /// report labels as rendered on the local clock).
     #[arg(long, value_enum, default_value_t = Dialect::Enveloped, env = "SOBOT_SIM_DIALECT")]
     pub dialect: Dialect,
-    /// issue 5: instead of serving, send this data set's pushes to a receiver.
+    /// Instead of serving, send this data set's pushes to a receiver.
     #[command(subcommand)]
     pub action: Option<SimAction>,
 }

@@ -45,20 +45,26 @@ pub struct PushArgs {
     /// Push types to send (talks, parties, agent-status, call-events); default all.
     #[arg(long, value_delimiter = ',')]
     pub kinds: Vec<String>,
-    #[arg(long)]
+    /// Send every Nth push a second time with fresh headers, as a Sobot retry.
+    #[arg(long, value_name = "N")]
     pub repeat_every: Option<u64>,
-    #[arg(long)]
+    /// Send every Nth body encrypted, as `{"content": ...}` (see --cipher, --aes-key).
+    #[arg(long, value_name = "N")]
     pub encrypt_every: Option<u64>,
+    /// Cipher of encrypted bodies: aes-ecb, aes-cbc or aes-gcm.
     #[arg(long, default_value = "aes-ecb")]
     pub cipher: String,
     /// Key for encrypted bodies (same forms as SOBOT_PUSH_AES_KEY).
     #[arg(long, env = "SOBOT_PUSH_AES_KEY", hide_env_values = true)]
     pub aes_key: Option<String>,
-    #[arg(long)]
+    /// First send every Nth push signed with a wrong key (expected 401).
+    #[arg(long, value_name = "N")]
     pub bad_sign_every: Option<u64>,
-    #[arg(long)]
+    /// First send every Nth push stamped an hour ago (expected 401).
+    #[arg(long, value_name = "N")]
     pub stale_every: Option<u64>,
-    #[arg(long)]
+    /// Once acknowledged, send every Nth push again with the very same headers (expected 401 replay).
+    #[arg(long, value_name = "N")]
     pub replay_every: Option<u64>,
     /// Pushes in flight at once.
     #[arg(long, default_value_t = 8)]

@@ -694,7 +694,7 @@ async fn a_daemon_with_two_tenants_runs_both_and_serves_their_health() {
     let has_series = |metrics: &str| {
         ["acme", "globex"].iter().all(|tenant| {
             metrics.contains(&format!(
-                "sobot_sync_rows_written_total{{pipeline=\"{tenant}/talks\""
+                "sobot_sync_rows_written_total{{tenant=\"{tenant}\",pipeline=\"talks\""
             ))
         })
     };
@@ -715,7 +715,8 @@ async fn a_daemon_with_two_tenants_runs_both_and_serves_their_health() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     for tenant in ["acme", "globex"] {
-        let series = format!("sobot_sync_rows_written_total{{pipeline=\"{tenant}/talks\"");
+        let series =
+            format!("sobot_sync_rows_written_total{{tenant=\"{tenant}\",pipeline=\"talks\"");
         assert!(metrics.contains(&series), "{series} in\n{metrics}");
         // Each tenant's API traffic is its own series, not a sum over tenants.
         let label = format!("tenant=\"{tenant}\"");

@@ -244,10 +244,46 @@ async fn metrics_are_served_and_move_across_runs_with_faults_on() {
     assert!(
         m1.contains_key(&(
             "sobot_sync_watermark_lag_seconds".to_string(),
-            [("pipeline".to_string(), "talks".to_string())].into()
+            [
+                ("tenant".to_string(), String::new()),
+                ("pipeline".to_string(), "talks".to_string())
+            ]
+            .into()
         )),
-        "the lag gauge of talks"
+        "the lag gauge of talks, with the empty tenant of a setup without tenants"
     );
+    // The tenant is a label of its own on every series of a pipeline and of the API
+    // (other tests of this process may run engines with tenants: any value goes), and
+    // `pipeline` is the bare name.
+    for (name, labels) in m1.keys() {
+        if labels.contains_key("pipeline") || name.starts_with("sobot_sync_api_") {
+            assert!(labels.contains_key("tenant"), "{name} {labels:?}");
+        }
+        let pipeline = labels
+            .get("pipeline")
+            .map(String::as_str)
+            .unwrap_or_default();
+        assert!(!pipeline.contains('/'), "{name} {labels:?}");
+    }
+    let build = sum(
+        &m1,
+        "sobot_sync_build_info",
+        &[("version", env!("CARGO_PKG_VERSION"))],
+    );
+    assert_eq!(build, 1.0, "the build info gauge: {m1:#?}");
+    if cfg!(target_os = "linux") {
+        for name in [
+            "process_resident_memory_bytes",
+            "process_open_fds",
+            "process_start_time_seconds",
+        ] {
+            assert!(sum(&m1, name, &[]) > 0.0, "{name} in {m1:#?}");
+        }
+        assert!(
+            m1.keys().any(|(n, _)| n == "process_cpu_seconds_total"),
+            "process_cpu_seconds_total in {m1:#?}"
+        );
+    }
 
     sobot_sync::app::run::run_pipelines(&rig.engine(now2), &names)
         .await
@@ -308,7 +344,7 @@ async fn last_runs_requests_per_endpoint_are_gauges() {
     let check = |m: &BTreeMap<Series, f64>, reports: &[sobot_sync::engine::run::Report]| {
         let mut retries = 0;
         for r in reports {
-            let pipeline = format!("budget-gauges/{}", r.pipeline);
+            let pipeline = r.pipeline.as_str();
             // issue 15: a lookback of parties asks nothing when no call is new, changed
             // or settling.
             assert!(
@@ -317,7 +353,8 @@ async fn last_runs_requests_per_endpoint_are_gauges() {
             );
             for (endpoint, u) in &r.api_requests.0 {
                 let labels = [
-                    ("pipeline", pipeline.as_str()),
+                    ("tenant", "budget-gauges"),
+                    ("pipeline", pipeline),
                     ("endpoint", endpoint.as_str()),
                 ];
                 assert_eq!(
@@ -336,7 +373,8 @@ async fn last_runs_requests_per_endpoint_are_gauges() {
         assert!(retries > 0, "the faults were retried: {reports:#?}");
     };
     let token = [
-        ("pipeline", "budget-gauges/talks"),
+        ("tenant", "budget-gauges"),
+        ("pipeline", "talks"),
         ("endpoint", "/tokens/company"),
     ];
 
@@ -487,6 +525,38 @@ async fn json_logs_are_one_object_per_line_with_run_spans() {
             .any(|s| s["name"] == "window" && s["start"].is_string()))),
         "some line was logged inside a window span:\n{}",
         o.stderr
+    );
+}
+
+/// `RUST_LOG` filters the logs when `SOBOT_SYNC_LOG` is unset, and `SOBOT_SYNC_LOG`
+/// wins when both are set; `NO_COLOR` leaves the text lines without escape bytes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rust_log_stands_in_for_sobot_sync_log() {
+    let now = t("2024-03-02T03:00:00+08:00");
+    let mut env = CliEnv::start(now + Duration::days(1), "2024-03-02").await;
+    env.unset("SOBOT_SYNC_LOG")
+        .set("RUST_LOG", "debug")
+        .set("NO_COLOR", "1");
+    let o = env.run(&["run", "talks", "--now", &now.to_rfc3339()]).await;
+    o.expect_code(0);
+    assert!(
+        o.stderr.contains(" DEBUG "),
+        "debug lines under RUST_LOG=debug:\n{}",
+        o.all()
+    );
+    assert!(
+        !o.stderr.contains('\u{1b}'),
+        "no escape bytes under NO_COLOR:\n{}",
+        o.all()
+    );
+    env.set("SOBOT_SYNC_LOG", "info");
+    let o = env.run(&["run", "talks", "--now", &now.to_rfc3339()]).await;
+    o.expect_code(0);
+    assert!(o.stderr.contains(" INFO "), "{}", o.all());
+    assert!(
+        !o.stderr.contains(" DEBUG "),
+        "SOBOT_SYNC_LOG wins:\n{}",
+        o.all()
     );
 }
 

@@ -229,6 +229,13 @@ async fn shard_processes_load_the_range_and_refuse_the_lookback() {
             vec!["JOB_COMPLETION_INDEX"],
         ),
         (
+            "--shard and --shards at once (clap refuses)",
+            vec![
+                "--from", from, "--to", to, "--shard", "0/2", "--shards", "2",
+            ],
+            vec!["--shard", "cannot be used with"],
+        ),
+        (
             "a report pipeline",
             vec!["--from", from, "--to", to, "--shard", "0/2"],
             vec!["search and children"],

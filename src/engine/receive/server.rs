@@ -268,6 +268,7 @@ async fn healthz(State(app): State<Arc<App>>) -> Response {
 }
 
 async fn metrics_text(State(app): State<Arc<App>>) -> Response {
+    crate::io::obs::process::record();
     (
         [(
             header::CONTENT_TYPE,

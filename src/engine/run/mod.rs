@@ -124,11 +124,17 @@ pub struct Report {
 }
 
 impl Report {
-    /// issue 13: counts `n` records passed over for `reason` (report and metric).
-    pub fn skip(&mut self, reason: &'static str, n: u64) {
+    /// issue 13: counts `n` records passed over for `reason` (report and metric;
+    /// `labels` from `Engine::metric_label`, as the report knows no tenant).
+    pub fn skip(
+        &mut self,
+        labels: &crate::io::obs::metrics::PipelineLabels,
+        reason: &'static str,
+        n: u64,
+    ) {
         if n > 0 {
             *self.skipped.entry(reason).or_insert(0) += n;
-            crate::io::obs::metrics::records_skipped(&self.pipeline, reason, n);
+            crate::io::obs::metrics::records_skipped(labels, reason, n);
         }
     }
 }
@@ -148,9 +154,9 @@ pub struct Engine {
 }
 
 impl Engine {
-    /// The `pipeline` label of this engine's series of `p` (see `io::obs::metrics::pipeline_label`).
-    pub fn metric_label(&self, p: &Pipeline) -> String {
-        crate::io::obs::metrics::pipeline_label(self.settings.tenant.as_deref(), &p.name)
+    /// The `tenant` and `pipeline` labels of this engine's series of `p`.
+    pub fn metric_label(&self, p: &Pipeline) -> crate::io::obs::metrics::PipelineLabels {
+        crate::io::obs::metrics::PipelineLabels::new(self.settings.tenant.as_deref(), &p.name)
     }
 
     /// issue 15: the API requests this engine's run has made so far: empty unless the

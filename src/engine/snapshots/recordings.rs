@@ -287,7 +287,11 @@ pub async fn run(
                 report.rows += done.rows;
                 report.files += u64::from(done.file);
                 report.requests += done.downloads;
-                report.skip("record_url_without_id", done.unreadable);
+                report.skip(
+                    &engine.metric_label(p),
+                    "record_url_without_id",
+                    done.unreadable,
+                );
                 if let Some(r) = st.last_run.as_mut() {
                     (r.windows, r.rows, r.files) = (report.windows, report.rows, report.files);
                 }

@@ -93,7 +93,7 @@ async fn take(
             if no_uuid > 0 {
                 tracing::warn!(pipeline = %p.name, entries = no_uuid, "agent metrics entries without an agentUUID were left out");
             }
-            report.skip("no_agent_uuid", no_uuid);
+            report.skip(&engine.metric_label(p), "no_agent_uuid", no_uuid);
             (records, requests)
         }
     };

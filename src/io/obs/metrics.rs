@@ -3,9 +3,16 @@
 //! axum server in [`crate::app::http`] serves the text).
 //!
 //! Recording is a no-op until [`install`] has put the recorder in place, so a command
-//! that serves no metrics pays nothing. Every series name starts with `sobot_sync_`; the
-//! labels are low-cardinality by construction: a pipeline name, a table name, an HTTP
+//! that serves no metrics pays nothing. Every series name starts with `sobot_sync_`
+//! (besides the standard `process_*` ones, see [`super::process`]); the labels are
+//! low-cardinality by construction: a tenant, a pipeline name, a table name, an HTTP
 //! status, and an endpoint *path shape* ([`endpoint_label`]), never a record id.
+//!
+//! Every series a pipeline or a tenant's API client emits has a `tenant` label and the
+//! bare pipeline name in `pipeline` ([`PipelineLabels`]), so a query can sum or filter by
+//! either without taking a label apart. Without tenants `tenant` is the empty string,
+//! which Prometheus stores as no label at all: a single-tenant setup's queries need not
+//! name it.
 
 use chrono::{DateTime, Utc};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
@@ -32,6 +39,8 @@ pub const RECORDS_SKIPPED: &str = "sobot_sync_records_skipped_total";
 pub const RUN_API_REQUESTS: &str = "sobot_sync_run_api_requests";
 /// issue 15: the retries among them.
 pub const RUN_API_RETRIES: &str = "sobot_sync_run_api_retries";
+/// Always 1; its labels say which build is running.
+pub const BUILD_INFO: &str = "sobot_sync_build_info";
 
 /// Bucket bounds of the window duration histogram, in seconds: from a quiet hour of a
 /// small tenant (well under a second) to a window that spends minutes in backoff.
@@ -51,6 +60,7 @@ pub fn install() -> Result<PrometheusHandle, String> {
                 .and_then(|b| b.install_recorder())
                 .map_err(|e| format!("cannot install the metrics recorder: {e}"))?;
             describe();
+            build_info();
             Ok(handle)
         })
         .clone()
@@ -105,6 +115,11 @@ fn describe() {
         "Retries among the last run's API requests, by endpoint"
     );
     describe_gauge!(
+        BUILD_INFO,
+        "Always 1: the running build's version, the Rust version it was built with and its target"
+    );
+    super::process::describe();
+    describe_gauge!(
         HEALTHY,
         "1 when the pipeline passes the health rule at the last scrape, else 0"
     );
@@ -132,14 +147,46 @@ pub fn endpoint_label(path: &str) -> String {
     out
 }
 
-/// The labels of an API series: the endpoint's shape, and the tenant when there are
-/// several (a single-tenant setup keeps series without a `tenant` label).
+/// The `tenant` label's value: the tenant's name, or empty without tenants (see the
+/// module's note).
+fn tenant_value(tenant: Option<&str>) -> String {
+    tenant.unwrap_or_default().to_string()
+}
+
+/// The labels of an API series: the tenant (empty without tenants) and the endpoint's shape.
 fn api_labels(tenant: Option<&str>, endpoint: &str) -> Vec<metrics::Label> {
-    let mut labels = vec![metrics::Label::new("endpoint", endpoint_label(endpoint))];
-    if let Some(t) = tenant {
-        labels.push(metrics::Label::new("tenant", t.to_string()));
+    vec![
+        metrics::Label::new("tenant", tenant_value(tenant)),
+        metrics::Label::new("endpoint", endpoint_label(endpoint)),
+    ]
+}
+
+/// The labels every series of one pipeline carries: the tenant it works for (empty
+/// without tenants) and its bare name. `/healthz` names a tenant's pipeline
+/// `tenant/pipeline`; the metrics keep the two apart.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct PipelineLabels {
+    pub tenant: String,
+    pub pipeline: String,
+}
+
+impl PipelineLabels {
+    pub fn new(tenant: Option<&str>, pipeline: &str) -> Self {
+        PipelineLabels {
+            tenant: tenant_value(tenant),
+            pipeline: pipeline.to_string(),
+        }
     }
-    labels
+
+    /// `tenant` and `pipeline`, then `more`.
+    fn with(&self, more: &[(&'static str, String)]) -> Vec<metrics::Label> {
+        let mut labels = vec![
+            metrics::Label::new("tenant", self.tenant.clone()),
+            metrics::Label::new("pipeline", self.pipeline.clone()),
+        ];
+        labels.extend(more.iter().map(|(k, v)| metrics::Label::new(*k, v.clone())));
+        labels
+    }
 }
 
 /// One HTTP attempt and its status (`None`: no answer: connect error or timeout).
@@ -166,88 +213,79 @@ pub fn api_rate_limited(tenant: Option<&str>, endpoint: &str) {
 }
 
 /// Windows committed together with the rows and files that hold them.
-pub fn committed(pipeline: &str, table: &str, windows: u64, rows: u64, files: u64) {
-    let (p, t) = (pipeline.to_string(), table.to_string());
-    metrics::counter!(WINDOWS_COMMITTED, "pipeline" => p.clone()).increment(windows);
-    metrics::counter!(ROWS_WRITTEN, "pipeline" => p.clone(), "table" => t.clone()).increment(rows);
-    metrics::counter!(FILES_WRITTEN, "pipeline" => p, "table" => t).increment(files);
+pub fn committed(p: &PipelineLabels, table: &str, windows: u64, rows: u64, files: u64) {
+    let table = [("table", table.to_string())];
+    metrics::counter!(WINDOWS_COMMITTED, p.with(&[])).increment(windows);
+    metrics::counter!(ROWS_WRITTEN, p.with(&table)).increment(rows);
+    metrics::counter!(FILES_WRITTEN, p.with(&table)).increment(files);
 }
 
-/// issue 13: `n` records of `pipeline` passed over for `reason` (a fixed word such as
+/// `n` records of a pipeline passed over for `reason` (a fixed word such as
 /// `no_agent_uuid`, never a record's value).
-pub fn records_skipped(pipeline: &str, reason: &'static str, n: u64) {
-    metrics::counter!(RECORDS_SKIPPED, "pipeline" => pipeline.to_string(), "reason" => reason)
-        .increment(n);
+pub fn records_skipped(p: &PipelineLabels, reason: &'static str, n: u64) {
+    metrics::counter!(RECORDS_SKIPPED, p.with(&[("reason", reason.to_string())])).increment(n);
 }
 
 /// How long one window took to extract and convert.
-pub fn window_duration(pipeline: &str, took: Duration) {
-    metrics::histogram!(WINDOW_DURATION, "pipeline" => pipeline.to_string())
-        .record(took.as_secs_f64());
+pub fn window_duration(p: &PipelineLabels, took: Duration) {
+    metrics::histogram!(WINDOW_DURATION, p.with(&[])).record(took.as_secs_f64());
 }
 
 /// The watermark's distance from `now` (the run's clock).
-pub fn watermark_lag(pipeline: &str, watermark: DateTime<Utc>, now: DateTime<Utc>) {
+pub fn watermark_lag(p: &PipelineLabels, watermark: DateTime<Utc>, now: DateTime<Utc>) {
     let lag = (now - watermark).num_milliseconds() as f64 / 1000.0;
-    metrics::gauge!(WATERMARK_LAG, "pipeline" => pipeline.to_string()).set(lag);
+    metrics::gauge!(WATERMARK_LAG, p.with(&[])).set(lag);
 }
 
 /// A run's end: counted by outcome; a success also sets the last-success time.
-pub fn run_finished(pipeline: &str, succeeded: bool, at: DateTime<Utc>) {
+pub fn run_finished(p: &PipelineLabels, succeeded: bool, at: DateTime<Utc>) {
     let outcome = if succeeded { "succeeded" } else { "failed" };
-    metrics::counter!(RUNS, "pipeline" => pipeline.to_string(), "outcome" => outcome).increment(1);
+    metrics::counter!(RUNS, p.with(&[("outcome", outcome.to_string())])).increment(1);
     if succeeded {
-        last_success(pipeline, at);
+        last_success(p, at);
     }
 }
 
-pub fn last_success(pipeline: &str, at: DateTime<Utc>) {
-    metrics::gauge!(LAST_SUCCESS, "pipeline" => pipeline.to_string())
-        .set(at.timestamp_millis() as f64 / 1000.0);
+pub fn last_success(p: &PipelineLabels, at: DateTime<Utc>) {
+    metrics::gauge!(LAST_SUCCESS, p.with(&[])).set(at.timestamp_millis() as f64 / 1000.0);
 }
 
-/// Endpoints each pipeline label's runs have reported, so an endpoint a later run did
-/// not call (the token endpoint, asked once per token lifetime) drops to 0 instead of
+/// Endpoints each pipeline's runs have reported, so an endpoint a later run did not
+/// call (the token endpoint, asked once per token lifetime) drops to 0 instead of
 /// showing an older run's count.
-static RUN_ENDPOINTS: std::sync::Mutex<BTreeMap<String, BTreeSet<String>>> =
+static RUN_ENDPOINTS: std::sync::Mutex<BTreeMap<PipelineLabels, BTreeSet<String>>> =
     std::sync::Mutex::new(BTreeMap::new());
 
-/// issue 15: a run's API requests and retries per endpoint, as gauges of its pipeline
-/// (`pipeline` as [`pipeline_label`] gives it), replacing the previous run's.
-pub fn run_api_requests(pipeline: &str, usage: &crate::io::api::ApiUsage) {
+/// A run's API requests and retries per endpoint, as gauges of its pipeline, replacing
+/// the previous run's.
+pub fn run_api_requests(p: &PipelineLabels, usage: &crate::io::api::ApiUsage) {
     let mut seen = RUN_ENDPOINTS
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
-    let known = seen.entry(pipeline.to_string()).or_default();
+    let known = seen.entry(p.clone()).or_default();
     known.extend(usage.0.keys().cloned());
     for endpoint in known.iter() {
         let u = usage.0.get(endpoint).copied().unwrap_or_default();
-        let labels = [
-            ("pipeline", pipeline.to_string()),
-            ("endpoint", endpoint.clone()),
-        ];
-        metrics::gauge!(RUN_API_REQUESTS, &labels).set(u.requests as f64);
-        metrics::gauge!(RUN_API_RETRIES, &labels).set(u.retries as f64);
+        let labels = p.with(&[("endpoint", endpoint.clone())]);
+        metrics::gauge!(RUN_API_REQUESTS, labels.clone()).set(u.requests as f64);
+        metrics::gauge!(RUN_API_RETRIES, labels).set(u.retries as f64);
     }
 }
 
 /// The health rule's inputs and verdict for one pipeline, set at each scrape.
-pub fn health(pipeline: &str, alert_lag_secs: u64, healthy: bool) {
-    metrics::gauge!(ALERT_LAG, "pipeline" => pipeline.to_string()).set(alert_lag_secs as f64);
-    metrics::gauge!(HEALTHY, "pipeline" => pipeline.to_string()).set(if healthy {
-        1.0
-    } else {
-        0.0
-    });
+pub fn health(p: &PipelineLabels, alert_lag_secs: u64, healthy: bool) {
+    metrics::gauge!(ALERT_LAG, p.with(&[])).set(alert_lag_secs as f64);
+    metrics::gauge!(HEALTHY, p.with(&[])).set(if healthy { 1.0 } else { 0.0 });
 }
 
-/// The `pipeline` label of a pipeline's series: `tenant/pipeline` when the engine
-/// works for one of several tenants (as `/healthz` names it), else the pipeline.
-pub fn pipeline_label(tenant: Option<&str>, pipeline: &str) -> String {
-    match tenant {
-        Some(t) => format!("{t}/{pipeline}"),
-        None => pipeline.to_string(),
-    }
+/// `sobot_sync_build_info`: set once, when the recorder is installed.
+fn build_info() {
+    let labels = [
+        ("version", env!("CARGO_PKG_VERSION").to_string()),
+        ("rust", env!("SOBOT_SYNC_RUSTC").to_string()),
+        ("target", env!("SOBOT_SYNC_TARGET").to_string()),
+    ];
+    metrics::gauge!(BUILD_INFO, &labels).set(1.0);
 }
 
 #[cfg(test)]
